@@ -1,0 +1,276 @@
+"""The `airduck` command: thin over the Lakehouse facade (parse, call, render)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from airduck._version import __version__
+from airduck.cli import render
+
+app = typer.Typer(
+    name="airduck",
+    help="A lakehouse in one folder: sources -> bronze -> silver -> gold (dbt) -> PostgreSQL, on DuckLake.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+class State:
+    project: Path | None = None
+    debug: bool = False
+
+
+state = State()
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON (stable keys).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"airduck {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    project: Annotated[Path | None, typer.Option("-p", "--project", help="Project folder (default: search upwards from here).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors (secrets stay masked).")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    state.project = project
+    state.debug = debug
+
+
+def lakehouse():
+    from airduck.lakehouse import Lakehouse
+
+    return Lakehouse.open(state.project)
+
+
+# -- project ------------------------------------------------------------------------------------
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder of the new project (created if missing).")],
+    name: Annotated[str | None, typer.Option(help="Project name (default: the folder name).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing airduck.yml.")] = False,
+) -> None:
+    """Create a new project with a commented airduck.yml."""
+    from airduck.project_init import init_project
+
+    path = init_project(directory, name=name, force=force)
+    render.ok(f"created {path}")
+    render.console.print(f"next: cd {directory} && airduck doctor")
+
+
+@app.command()
+def doctor(as_json: JsonOpt = False) -> None:
+    """Check the project: config, extensions, catalog, storage. Each line says ok or fail and the fix."""
+    checks = lakehouse().doctor()
+    if as_json:
+        render.print_json([c.to_dict() for c in checks])
+    else:
+        for c in checks:
+            mark = "[green]ok  [/green]" if c.ok else "[red]fail[/red]"
+            line = f"{mark} {c.name}: {render.cell(c.detail)}"
+            if not c.ok and c.fix:
+                line += f"\n       fix: {render.cell(c.fix)}"
+            render.console.print(line, highlight=False)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
+def setup(as_json: JsonOpt = False) -> None:
+    """Create the folders/buckets the project needs; versioning and lifecycle rules on the landing zone."""
+    with lakehouse() as lh:
+        steps = lh.setup()
+        lh.current_snapshot()  # creates the catalog and the bronze/silver/gold schemas
+    if as_json:
+        render.print_json([s.__dict__ for s in steps])
+        return
+    render.table(["target", "action", "status", "detail"], [(s.target, s.action, s.status, s.detail) for s in steps])
+    if any(s.status == "failed" for s in steps):
+        raise typer.Exit(1)
+
+
+# -- reading ------------------------------------------------------------------------------------
+@app.command()
+def tables(as_json: JsonOpt = False, all_: Annotated[bool, typer.Option("--all", help="Include airduck's own tables.")] = False) -> None:
+    """List the lake's tables."""
+    with lakehouse() as lh:
+        refs = lh.tables(include_system=all_)
+        if as_json:
+            render.print_json([{"schema": t.schema, "name": t.name, "table": t.qualified} for t in refs])
+            return
+        rows = []
+        for t in refs:
+            d = lh.describe(t.qualified)
+            rows.append((t.schema, t.name, d.row_count, d.file_count, _bytes(d.file_bytes)))
+    render.table(["schema", "table", "rows", "files", "size"], rows)
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(n)
+
+
+@app.command()
+def describe(table: Annotated[str, typer.Argument(help="schema.table")], as_json: JsonOpt = False) -> None:
+    """Columns and types, row count, file count and bytes of a table."""
+    with lakehouse() as lh:
+        d = lh.describe(table)
+    if as_json:
+        render.print_json(d.to_dict())
+        return
+    render.console.print(f"[bold]{d.schema}.{d.name}[/bold]  rows={d.row_count}  files={d.file_count}  "
+                         f"size={_bytes(d.file_bytes)}  delete_files={d.delete_file_count}  snapshot={d.snapshot_id}",
+                         highlight=False)
+    render.table(["column", "type", "nullable"], [(c.name, c.type, "yes" if c.nullable else "no") for c in d.columns])
+
+
+@app.command()
+def head(
+    table: Annotated[str, typer.Argument(help="schema.table")],
+    n: Annotated[int, typer.Option("-n", "--rows", min=1, help="Rows to show.")] = 20,
+    at: Annotated[str | None, typer.Option("--at", help="Snapshot id or tag to read at (time travel).")] = None,
+    at_time: Annotated[str | None, typer.Option("--at-time", help="Timestamp to read at, e.g. 2026-11-01T10:00:00Z.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Preview rows of a table, now or at a snapshot/time."""
+    with lakehouse() as lh:
+        cols, rows = lh.head(table, n, at=at, at_time=at_time)
+    if as_json:
+        render.print_json(render.rows_as_dicts(cols, rows))
+    else:
+        render.table(cols, rows)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="One read-only SELECT; tables as schema.table.")],
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 1000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a read-only SQL query on the lake (writes and file access are refused)."""
+    cols, rows = lakehouse().sql(query, limit=limit)
+    if as_json:
+        render.print_json(render.rows_as_dicts(cols, rows))
+    else:
+        render.table(cols, rows)
+
+
+@app.command()
+def snapshots(
+    table: Annotated[str | None, typer.Argument(help="Only snapshots that changed this table.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List snapshots with their commit messages (optionally of one table)."""
+    with lakehouse() as lh:
+        snaps = lh.snapshots(table)
+        tags: dict[int, list[str]] = {}
+        for t in lh.tags():
+            tags.setdefault(t.snapshot_id, []).append(t.name)
+    if as_json:
+        render.print_json([{**s.to_dict(), "tags": tags.get(s.snapshot_id, [])} for s in snaps])
+        return
+    render.table(
+        ["id", "time", "message", "author", "tags", "changes"],
+        [(s.snapshot_id, s.time.strftime("%Y-%m-%d %H:%M:%S"), s.message or "", s.author or "",
+          ", ".join(tags.get(s.snapshot_id, [])), "; ".join(f"{k}: {', '.join(v)}" for k, v in s.changes.items()))
+         for s in snaps],
+    )
+
+
+# -- changing history ---------------------------------------------------------------------------
+@app.command()
+def rollback(
+    table: Annotated[str, typer.Argument(help="schema.table")],
+    to: Annotated[str, typer.Option("--to", help="Snapshot id or tag to go back to.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a table hold what it held at a snapshot, as a new snapshot (history is kept)."""
+    with lakehouse() as lh:
+        new = lh.rollback(table, to)
+    if as_json:
+        render.print_json({"table": table, "to": to, "snapshot_id": new})
+    else:
+        render.ok(f"{table} rolled back to {to} (new snapshot {new})")
+
+
+@app.command()
+def tag(
+    name: Annotated[str | None, typer.Argument(help="Tag name.")] = None,
+    snapshot: Annotated[str | None, typer.Option("--snapshot", help="Snapshot id or tag (default: current).")] = None,
+    note: Annotated[str | None, typer.Option(help="A note kept with the tag.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Move an existing tag.")] = False,
+    delete: Annotated[bool, typer.Option("--delete", help="Delete the tag.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List tags.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Name a snapshot so it is never expired and can be read back by name (--at NAME)."""
+    with lakehouse() as lh:
+        if list_ or name is None:
+            tags = lh.tags()
+            if as_json:
+                render.print_json([t.to_dict() for t in tags])
+            else:
+                render.table(["tag", "snapshot", "created", "by", "note"],
+                             [(t.name, t.snapshot_id, t.created_at, t.created_by, t.note) for t in tags])
+            return
+        if delete:
+            lh.untag(name)
+            render.ok(f"tag {name} deleted")
+            return
+        t = lh.tag(name, snapshot, note, force)
+    if as_json:
+        render.print_json(t.to_dict())
+    else:
+        render.ok(f"tag {t.name} -> snapshot {t.snapshot_id}")
+
+
+@app.command()
+def maintain(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be done.")] = False,
+    step: Annotated[list[str] | None, typer.Option("--step", help="Only these steps: flush, merge, rewrite, expire, cleanup.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Flush inlined data, merge small files, rewrite deletes, expire old snapshots, clean up files."""
+    with lakehouse() as lh:
+        steps = lh.maintain(dry_run=dry_run, steps=tuple(step) if step else None)
+    if as_json:
+        render.print_json([s.to_dict() for s in steps])
+        return
+    render.table(["step", "what", "would do" if dry_run else "done", "details"],
+                 [(s.name, s.description, s.would_do if dry_run else (s.done or ""), "\n".join(s.items[:10]) +
+                   (f"\n... {len(s.items) - 10} more" if len(s.items) > 10 else "")) for s in steps],
+                 title="maintenance plan (dry run: nothing changed)" if dry_run else "maintenance")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: one red line and exit 1 for airduck errors; tracebacks only with --debug."""
+    from airduck.errors import AirduckError
+
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        return app(args=args, prog_name="airduck")
+    except AirduckError as exc:
+        if debug:
+            import traceback
+
+            from airduck.config.secrets import redact
+
+            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+        render.error(str(exc))
+        sys.exit(1)

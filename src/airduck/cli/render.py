@@ -1,0 +1,63 @@
+"""Rendering for the CLI: Rich tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from airduck.config.secrets import redact
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return str(value)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(redact(json.dumps(data, default=_default, indent=2, ensure_ascii=False)) + "\n")
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "[dim]NULL[/dim]"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return redact(str(value)).replace("[", "\\[")
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    t = Table(title=title, show_lines=False, header_style="bold")
+    for c in columns:
+        t.add_column(str(c), overflow="fold")
+    for row in rows:
+        t.add_row(*(cell(v) for v in row))
+    console.print(t)
+
+
+def rows_as_dicts(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(columns, r, strict=False)) for r in rows]
+
+
+def error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/bold red] {redact(message)}", highlight=False, soft_wrap=True)
+
+
+def ok(message: str) -> None:
+    console.print(f"[green]✓[/green] {message}", highlight=False)

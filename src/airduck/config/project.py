@@ -1,0 +1,175 @@
+"""The whole airduck.yml and the Project that holds it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+
+from airduck.bronze.config import Source
+from airduck.config.base import Model
+from airduck.config.loader import PROJECT_FILE, find_project_dir, interpolate, project_env, read_yaml, where
+from airduck.config.secrets import dsn_password, register_secret
+from airduck.errors import ConfigError
+from airduck.gold.config import GoldConfig
+from airduck.lake.config import LakeConfig
+from airduck.serve.config import ServeConfig
+from airduck.silver.config import SilverTable
+
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+#: environment variables that override `lake:` settings (they win over airduck.yml)
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "AIRDUCK_CATALOG": ("catalog",),
+    "AIRDUCK_DATA_PATH": ("data_path",),
+    "AIRDUCK_LANDING": ("landing",),
+    "AIRDUCK_S3_ENDPOINT": ("s3", "endpoint"),
+    "AWS_ACCESS_KEY_ID": ("s3", "access_key_id"),
+    "AWS_SECRET_ACCESS_KEY": ("s3", "secret_access_key"),
+    "AWS_REGION": ("s3", "region"),
+}
+
+
+class ProjectConfig(Model):
+    name: str = "airduck"
+    lake: LakeConfig = Field(default_factory=LakeConfig)
+    sources: dict[str, Source] = Field(default_factory=dict)
+    silver: dict[str, SilverTable] = Field(default_factory=dict)
+    gold: GoldConfig = Field(default_factory=GoldConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+
+    @field_validator("sources", "silver")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"table name {name!r} must be lower_snake_case (letters, digits, _)")
+        return value
+
+
+@dataclass
+class Project:
+    """A project folder: its airduck.yml, validated, and the environment it was read with."""
+
+    root: Path
+    config: ProjectConfig
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def file(self) -> Path:
+        return self.root / PROJECT_FILE
+
+    @property
+    def state_dir(self) -> Path:
+        """`.airduck/` in the project: the embedded catalog, data and run artifacts by default."""
+        return self.root / ".airduck"
+
+    def resolve(self, location: str) -> str:
+        """A lake/landing location as airduck uses it: URLs as they are, local paths made absolute."""
+        if "://" in location or location.startswith(("postgres:", "postgresql:")):
+            return location
+        path = Path(location).expanduser()
+        if not path.is_absolute():
+            path = self.root / path
+        text = str(path)
+        if location.endswith("/") and not text.endswith("/"):
+            text += "/"
+        return text
+
+
+def _set(data: dict[str, Any], path: tuple[str, ...], value: str) -> None:
+    node = data
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _data_loc(data: Any, loc: tuple) -> tuple:
+    """Drop the parts of a pydantic location that are not in the document (union tags and the like)."""
+    out: list = []
+    node = data
+    for part in loc:
+        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and part < len(node)):
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, dict | list):
+            if part == loc[-1]:
+                out.append(part)  # a missing or unknown key: name it
+            continue
+    return tuple(out)
+
+
+def _format_error(file: Path, lines: dict, exc: ValidationError, data: Any) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = _data_loc(data, tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling; see `airduck init` for a commented example)"
+        elif err["type"] == "union_tag_invalid" or err["type"] == "union_tag_not_found":
+            msg = "`type` must be one of files, postgres, http"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        found = err.get("input")
+        detail = ""
+        if err["type"] not in ("missing", "extra_forbidden") and not isinstance(found, dict | list):
+            detail = f" (found {found!r})"
+        parts.append(f"{where(file, lines, loc)}: {msg}{detail}")
+    more = len(exc.errors()) - 5
+    if more > 0:
+        parts.append(f"... and {more} more")
+    return "; ".join(parts)
+
+
+def load_project(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Project:
+    """Find, read and validate a project. `path` is the project folder, a file in it, or None (search up)."""
+    start = Path(path) if path is not None else None
+    if start is not None and start.is_file():
+        start = start.parent
+    if start is not None and not start.exists():
+        raise ConfigError(f"project folder {start} does not exist")
+    root = find_project_dir(start) if start is None else start.resolve()
+    file = root / PROJECT_FILE
+    if not file.is_file():
+        raise ConfigError(f"{file}: no {PROJECT_FILE} here", hint="create one with `airduck init DIR`")
+    raw, lines = read_yaml(file)
+    env = project_env(root, environ)
+    data = interpolate(raw, env, file, lines)
+    lake = data.get("lake")
+    if lake is not None and not isinstance(lake, dict):
+        raise ConfigError(f"{where(file, lines, ('lake',))}: expected a mapping")
+    data.setdefault("lake", {})
+    for var, key_path in ENV_OVERRIDES.items():
+        if env.get(var):
+            _set(data["lake"], key_path, env[var])
+    try:
+        config = ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(file, lines, exc, data)) from None
+    _register_secrets(config)
+    return Project(root=root, config=config, env=env)
+
+
+def _register_secrets(config: ProjectConfig) -> None:
+    secret: SecretStr | None = config.lake.s3.secret_access_key
+    if secret is not None:
+        register_secret(secret.get_secret_value())
+    dsns = [config.lake.catalog]
+    dsns += [s.dsn for s in config.sources.values() if getattr(s, "dsn", None)]
+    if config.serve.postgres:
+        dsns.append(config.serve.postgres.dsn)
+    for dsn in dsns:
+        register_secret(dsn_password(dsn))
+    for src in config.sources.values():
+        for name, value in (getattr(src, "headers", None) or {}).items():
+            if name.lower() in {"authorization", "x-api-key", "api-key", "x-auth-token"}:
+                register_secret(value)
+                register_secret(value.split(" ", 1)[-1])

@@ -1,0 +1,16 @@
+"""The `gold:` part of airduck.yml: a normal dbt project building marts in the `gold` schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from airduck.config.base import Model
+
+
+class GoldConfig(Model):
+    dbt_project: str | None = Field(None, description="folder of a dbt project, relative to airduck.yml")
+    threads: int = Field(1, ge=1)
+    vars: dict[str, Any] = Field(default_factory=dict)
+    fail_on_warn: bool = False

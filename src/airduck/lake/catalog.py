@@ -1,0 +1,210 @@
+"""Reading the lake: tables, descriptions, previews, snapshots and time travel."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from airduck.errors import NotFound, SqlError
+from airduck.lake.connection import LAKE, METADATA, quote_ident
+
+SYSTEM_SCHEMAS = ("airduck",)
+
+
+@dataclass(frozen=True)
+class TableRef:
+    schema: str
+    name: str
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def sql(self) -> str:
+        return f"{LAKE}.{quote_ident(self.schema)}.{quote_ident(self.name)}"
+
+    @classmethod
+    def parse(cls, text: str, default_schema: str | None = None) -> TableRef:
+        parts = [p.strip().strip('"') for p in text.split(".")]
+        if parts and parts[0] == LAKE and len(parts) == 3:
+            parts = parts[1:]
+        if len(parts) == 2 and all(parts):
+            return cls(parts[0], parts[1])
+        if len(parts) == 1 and parts[0] and default_schema:
+            return cls(default_schema, parts[0])
+        raise NotFound(f"table name {text!r} is not of the form schema.table", hint="e.g. silver.orders")
+
+    def __str__(self) -> str:
+        return self.qualified
+
+
+@dataclass
+class Column:
+    name: str
+    type: str
+    nullable: bool = True
+
+
+@dataclass
+class TableDescription:
+    schema: str
+    name: str
+    columns: list[Column]
+    row_count: int
+    file_count: int
+    file_bytes: int
+    delete_file_count: int
+    snapshot_id: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Snapshot:
+    snapshot_id: int
+    time: datetime
+    schema_version: int
+    changes: dict[str, list[str]] = field(default_factory=dict)
+    author: str | None = None
+    message: str | None = None
+    extra_info: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["time"] = self.time.isoformat()
+        return d
+
+
+def list_tables(con: duckdb.DuckDBPyConnection, include_system: bool = False) -> list[TableRef]:
+    rows = con.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_catalog = ? ORDER BY 1, 2",
+        [LAKE],
+    ).fetchall()
+    return [TableRef(s, n) for s, n in rows if include_system or s not in SYSTEM_SCHEMAS]
+
+
+def list_schemas(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute(
+        "SELECT schema_name FROM information_schema.schemata WHERE catalog_name = ? ORDER BY 1", [LAKE]
+    ).fetchall()
+    return [r[0] for r in rows if r[0] != "main"]
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: TableRef) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? AND table_schema = ? AND table_name = ?",
+        [LAKE, table.schema, table.name],
+    ).fetchone()[0])
+
+
+def require_table(con: duckdb.DuckDBPyConnection, table: TableRef) -> None:
+    if not table_exists(con, table):
+        known = ", ".join(t.qualified for t in list_tables(con)) or "none yet"
+        raise NotFound(f"table {table} does not exist", hint=f"tables: {known}")
+
+
+def columns(con: duckdb.DuckDBPyConnection, table: TableRef) -> list[Column]:
+    rows = con.execute(
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_catalog = ? AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [LAKE, table.schema, table.name],
+    ).fetchall()
+    return [Column(n, t, nl == "YES") for n, t, nl in rows]
+
+
+def current_snapshot(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()[0])
+
+
+def describe(con: duckdb.DuckDBPyConnection, table: TableRef) -> TableDescription:
+    require_table(con, table)
+    count = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
+    info = con.execute(
+        "SELECT file_count, file_size_bytes, delete_file_count FROM ducklake_table_info(?) "
+        f"WHERE schema_id = (SELECT schema_id FROM {METADATA}.ducklake_schema WHERE schema_name = ? AND end_snapshot IS NULL) "
+        "AND table_name = ?",
+        [LAKE, table.schema, table.name],
+    ).fetchone()
+    files, size, deletes = info if info else (0, 0, 0)
+    return TableDescription(
+        table.schema, table.name, columns(con, table), int(count), int(files or 0), int(size or 0),
+        int(deletes or 0), current_snapshot(con),
+    )
+
+
+def at_clause(version: int | None = None, timestamp: str | datetime | None = None) -> tuple[str, list[Any]]:
+    if version is not None and timestamp is not None:
+        raise SqlError("give either a snapshot version or a timestamp, not both")
+    if version is not None:
+        return " AT (VERSION => ?)", [int(version)]
+    if timestamp is not None:
+        return " AT (TIMESTAMP => CAST(? AS TIMESTAMPTZ))", [str(timestamp)]
+    return "", []
+
+
+def read_at(
+    con: duckdb.DuckDBPyConnection, table: TableRef, *, version: int | None = None,
+    timestamp: str | datetime | None = None, limit: int | None = 20, order_by: str | None = None,
+) -> duckdb.DuckDBPyRelation:
+    """A relation over a table now, at a snapshot version, or at a point in time."""
+    clause, params = at_clause(version, timestamp)
+    if not clause:
+        require_table(con, table)
+    sql = f"SELECT * FROM {table.sql}{clause}"
+    if order_by:
+        sql += f" ORDER BY {order_by}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    try:
+        return con.sql(sql, params=params) if params else con.sql(sql)
+    except duckdb.Error as exc:
+        msg = str(exc).splitlines()[0]
+        if clause:
+            raise NotFound(f"cannot read {table} at that point: {msg}", hint="see `airduck snapshots`") from None
+        raise SqlError(msg) from None
+
+
+def snapshots(con: duckdb.DuckDBPyConnection, table: TableRef | None = None) -> list[Snapshot]:
+    rows = con.execute(
+        "SELECT snapshot_id, snapshot_time, schema_version, changes, author, commit_message, commit_extra_info "
+        f"FROM {LAKE}.snapshots() ORDER BY snapshot_id"
+    ).fetchall()
+    out = []
+    ids = table_ids(con, table) if table else set()
+    for sid, ts, sv, changes, author, message, extra in rows:
+        changes = {k: list(v) for k, v in (changes or {}).items()}
+        if table is not None and not _touches(changes, table, ids):
+            continue
+        try:
+            extra_d = json.loads(extra) if extra else None
+        except ValueError:
+            extra_d = {"raw": extra}
+        out.append(Snapshot(int(sid), ts, int(sv), changes, author, message, extra_d))
+    return out
+
+
+def table_ids(con: duckdb.DuckDBPyConnection, table: TableRef) -> set[str]:
+    rows = con.execute(
+        f"SELECT DISTINCT t.table_id FROM {METADATA}.ducklake_table t JOIN {METADATA}.ducklake_schema s "
+        "USING (schema_id) WHERE s.schema_name = ? AND t.table_name = ?",
+        [table.schema, table.name],
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def _touches(changes: dict[str, list[str]], table: TableRef, ids: set[str]) -> bool:
+    names = {table.qualified, f'"{table.schema}"."{table.name}"', f"{table.schema}.{table.name}"}
+    for kind, values in changes.items():
+        for value in values:
+            if (kind.startswith("tables_created") or kind.startswith("tables_dropped")) and value in names:
+                return True
+            if value in ids and not kind.startswith("schemas"):
+                return True
+    return False

@@ -1,0 +1,40 @@
+"""The `lake:` part of airduck.yml: where the catalog, the data and the landing zone live."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from airduck.config.base import Model
+
+
+class S3Config(Model):
+    """Connection to an S3-compatible store. Credentials come from here or from AWS_* variables."""
+
+    endpoint: str | None = Field(None, description="host:port or http(s)://host:port; empty for AWS")
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    url_style: Literal["path", "vhost"] = "path"
+    use_ssl: bool | None = None
+
+
+class MaintenanceConfig(Model):
+    """Defaults of `airduck maintain`."""
+
+    expire_older_than_days: float = Field(7.0, ge=0)
+    cleanup_older_than_days: float = Field(1.0, ge=0)
+    target_file_size: str = "128MB"
+    delete_threshold: float = Field(0.25, gt=0, le=1)
+
+
+class LakeConfig(Model):
+    catalog: str = ".airduck/catalog.sqlite"
+    data_path: str = ".airduck/data/"
+    landing: str = ".airduck/landing/"
+    s3: S3Config = Field(default_factory=S3Config)
+    landing_versioning: bool = True
+    noncurrent_version_days: int | None = Field(30, ge=1)
+    data_inlining_row_limit: int | None = Field(None, ge=0)
+    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)

@@ -1,0 +1,181 @@
+"""Opening DuckDB with the DuckLake attached: catalog in SQLite/PostgreSQL, data local or on S3."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import duckdb
+
+from airduck.config.project import Project
+from airduck.config.secrets import redact
+from airduck.errors import CatalogError, ConfigError, StorageError
+from airduck.lake.extensions import load_extensions
+
+LAKE = "lake"
+METADATA = f"__ducklake_metadata_{LAKE}"
+SCHEMAS = ("bronze", "silver", "gold", "airduck")
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class S3Access:
+    endpoint: str | None
+    region: str
+    key_id: str | None
+    secret: str | None
+    url_style: str
+    use_ssl: bool
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"S3Access(endpoint={self.endpoint!r}, region={self.region!r}, key_id={self.key_id!r})"
+
+
+def s3_access(project: Project) -> S3Access:
+    s3 = project.config.lake.s3
+    endpoint = s3.endpoint
+    use_ssl = s3.use_ssl
+    if endpoint and "://" in endpoint:
+        parts = urlsplit(endpoint)
+        if use_ssl is None:
+            use_ssl = parts.scheme == "https"
+        endpoint = parts.netloc
+    secret = s3.secret_access_key.get_secret_value() if s3.secret_access_key else None
+    return S3Access(endpoint, s3.region, s3.access_key_id, secret, s3.url_style, True if use_ssl is None else use_ssl)
+
+
+def storage_settings(project: Project):
+    """The S3 settings of a project for the object-store module."""
+    from airduck.storage import S3Settings
+
+    a = s3_access(project)
+    return S3Settings(
+        endpoint=a.endpoint and (("https://" if a.use_ssl else "http://") + a.endpoint),
+        region=a.region,
+        access_key_id=a.key_id,
+        secret_access_key=a.secret,
+        url_style=a.url_style,
+        use_ssl=a.use_ssl,
+    )
+
+
+def catalog_kind(catalog: str) -> str:
+    if catalog.startswith(("postgresql://", "postgres://", "postgres:", "postgresql:")):
+        return "postgres"
+    if catalog.endswith((".duckdb", ".ducklake")):
+        return "duckdb"
+    if catalog.startswith("sqlite:") or catalog.endswith((".sqlite", ".sqlite3", ".db")):
+        return "sqlite"
+    raise ConfigError(
+        f"lake.catalog: cannot tell the catalog type of {redact(catalog)!r}",
+        hint="use a path ending in .sqlite (embedded) or a postgresql://user@host:5432/db DSN",
+    )
+
+
+def attach_target(project: Project) -> tuple[str, str]:
+    """The `ducklake:` ATTACH string and the kind of catalog ('sqlite', 'postgres', 'duckdb')."""
+    catalog = project.config.lake.catalog
+    kind = catalog_kind(catalog)
+    if kind == "postgres":
+        dsn = catalog
+        for prefix in ("postgres:", "postgresql:"):
+            if dsn.startswith(prefix) and not dsn.startswith(prefix + "//"):
+                dsn = dsn[len(prefix) :]
+        return f"ducklake:postgres:{dsn}", kind
+    path = catalog[len("sqlite:") :] if catalog.startswith("sqlite:") else catalog
+    resolved = Path(project.resolve(path))
+    resolved.parent.mkdir(parents=True, exist_ok=True)
+    return (f"ducklake:sqlite:{resolved}" if kind == "sqlite" else f"ducklake:{resolved}"), kind
+
+
+def data_path(project: Project) -> str:
+    path = project.resolve(project.config.lake.data_path)
+    if not path.endswith("/"):
+        path += "/"
+    if "://" not in path:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def create_s3_secret(con: duckdb.DuckDBPyConnection, project: Project, name: str = "airduck_s3") -> None:
+    """A DuckDB secret for S3 from the project settings; values never appear in messages."""
+    a = s3_access(project)
+    opts = ["TYPE s3", "PROVIDER config", f"REGION {quote_literal(a.region)}"]
+    if a.key_id:
+        opts.append(f"KEY_ID {quote_literal(a.key_id)}")
+    if a.secret:
+        opts.append(f"SECRET {quote_literal(a.secret)}")
+    if a.endpoint:
+        opts.append(f"ENDPOINT {quote_literal(a.endpoint)}")
+    opts.append(f"URL_STYLE {quote_literal(a.url_style)}")
+    opts.append(f"USE_SSL {'true' if a.use_ssl else 'false'}")
+    try:
+        con.execute(f"CREATE OR REPLACE SECRET {name} ({', '.join(opts)})")
+    except duckdb.Error as exc:
+        raise StorageError(f"cannot configure S3 access: {redact(str(exc))}") from None
+
+
+_CONN_HINTS = (
+    (re.compile(r"password authentication failed|authentication failed", re.I), "check the user and password"),
+    (re.compile(r"Connection refused|could not connect|timeout|No route", re.I), "is the server running and reachable?"),
+    (re.compile(r"database .* does not exist", re.I), "create the database first (createdb NAME)"),
+)
+
+
+def _catalog_error(exc: Exception, target: str) -> CatalogError:
+    text = redact(str(exc)).strip().splitlines()
+    first = next((ln for ln in text if ln.strip()), "unknown error")
+    for pattern, hint in _CONN_HINTS:
+        if pattern.search(str(exc)):
+            return CatalogError(f"cannot open the lake catalog {redact(target)}: {first}", hint=hint)
+    return CatalogError(f"cannot open the lake catalog {redact(target)}: {first}")
+
+
+def open_lake(project: Project, *, read_only: bool = False, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB connection with the project's DuckLake attached as `lake` and in use."""
+    con = duckdb.connect(config={"threads": threads} if threads else {})
+    try:
+        load_extensions(con)
+        path = data_path(project)
+        if path.startswith("s3://") or project.config.lake.landing.startswith("s3://"):
+            create_s3_secret(con, project)
+        target, _kind = attach_target(project)
+        opts = [f"DATA_PATH {quote_literal(path)}"]
+        if read_only:
+            opts.append("READ_ONLY")
+        if project.config.lake.data_inlining_row_limit is not None:
+            opts.append(f"DATA_INLINING_ROW_LIMIT {int(project.config.lake.data_inlining_row_limit)}")
+        try:
+            con.execute(f"ATTACH {quote_literal(target)} AS {LAKE} ({', '.join(opts)})")
+        except duckdb.Error as exc:
+            raise _catalog_error(exc, project.config.lake.catalog) from None
+        con.execute(f"USE {LAKE}")
+        if not read_only:
+            ensure_schemas(con)
+        return con
+    except BaseException:
+        con.close()
+        raise
+
+
+def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
+    existing = {r[0] for r in con.execute(
+        "SELECT schema_name FROM information_schema.schemata WHERE catalog_name = ?", [LAKE]
+    ).fetchall()}
+    missing = [s for s in SCHEMAS if s not in existing]
+    if not missing:
+        return
+    from airduck.lake.commit import write
+
+    with write(con, "create schemas", step="init"):
+        for schema in missing:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {LAKE}.{quote_ident(schema)}")

@@ -1,0 +1,115 @@
+"""Changing history safely: rollback (as a new snapshot) and tags (named snapshots kept from expiry)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from airduck.errors import NotFound, SqlError
+from airduck.lake.catalog import TableRef, columns, current_snapshot, require_table, snapshots
+from airduck.lake.commit import write
+from airduck.lake.connection import LAKE
+
+TAGS = f"{LAKE}.airduck.tags"
+
+
+@dataclass
+class Tag:
+    name: str
+    snapshot_id: int
+    created_at: datetime
+    created_by: str | None
+    note: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["created_at"] = self.created_at.isoformat()
+        return d
+
+
+def _snapshot_exists(con: duckdb.DuckDBPyConnection, version: int) -> bool:
+    return bool(con.execute(f"SELECT count(*) FROM {LAKE}.snapshots() WHERE snapshot_id = ?", [version]).fetchone()[0])
+
+
+def rollback(con: duckdb.DuckDBPyConnection, table: TableRef, version: int) -> int:
+    """Make `table` hold what it held at snapshot `version`, as a new snapshot. Returns the new snapshot id."""
+    require_table(con, table)
+    if not _snapshot_exists(con, version):
+        raise NotFound(f"snapshot {version} does not exist (or has expired)", hint=f"see `airduck snapshots {table}`")
+    try:
+        old_cols = con.execute(f"DESCRIBE SELECT * FROM {table.sql} AT (VERSION => ?)", [version]).fetchall()
+    except duckdb.Error as exc:
+        raise NotFound(f"table {table} did not exist at snapshot {version}: {str(exc).splitlines()[0]}") from None
+    now_cols = [(c.name, c.type) for c in columns(con, table)]
+    same_shape = [(c[0], c[1]) for c in old_cols] == now_cols
+    with write(con, f"rollback {table} to snapshot {version}", step="rollback", table=table.qualified, to_version=version):
+        if same_shape:
+            con.execute(f"DELETE FROM {table.sql}")
+            con.execute(f"INSERT INTO {table.sql} SELECT * FROM {table.sql} AT (VERSION => ?)", [version])
+        else:
+            con.execute(f"CREATE OR REPLACE TABLE {table.sql} AS SELECT * FROM {table.sql} AT (VERSION => ?)", [version])
+    return current_snapshot(con)
+
+
+def _ensure_tags_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {TAGS} (name VARCHAR, snapshot_id BIGINT, created_at TIMESTAMPTZ, "
+        "created_by VARCHAR, note VARCHAR)"
+    )
+
+
+def tags(con: duckdb.DuckDBPyConnection) -> list[Tag]:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? AND table_schema = 'airduck' "
+        "AND table_name = 'tags'", [LAKE],
+    ).fetchone()[0]
+    if not exists:
+        return []
+    rows = con.execute(f"SELECT name, snapshot_id, created_at, created_by, note FROM {TAGS} ORDER BY name").fetchall()
+    return [Tag(*r) for r in rows]
+
+
+def tag(con: duckdb.DuckDBPyConnection, name: str, version: int | None = None, note: str | None = None,
+        force: bool = False) -> Tag:
+    """Name a snapshot (the current one by default). A tagged snapshot is never expired."""
+    if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise SqlError(f"tag name {name!r} may hold only letters, digits, '-', '_' and '.'")
+    target = current_snapshot(con) if version is None else int(version)
+    if not _snapshot_exists(con, target):
+        raise NotFound(f"snapshot {target} does not exist (or has expired)", hint="see `airduck snapshots`")
+    existing = {t.name: t for t in tags(con)}
+    if name in existing and not force:
+        raise SqlError(f"tag {name!r} already points at snapshot {existing[name].snapshot_id}",
+                       hint="use --force to move it, or `airduck tag --delete NAME`")
+    from airduck.lake.commit import author
+
+    with write(con, f"tag {name} -> snapshot {target}", step="tag", tag=name, snapshot=target):
+        _ensure_tags_table(con)
+        con.execute(f"DELETE FROM {TAGS} WHERE name = ?", [name])
+        con.execute(f"INSERT INTO {TAGS} VALUES (?, ?, now(), ?, ?)", [name, target, author(), note])
+    return next(t for t in tags(con) if t.name == name)
+
+
+def untag(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    if name not in {t.name for t in tags(con)}:
+        raise NotFound(f"tag {name!r} does not exist")
+    with write(con, f"delete tag {name}", step="tag", tag=name):
+        con.execute(f"DELETE FROM {TAGS} WHERE name = ?", [name])
+
+
+def resolve_version(con: duckdb.DuckDBPyConnection, ref: str | int | None) -> int | None:
+    """A snapshot id from a number or a tag name."""
+    if ref is None:
+        return None
+    if isinstance(ref, int) or str(ref).isdigit():
+        return int(ref)
+    for t in tags(con):
+        if t.name == ref:
+            return t.snapshot_id
+    raise NotFound(f"{ref!r} is neither a snapshot id nor a tag", hint="see `airduck snapshots` and `airduck tag --list`")
+
+
+__all__ = ["Tag", "resolve_version", "rollback", "snapshots", "tag", "tags", "untag"]

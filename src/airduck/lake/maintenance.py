@@ -1,0 +1,144 @@
+"""Lake maintenance: flush inlined data, compact, rewrite deletes, expire snapshots, clean files."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from airduck.lake.commit import write
+from airduck.lake.config import MaintenanceConfig
+from airduck.lake.connection import LAKE, METADATA
+from airduck.lake.history import tags
+
+
+@dataclass
+class MaintenanceStep:
+    name: str
+    description: str
+    would_do: str
+    done: str | None = None
+    items: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _size(text: str) -> int:
+    units = {"KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "B": 1}
+    t = text.strip().upper()
+    for unit, mult in sorted(units.items(), key=lambda kv: -len(kv[0])):
+        if t.endswith(unit):
+            return int(float(t[: -len(unit)].strip()) * mult)
+    return int(t)
+
+
+def _q(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[tuple]:
+    return con.execute(sql, params or []).fetchall()
+
+
+def plan(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, now: datetime | None = None) -> list[MaintenanceStep]:
+    """What maintenance would do now, step by step (nothing is changed)."""
+    now = now or datetime.now(UTC)
+    m = METADATA
+    steps: list[MaintenanceStep] = []
+
+    inlined = _q(con, f"""
+        SELECT s.schema_name || '.' || t.table_name, i.table_name
+        FROM {m}.ducklake_inlined_data_tables i
+        JOIN {m}.ducklake_table t ON t.table_id = i.table_id AND t.end_snapshot IS NULL
+        JOIN {m}.ducklake_schema s ON s.schema_id = t.schema_id AND s.end_snapshot IS NULL""")
+    items = []
+    for qualified, inline_table in inlined:
+        n = _q(con, f"SELECT count(*) FROM {m}.{inline_table} WHERE end_snapshot IS NULL")[0][0]
+        if n:
+            items.append(f"{qualified}: {n} inlined rows")
+    steps.append(MaintenanceStep("flush", "write rows inlined in the catalog to Parquet files",
+                                 f"flush {len(items)} table(s)", items=items))
+
+    small = _size(cfg.target_file_size)
+    groups = _q(con, f"""
+        SELECT s.schema_name || '.' || t.table_name, count(*) AS files
+        FROM {m}.ducklake_data_file f
+        JOIN {m}.ducklake_table t ON t.table_id = f.table_id AND t.end_snapshot IS NULL
+        JOIN {m}.ducklake_schema s ON s.schema_id = t.schema_id AND s.end_snapshot IS NULL
+        WHERE f.end_snapshot IS NULL AND f.file_size_bytes < ?
+        GROUP BY 1 HAVING count(*) > 1 ORDER BY 1""", [small])
+    steps.append(MaintenanceStep("merge", f"merge adjacent files smaller than {cfg.target_file_size}",
+                                 f"merge small files of {len(groups)} table(s)",
+                                 items=[f"{q}: {n} small files" for q, n in groups]))
+
+    deletes = _q(con, f"""
+        SELECT s.schema_name || '.' || t.table_name, count(*)
+        FROM {m}.ducklake_delete_file d
+        JOIN {m}.ducklake_data_file f ON f.data_file_id = d.data_file_id AND f.end_snapshot IS NULL
+        JOIN {m}.ducklake_table t ON t.table_id = d.table_id AND t.end_snapshot IS NULL
+        JOIN {m}.ducklake_schema s ON s.schema_id = t.schema_id AND s.end_snapshot IS NULL
+        WHERE d.end_snapshot IS NULL AND d.delete_count >= f.record_count * ?
+        GROUP BY 1 ORDER BY 1""", [cfg.delete_threshold])
+    steps.append(MaintenanceStep("rewrite", f"rewrite files with at least {cfg.delete_threshold:.0%} rows deleted",
+                                 f"rewrite files of {len(deletes)} table(s)",
+                                 items=[f"{q}: {n} file(s)" for q, n in deletes]))
+
+    versions = expirable(con, cfg, now)
+    steps.append(MaintenanceStep("expire", f"expire snapshots older than {cfg.expire_older_than_days:g} days "
+                                 "(never tagged ones, never the current one)",
+                                 f"expire {len(versions)} snapshot(s)", items=[str(v) for v in versions]))
+
+    older = now - timedelta(days=cfg.cleanup_older_than_days)
+    files = _q(con, "SELECT path FROM ducklake_cleanup_old_files(?, dry_run => true, older_than => ?)", [LAKE, older])
+    orphans = _q(con, "SELECT path FROM ducklake_delete_orphaned_files(?, dry_run => true, older_than => ?)",
+                 [LAKE, older])
+    steps.append(MaintenanceStep("cleanup", f"delete files of expired snapshots and orphaned files older than "
+                                 f"{cfg.cleanup_older_than_days:g} days",
+                                 f"delete {len(files)} old and {len(orphans)} orphaned file(s)",
+                                 items=[r[0] for r in files] + [r[0] for r in orphans]))
+    return steps
+
+
+def expirable(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, now: datetime) -> list[int]:
+    cutoff = now - timedelta(days=cfg.expire_older_than_days)
+    keep = {t.snapshot_id for t in tags(con)}
+    current = _q(con, f"SELECT id FROM {LAKE}.current_snapshot()")[0][0]
+    rows = _q(con, f"SELECT snapshot_id FROM {LAKE}.snapshots() WHERE snapshot_time < ? ORDER BY 1", [cutoff])
+    return [int(r[0]) for r in rows if r[0] not in keep and r[0] != current]
+
+
+def run(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, *, dry_run: bool = False,
+        steps: tuple[str, ...] = ("flush", "merge", "rewrite", "expire", "cleanup"),
+        now: datetime | None = None) -> list[MaintenanceStep]:
+    """Run maintenance (or, with dry_run, only say what it would do)."""
+    now = now or datetime.now(UTC)
+    planned = [s for s in plan(con, cfg, now) if s.name in steps]
+    if dry_run:
+        return planned
+    for step in planned:
+        if step.name == "flush":
+            _in_tx(con, "maintain: flush inlined data", lambda: con.execute("CALL ducklake_flush_inlined_data(?)", [LAKE]))
+            step.done = step.would_do
+        elif step.name == "merge":
+            _in_tx(con, "maintain: merge adjacent files", lambda: con.execute(
+                "CALL ducklake_merge_adjacent_files(?, max_file_size => ?)", [LAKE, _size(cfg.target_file_size)]))
+            step.done = step.would_do
+        elif step.name == "rewrite":
+            _in_tx(con, "maintain: rewrite files with deletes", lambda: con.execute(
+                "CALL ducklake_rewrite_data_files(?, delete_threshold => ?)", [LAKE, cfg.delete_threshold]))
+            step.done = step.would_do
+        elif step.name == "expire":
+            versions = expirable(con, cfg, now)
+            if versions:
+                con.execute("CALL ducklake_expire_snapshots(?, versions => ?)", [LAKE, versions])
+            step.done = f"expired {len(versions)} snapshot(s)"
+        elif step.name == "cleanup":
+            older = now - timedelta(days=cfg.cleanup_older_than_days)
+            a = _q(con, "SELECT path FROM ducklake_cleanup_old_files(?, older_than => ?)", [LAKE, older])
+            b = _q(con, "SELECT path FROM ducklake_delete_orphaned_files(?, older_than => ?)", [LAKE, older])
+            step.done = f"deleted {len(a)} old and {len(b)} orphaned file(s)"
+    return planned
+
+
+def _in_tx(con: duckdb.DuckDBPyConnection, message: str, fn) -> None:
+    with write(con, message, step="maintain"):
+        fn()

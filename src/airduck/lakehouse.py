@@ -1,0 +1,187 @@
+"""The facade: one object over a project's lake, storage and pipeline. CLI, API and Airflow call only this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from airduck.config.project import Project, load_project
+from airduck.config.secrets import redact
+from airduck.errors import AirduckError, SqlError
+from airduck.events import Reporter
+from airduck.lake import catalog, history, maintenance
+from airduck.lake.catalog import TableRef
+from airduck.lake.connection import data_path, open_lake, storage_settings
+from airduck.lake.sqlguard import check_read_only, lock_down
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix}
+
+
+class Lakehouse:
+    """A project's lakehouse. Opens the lake lazily; use as a context manager or call close()."""
+
+    def __init__(self, project: Project, reporter: Reporter | None = None) -> None:
+        self.project = project
+        self.reporter = reporter or Reporter()
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, reporter: Reporter | None = None) -> Lakehouse:
+        return cls(load_project(path), reporter)
+
+    # -- connections -------------------------------------------------------------------------
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            self._con = open_lake(self.project)
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> Lakehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def reconnect(self) -> None:
+        self.close()
+
+    # -- reading ----------------------------------------------------------------------------
+    def schemas(self) -> list[str]:
+        return catalog.list_schemas(self.con)
+
+    def tables(self, include_system: bool = False) -> list[TableRef]:
+        return catalog.list_tables(self.con, include_system)
+
+    def table(self, name: str) -> TableRef:
+        return TableRef.parse(name)
+
+    def describe(self, name: str) -> catalog.TableDescription:
+        return catalog.describe(self.con, TableRef.parse(name))
+
+    def read(self, name: str, *, at: str | int | None = None, at_time: str | datetime | None = None,
+             limit: int | None = None) -> duckdb.DuckDBPyRelation:
+        """A DuckDB relation over a table, optionally at a snapshot (id or tag) or a point in time."""
+        version = history.resolve_version(self.con, at)
+        return catalog.read_at(self.con, TableRef.parse(name), version=version, timestamp=at_time, limit=limit)
+
+    def head(self, name: str, n: int = 20, *, at: str | int | None = None,
+             at_time: str | datetime | None = None) -> tuple[list[str], list[tuple]]:
+        rel = self.read(name, at=at, at_time=at_time, limit=n)
+        return rel.columns, rel.fetchall()
+
+    def sql(self, query: str, limit: int | None = None) -> tuple[list[str], list[tuple]]:
+        """Run one read-only query in a locked-down session (no writes, no files outside the lake)."""
+        con = open_lake(self.project, read_only=True)
+        try:
+            check_read_only(con, query)
+            allowed = [data_path(self.project)]
+            lock_down(con, allowed)
+            try:
+                rel = con.sql(query)
+                if rel is None:
+                    raise SqlError("the statement returned no result")
+                rows = rel.fetchmany(limit) if limit else rel.fetchall()
+                return rel.columns, rows
+            except duckdb.Error as exc:
+                raise SqlError(redact(str(exc).splitlines()[0])) from None
+        finally:
+            con.close()
+
+    def snapshots(self, table: str | None = None) -> list[catalog.Snapshot]:
+        return catalog.snapshots(self.con, TableRef.parse(table) if table else None)
+
+    def current_snapshot(self) -> int:
+        return catalog.current_snapshot(self.con)
+
+    # -- changing history -------------------------------------------------------------------
+    def rollback(self, table: str, to: str | int) -> int:
+        version = history.resolve_version(self.con, to)
+        assert version is not None
+        return history.rollback(self.con, TableRef.parse(table), version)
+
+    def tag(self, name: str, snapshot: str | int | None = None, note: str | None = None,
+            force: bool = False) -> history.Tag:
+        return history.tag(self.con, name, history.resolve_version(self.con, snapshot), note, force)
+
+    def untag(self, name: str) -> None:
+        history.untag(self.con, name)
+
+    def tags(self) -> list[history.Tag]:
+        return history.tags(self.con)
+
+    def maintain(self, dry_run: bool = False, steps: tuple[str, ...] | None = None,
+                 now: datetime | None = None) -> list[maintenance.MaintenanceStep]:
+        kwargs: dict[str, Any] = {"dry_run": dry_run, "now": now}
+        if steps:
+            kwargs["steps"] = steps
+        return maintenance.run(self.con, self.project.config.lake.maintenance, **kwargs)
+
+    # -- storage ----------------------------------------------------------------------------
+    def landing(self):
+        """The landing zone's object store (raw files as received)."""
+        from airduck.storage import open_store
+
+        return open_store(self.project.config.lake.landing, storage_settings(self.project), base_dir=self.project.root)
+
+    def data_store(self):
+        from airduck.storage import open_store
+
+        return open_store(data_path(self.project), storage_settings(self.project), base_dir=self.project.root)
+
+    def setup(self) -> list[Any]:
+        """Create the buckets/folders the project needs; versioning and lifecycle on the landing zone."""
+        from airduck.storage import setup_store
+
+        lake = self.project.config.lake
+        steps = list(setup_store(self.data_store(), versioning=False, noncurrent_days=None))
+        steps += setup_store(self.landing(), versioning=lake.landing_versioning,
+                             noncurrent_days=lake.noncurrent_version_days if lake.landing_versioning else None)
+        return steps
+
+    # -- health -----------------------------------------------------------------------------
+    def doctor(self) -> list[Check]:
+        """Each check a line: config, extensions, catalog, storage (data and landing)."""
+        from airduck.lake.extensions import load_extensions
+
+        checks = [Check("config", True, f"{self.project.file} is valid "
+                        f"({len(self.project.config.sources)} sources, {len(self.project.config.silver)} silver tables)")]
+        try:
+            con = duckdb.connect()
+            load_extensions(con)
+            con.close()
+            checks.append(Check("extensions", True, f"ducklake, sqlite, postgres, httpfs load (DuckDB {duckdb.__version__})"))
+        except AirduckError as exc:
+            checks.append(Check("extensions", False, str(exc), "uv sync (installs the duckdb-extension-* wheels)"))
+        try:
+            self.close()
+            snap = self.current_snapshot()
+            checks.append(Check("catalog", True, f"{redact(self.project.config.lake.catalog)} (snapshot {snap})"))
+        except AirduckError as exc:
+            checks.append(Check("catalog", False, exc.message, exc.hint or "check lake.catalog / AIRDUCK_CATALOG"))
+        for label, opener in (("data", self.data_store), ("landing", self.landing)):
+            try:
+                store = opener()
+                store.check_writable()
+                checks.append(Check(f"storage ({label})", True, f"{store.url} is writable"))
+            except AirduckError as exc:
+                checks.append(Check(f"storage ({label})", False, exc.message,
+                                    exc.hint or "run `airduck setup`, check lake.s3 / AWS_* variables"))
+        return checks

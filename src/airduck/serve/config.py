@@ -1,0 +1,43 @@
+"""The `serve:` part of airduck.yml: marts published to PostgreSQL and exported as files."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from airduck.config.base import Model
+
+
+class ServedTable(Model):
+    table: str = Field(description="gold table, e.g. gold.salary_by_skill")
+    name: str | None = Field(None, description="target table name (default: the gold table's name)")
+    primary_key: list[str] = Field(default_factory=list)
+    indexes: list[list[str]] = Field(default_factory=list)
+
+
+def _tables(value: object) -> object:
+    if isinstance(value, list):
+        return [{"table": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
+class PostgresServe(Model):
+    dsn: str
+    schema_: str = Field("public", alias="schema")
+    tables: list[ServedTable] = Field(default_factory=list)
+
+    _norm = field_validator("tables", mode="before")(lambda cls, v: _tables(v))
+
+
+class ExportServe(Model):
+    path: str = Field(description="local folder or s3://bucket/prefix/")
+    format: list[Literal["parquet", "delta"]] = Field(default_factory=lambda: ["parquet"])
+    tables: list[ServedTable] = Field(default_factory=list)
+
+    _norm = field_validator("tables", mode="before")(lambda cls, v: _tables(v))
+
+
+class ServeConfig(Model):
+    postgres: PostgresServe | None = None
+    export: ExportServe | None = None
