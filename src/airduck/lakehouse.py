@@ -134,6 +134,27 @@ class Lakehouse:
             kwargs["steps"] = steps
         return maintenance.run(self.con, self.project.config.lake.maintenance, **kwargs)
 
+    # -- runs -------------------------------------------------------------------------------
+    def run(self, select: list[str] | None = None, full_refresh: bool = False):
+        """Run the pipeline (bronze -> silver -> gold -> serve, or the selected part). Returns a RunResult."""
+        from airduck.pipeline.runner import run_pipeline
+
+        return run_pipeline(self, select, full_refresh)
+
+    def runs(self, limit: int = 20):
+        from airduck.pipeline.records import list_runs
+
+        return list_runs(self.con, limit)
+
+    def run_info(self, run_id: str):
+        from airduck.errors import NotFound
+        from airduck.pipeline.records import get_run
+
+        rec = get_run(self.con, run_id)
+        if rec is None:
+            raise NotFound(f"no run {run_id!r}", hint="see `airduck runs`")
+        return rec
+
     # -- storage ----------------------------------------------------------------------------
     def landing(self):
         """The landing zone's object store (raw files as received)."""

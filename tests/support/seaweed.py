@@ -8,6 +8,7 @@ once and nothing collides with another service on the machine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import shutil
@@ -201,6 +202,8 @@ def seaweedfs(workdir: Path, bucket: str = "airduck-test") -> Iterator[S3Server]
         "-admin.ui=false",
         "-webdav=false",
         "-master.telemetry=false",
+        # Real S3 never creates a bucket on upload; tests must see a missing bucket as missing.
+        "-s3.autoCreateBucket=false",
         *(f"-{flag}={port}" for flag, port in ports.items()),
     ]
     env = dict(os.environ)
@@ -226,7 +229,7 @@ def seaweedfs(workdir: Path, bucket: str = "airduck-test") -> Iterator[S3Server]
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = S3Server(**{**server.__dict__, "pid": proc.pid})
+    server = dataclasses.replace(server, pid=proc.pid)
     try:
         _wait_ready(proc, server, log_path)
         _create_bucket(server)

@@ -275,7 +275,9 @@ def test_credentials_in_s3_urls_are_refused_without_echoing_them() -> None:
 
 
 def test_s3_settings_repr_masks_the_secret() -> None:
-    settings = S3Settings(endpoint="minio:9000", access_key_id="AKID", secret_access_key="hunter2-very-secret")
+    settings = S3Settings(
+        endpoint="minio:9000", access_key_id="AKID", secret_access_key="hunter2-very-secret"
+    )
     for text in (repr(settings), str(settings), f"{settings}", repr([settings])):
         assert "hunter2-very-secret" not in text
         assert "***" in text

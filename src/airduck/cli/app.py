@@ -257,20 +257,105 @@ def maintain(
                  title="maintenance plan (dry run: nothing changed)" if dry_run else "maintenance")
 
 
+# -- runs ---------------------------------------------------------------------------------------
+@app.command()
+def run(
+    select: Annotated[list[str] | None, typer.Option("-s", "--select", help="Layers (bronze, silver, gold, serve), tables (bronze.x, silver.x, x) or dbt selectors. Repeatable.")] = None,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Re-read every input and rebuild silver.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress display.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the pipeline: sources -> bronze -> silver (one atomic step) -> gold (dbt) -> serve."""
+    from airduck.cli.progress import RichReporter
+    from airduck.config.project import load_project
+    from airduck.lakehouse import Lakehouse
+
+    with RichReporter(quiet=quiet or as_json) as reporter, Lakehouse(load_project(state.project), reporter) as lh:
+        try:
+            result = lh.run(select, full_refresh)
+        except Exception:
+            if not as_json:
+                try:
+                    runs = lh.runs(limit=1)
+                    if runs:
+                        _run_summary(lh.run_info(runs[0].run_id))
+                except Exception:
+                    pass
+            raise
+        rec = lh.run_info(result.record.run_id)
+    if as_json:
+        render.print_json(rec.to_dict())
+        return
+    _run_summary(rec)
+
+
+def _run_summary(rec) -> None:
+    rows = [(s["layer"], s["table_name"], s["status"], s["rows_in"], s["rows_out"], s["rows_quarantined"],
+             s["rows_rejected"], s["files"]) for s in rec.steps]
+    render.table(["layer", "table", "status", "in", "out", "quarantined", "rejected", "files"], rows,
+                 title=f"run {rec.run_id}: {rec.status}")
+    secs = f" in {rec.seconds:.1f}s" if rec.seconds is not None else ""
+    color = "green" if rec.status == "ok" else "red"
+    render.console.print(f"[{color}]{rec.status}[/{color}]{secs}: snapshot {rec.snapshot_before} -> {rec.snapshot_after}; "
+                         f"{rec.rows_in:,} rows in, {rec.rows_out:,} out, {rec.rows_quarantined:,} quarantined, "
+                         f"{rec.rows_rejected:,} rejected", highlight=False)
+
+
+runs_app = typer.Typer(help="Run records: list runs, or `runs show ID`.", invoke_without_command=True,
+                       no_args_is_help=False)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback()
+def runs_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("-n", "--limit", min=1, help="How many runs, newest first.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recent runs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with lakehouse() as lh:
+        runs = lh.runs(limit)
+    if as_json:
+        render.print_json([r.to_dict() for r in runs])
+        return
+    render.table(["run", "status", "started", "seconds", "in", "out", "quarantined", "rejected", "snapshots", "error"],
+                 [(r.run_id, r.status, r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                   f"{r.seconds:.1f}" if r.seconds is not None else "", r.rows_in, r.rows_out, r.rows_quarantined,
+                   r.rows_rejected, f"{r.snapshot_before} -> {r.snapshot_after}", (r.error or "")[:80]) for r in runs])
+
+
+@runs_app.command("show")
+def runs_show(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")], as_json: JsonOpt = False) -> None:
+    """One run with its steps: rows in/out/quarantined/rejected per table, timings, errors."""
+    with lakehouse() as lh:
+        rec = lh.run_info(run_id)
+    if as_json:
+        render.print_json(rec.to_dict())
+        return
+    _run_summary(rec)
+    if rec.error:
+        render.console.print(f"[red]error:[/red] {render.cell(rec.error)}", highlight=False)
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: one red line and exit 1 for airduck errors; tracebacks only with --debug."""
+    import duckdb
+
     from airduck.errors import AirduckError
+    from airduck.lake.errors import translate
 
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
         return app(args=args, prog_name="airduck")
-    except AirduckError as exc:
+    except (AirduckError, duckdb.Error) as exc:
         if debug:
             import traceback
 
             from airduck.config.secrets import redact
 
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
-        render.error(str(exc))
+        render.error(str(translate(exc)))
         sys.exit(1)

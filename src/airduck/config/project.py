@@ -10,45 +10,10 @@ from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
-from airduck.bronze.config import Source
 from airduck.config.base import Model
 from airduck.config.loader import PROJECT_FILE, find_project_dir, interpolate, project_env, read_yaml, where
 from airduck.config.secrets import dsn_password, register_secret
 from airduck.errors import ConfigError
-from airduck.gold.config import GoldConfig
-from airduck.lake.config import LakeConfig
-from airduck.serve.config import ServeConfig
-from airduck.silver.config import SilverTable
-
-_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-#: environment variables that override `lake:` settings (they win over airduck.yml)
-ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
-    "AIRDUCK_CATALOG": ("catalog",),
-    "AIRDUCK_DATA_PATH": ("data_path",),
-    "AIRDUCK_LANDING": ("landing",),
-    "AIRDUCK_S3_ENDPOINT": ("s3", "endpoint"),
-    "AWS_ACCESS_KEY_ID": ("s3", "access_key_id"),
-    "AWS_SECRET_ACCESS_KEY": ("s3", "secret_access_key"),
-    "AWS_REGION": ("s3", "region"),
-}
-
-
-class ProjectConfig(Model):
-    name: str = "airduck"
-    lake: LakeConfig = Field(default_factory=LakeConfig)
-    sources: dict[str, Source] = Field(default_factory=dict)
-    silver: dict[str, SilverTable] = Field(default_factory=dict)
-    gold: GoldConfig = Field(default_factory=GoldConfig)
-    serve: ServeConfig = Field(default_factory=ServeConfig)
-
-    @field_validator("sources", "silver")
-    @classmethod
-    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for name in value:
-            if not _NAME.match(name):
-                raise ValueError(f"table name {name!r} must be lower_snake_case (letters, digits, _)")
-        return value
 
 
 @dataclass
@@ -81,6 +46,44 @@ class Project:
         return text
 
 
+# Stage packages import `Project` from here; import their config models only after it is defined.
+from airduck.bronze.config import Source  # noqa: E402
+from airduck.gold.config import GoldConfig  # noqa: E402
+from airduck.lake.config import LakeConfig  # noqa: E402
+from airduck.serve.config import ServeConfig  # noqa: E402
+from airduck.silver.config import SilverTable  # noqa: E402
+
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+#: environment variables that override `lake:` settings (they win over airduck.yml)
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "AIRDUCK_CATALOG": ("catalog",),
+    "AIRDUCK_DATA_PATH": ("data_path",),
+    "AIRDUCK_LANDING": ("landing",),
+    "AIRDUCK_S3_ENDPOINT": ("s3", "endpoint"),
+    "AWS_ACCESS_KEY_ID": ("s3", "access_key_id"),
+    "AWS_SECRET_ACCESS_KEY": ("s3", "secret_access_key"),
+    "AWS_REGION": ("s3", "region"),
+}
+
+
+class ProjectConfig(Model):
+    name: str = "airduck"
+    lake: LakeConfig = Field(default_factory=LakeConfig)
+    sources: dict[str, Source] = Field(default_factory=dict)
+    silver: dict[str, SilverTable] = Field(default_factory=dict)
+    gold: GoldConfig = Field(default_factory=GoldConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+
+    @field_validator("sources", "silver")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"table name {name!r} must be lower_snake_case (letters, digits, _)")
+        return value
+
+
 def _set(data: dict[str, Any], path: tuple[str, ...], value: str) -> None:
     node = data
     for key in path[:-1]:
@@ -97,7 +100,9 @@ def _data_loc(data: Any, loc: tuple) -> tuple:
     out: list = []
     node = data
     for part in loc:
-        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and part < len(node)):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
             node = node[part]
             out.append(part)
         elif isinstance(node, dict | list):

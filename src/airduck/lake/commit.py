@@ -16,7 +16,7 @@ import duckdb
 from airduck._version import __version__
 from airduck.errors import ConcurrentRunError
 
-_CONFLICT_MARKERS = ("conflict", "Transaction conflict", "could not serialize", "Write-write", "duplicate key value")
+_CONFLICT_MARKERS = ("database is locked", "conflict", "Transaction conflict", "could not serialize", "Write-write", "duplicate key value")
 
 
 def author() -> str:

@@ -47,8 +47,13 @@ def rollback(con: duckdb.DuckDBPyConnection, table: TableRef, version: int) -> i
     same_shape = [(c[0], c[1]) for c in old_cols] == now_cols
     with write(con, f"rollback {table} to snapshot {version}", step="rollback", table=table.qualified, to_version=version):
         if same_shape:
+            # copy the old state aside first: inside one transaction, a scan AT an old version would
+            # otherwise see this transaction's own DELETE
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _airduck_rollback AS SELECT * FROM {table.sql} AT (VERSION => ?)",
+                        [version])
             con.execute(f"DELETE FROM {table.sql}")
-            con.execute(f"INSERT INTO {table.sql} SELECT * FROM {table.sql} AT (VERSION => ?)", [version])
+            con.execute(f"INSERT INTO {table.sql} SELECT * FROM temp._airduck_rollback")
+            con.execute("DROP TABLE temp._airduck_rollback")
         else:
             con.execute(f"CREATE OR REPLACE TABLE {table.sql} AS SELECT * FROM {table.sql} AT (VERSION => ?)", [version])
     return current_snapshot(con)

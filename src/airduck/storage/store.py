@@ -575,7 +575,26 @@ class S3Store(ObjectStore):
         try:
             return fn(**kwargs)
         except (BotoCoreError, ClientError) as exc:
-            raise self._error(exc, action, url) from None
+            err = self._error(exc, action, url)
+        if getattr(err, "code", None) == "403":
+            err = self._explain_forbidden(err)
+        raise err
+
+    def _explain_forbidden(self, err: StorageError) -> StorageError:
+        """HEAD requests get a bare 403 (no body): ask again with a GET to learn why.
+
+        The bucket listing's error says whether the credentials are wrong, the bucket is missing,
+        or access is really denied.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+        except (BotoCoreError, ClientError) as exc:
+            detailed = self._error(exc, "list", self.url)
+            if getattr(detailed, "code", None) not in ("403", "AccessDenied"):
+                return detailed
+        return err
 
     def _full(self, key: str) -> str:
         return self.prefix + validate_key(key)

@@ -1,0 +1,3 @@
+from airduck.cli import main
+
+main()

@@ -1,0 +1,244 @@
+"""A run: bronze and silver as ONE lake transaction (write-audit-publish), then gold and serving.
+
+Order of a run:
+1. record `running` (own small transaction);
+2. BEGIN; take the run lock (a one-row UPDATE: two runs cannot both commit); bronze for each selected
+   source; silver in dependency order (expectations and gates checked here); the run's step records; COMMIT.
+   Any error (a failed gate, a bad file config, a kill -9) means nothing of it is visible: the lake stays at the
+   snapshot it had. A concurrent run that committed first makes this one roll back and retry from scratch;
+   the retry sees what the other run ingested, so nothing is duplicated.
+3. gold: dbt builds into a staging schema; only if all its tests pass are the marts published to `gold` in one
+   transaction (see airduck.gold);
+4. serve: marts are published to PostgreSQL (atomic swap) and exported.
+"""
+
+from __future__ import annotations
+
+import secrets as _secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from airduck.config.secrets import redact
+from airduck.errors import AirduckError, ConcurrentRunError
+from airduck.lake.catalog import current_snapshot
+from airduck.lake.commit import command_line, is_conflict, set_message
+from airduck.pipeline import records
+from airduck.pipeline.context import RunContext, StepResult
+from airduck.pipeline.records import RunRecord
+from airduck.pipeline.selection import Selection, select
+
+MAX_ATTEMPTS = 5
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + _secrets.token_hex(3)
+
+
+@dataclass
+class RunResult:
+    record: RunRecord
+    steps: list[StepResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.record.status == "ok"
+
+
+Timed = tuple[StepResult, datetime, datetime]
+
+
+def run_pipeline(lh, select_items: list[str] | None = None, full_refresh: bool = False) -> RunResult:
+    """Run the project (or the selected part of it). Raises AirduckError after recording a failed run."""
+    project = lh.project
+    reporter = lh.reporter
+    sel: Selection = select(project.config, select_items)
+    _validate(project, sel)
+    con = lh.con
+    records.ensure_tables(con)
+    killed = records.mark_dead_runs(con)
+    for run_id in killed:
+        reporter.message(f"run {run_id} had been killed; it left nothing behind", "warning")
+    rec = RunRecord(run_id=new_run_id(), status="running", started_at=datetime.now(UTC), command=command_line(),
+                    selection=list(select_items or []), full_refresh=full_refresh,
+                    snapshot_before=current_snapshot(con))
+    records.record(con, rec)
+    rec.snapshot_before = current_snapshot(con)
+    done: list[Timed] = []
+    try:
+        if sel.sources or sel.silver:
+            done += _bronze_silver(lh, rec, sel, full_refresh)
+        if sel.gold:
+            done += _gold(lh, rec, sel)
+        if sel.serve:
+            done += _serve(lh, rec)
+    except BaseException as exc:
+        rec.status = "failed"
+        rec.finished_at = datetime.now(UTC)
+        rec.error = redact(str(exc)) if isinstance(exc, AirduckError) else redact(f"{type(exc).__name__}: {exc}")
+        failed = getattr(exc, "step_results", None) or []
+        _totals(rec, [s for s, _, _ in done] + [s for s, _, _ in failed])
+        try:
+            lh.reconnect()
+            con = lh.con
+            rec.snapshot_after = current_snapshot(con)
+            records.record(con, rec, failed, start_no=len(done))
+        except Exception:  # the record is best effort; the original error matters
+            pass
+        reporter.finish("run", None, "failed", run_id=rec.run_id)
+        raise
+    rec.status = "ok"
+    rec.finished_at = datetime.now(UTC)
+    _totals(rec, [s for s, _, _ in done])
+    con = lh.con
+    rec.snapshot_after = current_snapshot(con)
+    records.record(con, rec)
+    reporter.finish("run", None, "ok", run_id=rec.run_id)
+    result = RunResult(rec, [s for s, _, _ in done])
+    rec.steps = [_step_dict(i, s, a, b) for i, (s, a, b) in enumerate(done, 1)]
+    return result
+
+
+def _step_dict(i: int, s: StepResult, started: datetime, finished: datetime) -> dict:
+    return {"step_no": i, "layer": s.layer, "table_name": s.table, "status": s.status, "rows_in": s.rows_in,
+            "rows_out": s.rows_out, "rows_quarantined": s.rows_quarantined, "rows_rejected": s.rows_rejected,
+            "files": s.files, "started_at": started.isoformat(), "finished_at": finished.isoformat(),
+            "details": s.details, "error": s.error}
+
+
+def _totals(rec: RunRecord, steps: list[StepResult]) -> None:
+    rec.rows_in = sum(s.rows_in for s in steps if s.layer == "bronze")
+    rec.rows_out = sum(s.rows_out for s in steps if s.layer == "silver")
+    rec.rows_quarantined = sum(s.rows_quarantined for s in steps)
+    rec.rows_rejected = sum(s.rows_rejected for s in steps)
+
+
+def _validate(project, sel: Selection) -> None:
+    if sel.silver:
+        from airduck.silver import validate_rules
+
+        validate_rules(project)
+
+
+def _bronze_silver(lh, rec: RunRecord, sel: Selection, full_refresh: bool) -> list[Timed]:
+    from airduck.bronze import ingest_source
+    from airduck.silver import build_silver, silver_order
+
+    project = lh.project
+    reporter = lh.reporter
+    landing = lh.landing()
+    order = [n for n in silver_order(project.config.silver) if n in sel.silver]
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        con = lh.con
+        steps: list[Timed] = []
+        con.execute("BEGIN TRANSACTION")
+        try:
+            set_message(con, f"run {rec.run_id}: bronze+silver", step="bronze+silver", run_id=rec.run_id)
+            records.take_lock(con, rec.run_id)
+            batch = records.next_batch(con)
+            ctx = RunContext(project, con, rec.run_id, batch, landing, full_refresh, reporter)
+            for name in sel.sources:
+                steps.append(_timed(reporter, "bronze", f"bronze.{name}",
+                                    lambda n=name, c=ctx: ingest_source(c, n, project.config.sources[n])))
+            for name in order:
+                steps.append(_timed(reporter, "silver", f"silver.{name}",
+                                    lambda n=name, c=ctx: build_silver(c, n, project.config.silver[n])))
+            rec.batch = batch
+            records.insert_steps(con, rec.run_id, steps)
+            con.execute("COMMIT")
+            return steps
+        except BaseException as exc:
+            try:
+                con.execute("ROLLBACK")
+            except Exception:
+                pass
+            conflict = is_conflict(exc) or isinstance(exc, ConcurrentRunError)
+            if not conflict:
+                rolled_back = [(StepResult(**{**s.__dict__, "status": "rolled back"}), a, b) for s, a, b in steps]
+                failed = getattr(exc, "failed_step", None)
+                exc.step_results = rolled_back + ([failed] if failed else [])  # type: ignore[attr-defined]
+                raise
+            if attempt == MAX_ATTEMPTS:
+                raise ConcurrentRunError(
+                    f"other runs kept committing first; gave up after {attempt} attempts, nothing of this run was written",
+                    hint="run again when the other runs have finished",
+                ) from None
+            reporter.message(f"another run committed first; retrying (attempt {attempt + 1} of {MAX_ATTEMPTS})",
+                             "warning")
+            lh.reconnect()
+            time.sleep(min(0.25 * 2**attempt, 4.0))
+    raise AssertionError("unreachable")
+
+
+def _timed(reporter, layer: str, table: str, fn) -> Timed:
+    started = datetime.now(UTC)
+    reporter.start(layer, table)
+    try:
+        result: StepResult = fn()
+    except BaseException as exc:
+        reporter.finish(layer, table, "failed")
+        failed = StepResult(layer, table, status="failed", error=redact(str(exc)))
+        exc.failed_step = (failed, started, datetime.now(UTC))  # type: ignore[attr-defined]
+        raise
+    finished = datetime.now(UTC)
+    reporter.finish(layer, table, result.status, rows_in=result.rows_in, rows_out=result.rows_out,
+                    quarantined=result.rows_quarantined, rejected=result.rows_rejected, files=result.files)
+    return result, started, finished
+
+
+def artifacts_dir(project, run_id: str) -> Path:
+    path = project.state_dir / "runs" / run_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _gold(lh, rec: RunRecord, sel: Selection) -> list[Timed]:
+    from airduck.gold import run_gold
+
+    started = datetime.now(UTC)
+    lh.reporter.start("gold", None)
+    lh.close()  # dbt opens the lake in its own process
+    target = artifacts_dir(lh.project, rec.run_id) / "dbt"
+    try:
+        result = run_gold(lh.project, run_id=rec.run_id, select=sel.dbt_select, reporter=lh.reporter,
+                          artifacts_dir=target)
+    except AirduckError as exc:
+        rec.artifacts["dbt"] = str(target)
+        lh.reporter.finish("gold", None, "failed")
+        exc.step_results = [(s, started, datetime.now(UTC)) for s in getattr(exc, "steps", []) or []]
+        raise
+    rec.artifacts.update(result.artifacts)
+    finished = datetime.now(UTC)
+    lh.reporter.finish("gold", None, "ok", models=len(result.steps))
+    timed = [(s, started, finished) for s in result.steps]
+    records.record(lh.con, RunRecord(run_id=rec.run_id, status="running", started_at=rec.started_at,
+                                     command=rec.command, selection=rec.selection, batch=rec.batch,
+                                     artifacts=rec.artifacts, snapshot_before=rec.snapshot_before),
+                   timed, start_no=_step_count(lh, rec.run_id))
+    return timed
+
+
+def _step_count(lh, run_id: str) -> int:
+    return int(lh.con.execute(f"SELECT count(*) FROM {records.STEPS} WHERE run_id = ?", [run_id]).fetchone()[0])
+
+
+def _serve(lh, rec: RunRecord) -> list[Timed]:
+    from airduck.serve import export_tables, publish_postgres
+
+    serve = lh.project.config.serve
+    out: list[Timed] = []
+    started = datetime.now(UTC)
+    results: list[StepResult] = []
+    if serve.postgres:
+        results += publish_postgres(lh.con, lh.project, run_id=rec.run_id, reporter=lh.reporter)
+    if serve.export:
+        results += export_tables(lh.con, lh.project, run_id=rec.run_id, reporter=lh.reporter)
+    finished = datetime.now(UTC)
+    out = [(s, started, finished) for s in results]
+    if out:
+        records.record(lh.con, RunRecord(run_id=rec.run_id, status="running", started_at=rec.started_at,
+                                         command=rec.command, selection=rec.selection, batch=rec.batch,
+                                         artifacts=rec.artifacts, snapshot_before=rec.snapshot_before),
+                       out, start_no=_step_count(lh, rec.run_id))
+    return out

@@ -1,0 +1,132 @@
+"""Time travel, rollback, tags and maintenance on every lake combination (SQLite+local, PG+local, PG+S3)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from airduck.errors import NotFound
+from airduck.lake.commit import write
+from airduck.lakehouse import Lakehouse
+
+
+def checksum(lh: Lakehouse, table: str, at: int | None = None) -> tuple[int, int]:
+    clause = f" AT (VERSION => {int(at)})" if at is not None else ""
+    return lh.con.execute(f"SELECT count(*), coalesce(sum(hash(t)), 0) FROM (SELECT * FROM {table}{clause}) AS t").fetchone()
+
+
+def fill(lh: Lakehouse) -> dict[str, int]:
+    """Build a history: create, three appends, an update and a delete. Returns snapshot ids by name."""
+    con = lh.con
+    snaps = {}
+    with write(con, "create orders"):
+        con.execute("CREATE TABLE silver.orders (id BIGINT, amount DECIMAL(10,2), city VARCHAR)")
+    for i in range(3):
+        with write(con, f"append {i}"):
+            con.execute(
+                "INSERT INTO silver.orders SELECT range + ?, (range % 97) * 1.5, 'city' || (range % 7) FROM range(2000)",
+                [i * 2000],
+            )
+        snaps[f"append{i}"] = lh.current_snapshot()
+    with write(con, "update"):
+        con.execute("UPDATE silver.orders SET amount = amount + 1 WHERE id % 10 = 0")
+    snaps["update"] = lh.current_snapshot()
+    with write(con, "delete"):
+        con.execute("DELETE FROM silver.orders WHERE id % 3 = 0")
+    snaps["delete"] = lh.current_snapshot()
+    return snaps
+
+
+def test_time_travel_by_version_and_timestamp(projects):
+    root = projects.make()
+    with Lakehouse.open(root) as lh:
+        snaps = fill(lh)
+        assert lh.read("silver.orders", at=snaps["append0"]).aggregate("count(*)").fetchone()[0] == 2000
+        assert lh.read("silver.orders", at=snaps["append2"]).aggregate("count(*)").fetchone()[0] == 6000
+        now_count = lh.describe("silver.orders").row_count
+        assert now_count == 6000 - len([i for i in range(6000) if i % 3 == 0])
+        # by time: the snapshot's own commit time reads that state
+        t = next(s.time for s in lh.snapshots() if s.snapshot_id == snaps["append1"])
+        assert lh.read("silver.orders", at_time=t.isoformat()).aggregate("count(*)").fetchone()[0] == 4000
+        cols, rows = lh.head("silver.orders", 5, at=snaps["append0"])
+        assert cols == ["id", "amount", "city"] and len(rows) == 5
+        # commit messages are kept per table
+        messages = [s.message for s in lh.snapshots("silver.orders")]
+        assert messages[:5] == ["create orders", "append 0", "append 1", "append 2", "update"]
+        snap = lh.snapshots("silver.orders")[1]
+        assert snap.author and snap.author.startswith("airduck ")
+        assert snap.extra_info and snap.extra_info["version"]
+
+
+def test_rollback_is_a_new_snapshot_and_keeps_history(projects):
+    root = projects.make()
+    with Lakehouse.open(root) as lh:
+        snaps = fill(lh)
+        before = checksum(lh, "silver.orders", snaps["append1"])
+        latest = checksum(lh, "silver.orders")
+        new = lh.rollback("silver.orders", snaps["append1"])
+        assert new > snaps["delete"]
+        assert checksum(lh, "silver.orders") == before
+        # history is kept: the pre-rollback state is still readable
+        assert checksum(lh, "silver.orders", snaps["delete"]) == latest
+        assert lh.snapshots("silver.orders")[-1].message == f"rollback silver.orders to snapshot {snaps['append1']}"
+        # and the rollback itself can be undone
+        lh.rollback("silver.orders", snaps["delete"])
+        assert checksum(lh, "silver.orders") == latest
+        with pytest.raises(NotFound):
+            lh.rollback("silver.orders", 99999)
+
+
+def test_tags_survive_expiry_and_maintenance_keeps_rows(projects):
+    root = projects.make({"lake": {"maintenance": {"expire_older_than_days": 0, "cleanup_older_than_days": 0,
+                                                   "target_file_size": "10MB"}}})
+    with Lakehouse.open(root) as lh:
+        snaps = fill(lh)
+        lh.tag("release-1", snaps["append1"], note="first release")
+        tagged_sum = checksum(lh, "silver.orders", snaps["append1"])
+        with write(lh.con, "more"):
+            lh.con.execute("INSERT INTO silver.orders SELECT range + 10000, 1, 'x' FROM range(10)")
+        with write(lh.con, "other table"):
+            lh.con.execute("CREATE TABLE bronze.events AS SELECT range AS id, range * 2 AS v FROM range(500)")
+        current = {t: checksum(lh, t) for t in ("silver.orders", "bronze.events")}
+        files_before = lh.describe("silver.orders").file_count
+
+        plan = {s.name: s for s in lh.maintain(dry_run=True)}
+        assert set(plan) == {"flush", "merge", "rewrite", "expire", "cleanup"}
+        assert str(snaps["append0"]) in plan["expire"].items
+        assert str(snaps["append1"]) not in plan["expire"].items  # tagged
+        # a dry run changes nothing
+        assert lh.read("silver.orders", at=snaps["append0"]).aggregate("count(*)").fetchone()[0] == 2000
+
+        later = datetime.now(UTC) + timedelta(seconds=1)
+        lh.maintain(now=later)
+        for table, value in current.items():
+            assert checksum(lh, table) == value, table
+        assert lh.describe("silver.orders").file_count <= files_before
+        # tagged snapshot still readable after expiry and cleanup, by id and by tag name
+        assert checksum(lh, "silver.orders", snaps["append1"]) == tagged_sum
+        assert lh.read("silver.orders", at="release-1").aggregate("count(*)").fetchone()[0] == 4000
+        # untagged old snapshots are gone
+        with pytest.raises(NotFound):
+            lh.read("silver.orders", at=snaps["append0"]).fetchall()
+        assert [t.name for t in lh.tags()] == ["release-1"]
+        # a second maintenance finds nothing left to expire
+        again = {s.name: s for s in lh.maintain(dry_run=True, now=later)}
+        assert again["expire"].items == []
+
+
+def test_tag_rules(local_projects):
+    root = local_projects.make()
+    with Lakehouse.open(root) as lh:
+        snaps = fill(lh)
+        t = lh.tag("v1")
+        assert t.snapshot_id == snaps["delete"]
+        with pytest.raises(Exception, match="already points"):
+            lh.tag("v1", snaps["append0"])
+        moved = lh.tag("v1", snaps["append0"], force=True)
+        assert moved.snapshot_id == snaps["append0"]
+        with pytest.raises(Exception, match="letters"):
+            lh.tag("bad name; drop")
+        lh.untag("v1")
+        assert lh.tags() == []
