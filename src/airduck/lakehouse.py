@@ -70,9 +70,6 @@ class Lakehouse:
     def tables(self, include_system: bool = False) -> list[TableRef]:
         return catalog.list_tables(self.con, include_system)
 
-    def table(self, name: str) -> TableRef:
-        return TableRef.parse(name)
-
     def describe(self, name: str) -> catalog.TableDescription:
         return catalog.describe(self.con, TableRef.parse(name))
 
@@ -81,6 +78,15 @@ class Lakehouse:
         """A DuckDB relation over a table, optionally at a snapshot (id or tag) or a point in time."""
         version = history.resolve_version(self.con, at)
         return catalog.read_at(self.con, TableRef.parse(name), version=version, timestamp=at_time, limit=limit)
+
+    def table(self, name: str, *, at: str | int | None = None,
+              at_time: str | datetime | None = None) -> duckdb.DuckDBPyRelation:
+        """A table as a DuckDB relation (`.arrow()`, `.df()`, `.pl()`, `.fetchall()`)."""
+        return self.read(name, at=at, at_time=at_time, limit=None)
+
+    def query(self, sql: str, params: list[Any] | None = None) -> duckdb.DuckDBPyRelation:
+        """Any SQL on the lake connection (Python users are trusted; the CLI/API use `sql`, which is read-only)."""
+        return self.con.sql(sql, params=params) if params else self.con.sql(sql)
 
     def head(self, name: str, n: int = 20, *, at: str | int | None = None,
              at_time: str | datetime | None = None) -> tuple[list[str], list[tuple]]:
