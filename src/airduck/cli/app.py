@@ -59,14 +59,102 @@ def lakehouse():
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder of the new project (created if missing).")],
     name: Annotated[str | None, typer.Option(help="Project name (default: the folder name).")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Create the job-market demo project with generated data.")] = False,
+    days: Annotated[int, typer.Option(help="--demo: days of data to generate.", min=0)] = 14,
+    seed: Annotated[int, typer.Option(help="--demo: random seed (same seed, same data).")] = 42,
+    source_dsn: Annotated[str | None, typer.Option(help="--demo: PostgreSQL DSN to load the companies into (a postgres source).", envvar="DEMO_SOURCE_DSN")] = None,
+    serve_dsn: Annotated[str | None, typer.Option(help="--demo: PostgreSQL DSN to publish the marts to.", envvar="DEMO_SERVE_DSN")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing airduck.yml.")] = False,
 ) -> None:
-    """Create a new project with a commented airduck.yml."""
-    from airduck.project_init import init_project
+    """Create a new project with a commented airduck.yml (or, with --demo, the demo project)."""
+    if demo:
+        from airduck.demo import create_demo_project
 
-    path = init_project(directory, name=name, force=force)
+        path = create_demo_project(directory, days=days, seed=seed, source_dsn=source_dsn, serve_dsn=serve_dsn,
+                                   force=force)
+    else:
+        from airduck.project_init import init_project
+
+        path = init_project(directory, name=name, force=force)
     render.ok(f"created {path}")
-    render.console.print(f"next: cd {directory} && airduck doctor")
+    render.console.print(f"next: cd {directory} && airduck doctor && airduck run", highlight=False)
+
+
+demo_app = typer.Typer(help="The job-market demo: `airduck demo` creates it (if needed) and runs it.",
+                       invoke_without_command=True)
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.callback()
+def demo_run(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Option("--dir", help="Folder of the demo project.")] = Path("airduck-demo"),
+    days: Annotated[int, typer.Option(help="Days of data to generate when the project is created.", min=1)] = 14,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress display.")] = False,
+) -> None:
+    """Create the demo project (if it does not exist yet) and run the whole pipeline on it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from airduck.cli.progress import RichReporter
+    from airduck.config.project import load_project
+    from airduck.lakehouse import Lakehouse
+
+    if not (directory / "airduck.yml").exists():
+        from airduck.demo import create_demo_project
+
+        create_demo_project(directory, days=days)
+        render.ok(f"created the demo project in {directory}/ ({days} days of job-market data)")
+    else:
+        render.console.print(f"using the existing demo project in {directory}/ (run `airduck demo generate` "
+                             "for more days)", highlight=False)
+    with RichReporter(quiet=quiet) as reporter, Lakehouse(load_project(directory), reporter) as lh:
+        result = lh.run()
+        rec = lh.run_info(result.record.run_id)
+        _run_summary(rec)
+        marts = [t.qualified for t in lh.tables() if t.schema == "gold"]
+    export = lh.project.config.serve.export
+    render.console.print("\n[bold]Where to look[/bold]", highlight=False)
+    render.console.print(f"  cd {directory}", highlight=False)
+    render.console.print("  airduck tables                      # every table with rows, files, size", highlight=False)
+    for mart in marts[:3]:
+        render.console.print(f"  airduck head {mart}", highlight=False)
+    render.console.print("  airduck head silver.vacancies__quarantine   # rows that broke a rule, and why",
+                         highlight=False)
+    render.console.print("  airduck runs show " + rec.run_id, highlight=False)
+    if export:
+        render.console.print(f"  exported marts (Parquet): {lh.project.resolve(export.path)}", highlight=False)
+
+
+@demo_app.command("generate")
+def demo_generate(
+    days: Annotated[int, typer.Option(help="New days of data to add after the last one.", min=1)] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add new days of demo data to the current (demo) project; the next `airduck run` picks them up."""
+    from airduck.config.loader import find_project_dir
+    from airduck.demo import generate
+
+    root = state.project or find_project_dir()
+    result = generate(root, days)
+    if as_json:
+        render.print_json({"days": [d.isoformat() for d in result.days], "files": [str(f) for f in result.files],
+                           "vacancy_lines": result.vacancy_lines, "company_rows": result.company_rows})
+        return
+    render.ok(f"added {len(result.days)} day(s): {result.first_day} .. {result.last_day} "
+              f"({result.vacancy_lines:,} vacancy lines, {result.company_rows:,} company rows)")
+
+
+@app.command()
+def docs(
+    out: Annotated[Path | None, typer.Option(help="Folder for the docs (default .airduck/docs).")] = None,
+) -> None:
+    """Build the dbt docs of the gold project (dbt docs generate) and say where they are."""
+    from airduck.config.project import load_project
+    from airduck.gold import build_docs
+
+    project = load_project(state.project)
+    folder = build_docs(project, out or project.state_dir / "docs")
+    render.ok(f"dbt docs in {folder} (open index.html, or: python -m http.server -d {folder})")
 
 
 @app.command()

@@ -1,10 +1,15 @@
-"""Run records in the lake: `airduck.runs` and `airduck.run_steps`.
+"""Run records: `airduck_runs` and `airduck_run_steps`, kept beside the lake catalog, not in the lake.
 
-`airduck.runs` is append-only: a run writes a row when it starts (status `running`) and one when it ends
-(`ok`, `failed`, `killed`); the latest row per run_id is its state. Appending never conflicts with a
-concurrent run's commit, so a run's record can always be written, even after its data was rolled back.
-The final row of a successful bronze+silver step is written in the same transaction as the data, so a
-run is never recorded as done without its data, nor its data visible without its record.
+They live in the catalog's own database (the PostgreSQL catalog database, or a SQLite file next to
+the SQLite catalog), written with plain SQL. Keeping them out of the lake means a failed run leaves the
+lake at exactly the snapshot it had (same snapshot id), while the failure is still recorded.
+
+`airduck_runs` is append-only: a run adds a row when it starts (`running`) and one when it ends (`ok`,
+`failed`, `killed`); the latest row per run is its state. The data a run commits carries the run id
+in its snapshot's commit message, so a run killed after its commit can still be recognised.
+
+The run lock lives in the lake (`airduck.run_lock`, one row): every run transaction updates it, so two
+runs cannot both commit (DuckLake reports a conflict to the second, which rolls back and retries).
 """
 
 from __future__ import annotations
@@ -12,30 +17,44 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from airduck.config.project import Project
 from airduck.config.secrets import redact
+from airduck.errors import CatalogError
 from airduck.lake.commit import is_conflict, write
-from airduck.lake.connection import LAKE
+from airduck.lake.connection import LAKE, catalog_kind
 from airduck.pipeline.context import StepResult
 
-RUNS = f"{LAKE}.airduck.runs"
-STEPS = f"{LAKE}.airduck.run_steps"
 LOCK = f"{LAKE}.airduck.run_lock"
 
+RUN_COLUMNS = (
+    "run_id", "status", "started_at", "finished_at", "batch", "command", "selection", "full_refresh",
+    "snapshot_before", "snapshot_after", "rows_in", "rows_out", "rows_quarantined", "rows_rejected", "error",
+    "host", "pid", "artifacts", "recorded_at",
+)
+STEP_COLUMNS = (
+    "run_id", "step_no", "layer", "table_name", "status", "rows_in", "rows_out", "rows_quarantined",
+    "rows_rejected", "files", "started_at", "finished_at", "details", "error",
+)
 _DDL = (
-    f"CREATE TABLE IF NOT EXISTS {RUNS} (run_id VARCHAR, status VARCHAR, started_at TIMESTAMPTZ, "
-    "finished_at TIMESTAMPTZ, batch BIGINT, command VARCHAR, selection VARCHAR, full_refresh BOOLEAN, "
-    "snapshot_before BIGINT, snapshot_after BIGINT, rows_in BIGINT, rows_out BIGINT, rows_quarantined BIGINT, "
-    "rows_rejected BIGINT, error VARCHAR, host VARCHAR, pid BIGINT, artifacts VARCHAR, recorded_at TIMESTAMPTZ)",
-    f"CREATE TABLE IF NOT EXISTS {STEPS} (run_id VARCHAR, step_no INTEGER, layer VARCHAR, table_name VARCHAR, "
-    "status VARCHAR, rows_in BIGINT, rows_out BIGINT, rows_quarantined BIGINT, rows_rejected BIGINT, files BIGINT, "
-    "started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, details VARCHAR, error VARCHAR)",
-    f"CREATE TABLE IF NOT EXISTS {LOCK} (id INTEGER, run_id VARCHAR, locked_at TIMESTAMPTZ)",
+    "CREATE TABLE IF NOT EXISTS airduck_runs (run_id TEXT, status TEXT, started_at TEXT, finished_at TEXT, "
+    "batch BIGINT, command TEXT, selection TEXT, full_refresh BOOLEAN, snapshot_before BIGINT, "
+    "snapshot_after BIGINT, rows_in BIGINT, rows_out BIGINT, rows_quarantined BIGINT, rows_rejected BIGINT, "
+    "error TEXT, host TEXT, pid BIGINT, artifacts TEXT, recorded_at TEXT)",
+    "CREATE INDEX IF NOT EXISTS airduck_runs_id ON airduck_runs (run_id)",
+    "CREATE TABLE IF NOT EXISTS airduck_run_steps (run_id TEXT, step_no INTEGER, layer TEXT, table_name TEXT, "
+    "status TEXT, rows_in BIGINT, rows_out BIGINT, rows_quarantined BIGINT, rows_rejected BIGINT, files BIGINT, "
+    "started_at TEXT, finished_at TEXT, details TEXT, error TEXT)",
+    "CREATE INDEX IF NOT EXISTS airduck_run_steps_id ON airduck_run_steps (run_id)",
 )
 
 
@@ -75,148 +94,156 @@ class RunRecord:
         return d
 
 
-def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the record tables and the one-row run lock (retrying if a concurrent run creates them too)."""
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? AND table_schema = 'airduck' "
-        "AND table_name IN ('runs', 'run_steps', 'run_lock')", [LAKE]
-    ).fetchone()[0]
-    if exists == 3 and con.execute(f"SELECT count(*) FROM {LOCK}").fetchone()[0] == 1:
-        return
-    for attempt in range(5):
+def _ts(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value else None
+
+
+def _parse_ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class RecordStore:
+    """Run records in the catalog's database (PostgreSQL) or beside it (SQLite)."""
+
+    def __init__(self, project: Project) -> None:
+        catalog = project.config.lake.catalog
+        self.kind = "postgres" if catalog_kind(catalog) == "postgres" else "sqlite"
+        if self.kind == "postgres":
+            dsn = catalog
+            for prefix in ("postgres:", "postgresql:"):
+                if dsn.startswith(prefix) and not dsn.startswith(prefix + "//"):
+                    dsn = dsn[len(prefix):]
+            self.target = dsn
+        else:
+            path = catalog[len("sqlite:"):] if catalog.startswith("sqlite:") else catalog
+            base = Path(project.resolve(path))
+            self.target = str(base.with_name(base.name + ".runs.sqlite"))
+        self._ready = False
+
+    @contextmanager
+    def _conn(self) -> Iterator[Any]:
         try:
-            with write(con, "create run record tables", step="init"):
-                for ddl in _DDL:
-                    con.execute(ddl)
-                if con.execute(f"SELECT count(*) FROM {LOCK}").fetchone()[0] == 0:
-                    con.execute(f"INSERT INTO {LOCK} VALUES (1, NULL, now())")
-            return
-        except Exception as exc:  # a concurrent first run created them: look again
-            if attempt == 4 or not (is_conflict(exc) or "already exists" in str(exc)):
-                raise
-            import time
+            if self.kind == "postgres":
+                import psycopg
 
-            time.sleep(0.2 * (attempt + 1))
-
-
-def take_lock(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
-    """Inside the run transaction: two runs that both do this cannot both commit (DuckLake conflict)."""
-    con.execute(f"UPDATE {LOCK} SET run_id = ?, locked_at = now()", [run_id])
-
-
-def next_batch(con: duckdb.DuckDBPyConnection) -> int:
-    return int(con.execute(f"SELECT coalesce(max(batch), 0) + 1 FROM {RUNS}").fetchone()[0])
-
-
-def _row(rec: RunRecord) -> list[Any]:
-    return [
-        rec.run_id, rec.status, rec.started_at, rec.finished_at, rec.batch, rec.command,
-        json.dumps(rec.selection), rec.full_refresh, rec.snapshot_before, rec.snapshot_after, rec.rows_in,
-        rec.rows_out, rec.rows_quarantined, rec.rows_rejected, redact(rec.error) if rec.error else None, rec.host,
-        rec.pid, json.dumps(rec.artifacts), datetime.now(UTC),
-    ]
-
-
-def insert_run(con: duckdb.DuckDBPyConnection, rec: RunRecord) -> None:
-    """Append a run row (inside the caller's transaction)."""
-    con.execute(f"INSERT INTO {RUNS} VALUES ({', '.join('?' * 19)})", _row(rec))
-
-
-def insert_steps(con: duckdb.DuckDBPyConnection, run_id: str, steps: list[tuple[StepResult, datetime, datetime]],
-                 start_no: int = 0) -> None:
-    for i, (s, started, finished) in enumerate(steps, start=start_no + 1):
-        con.execute(
-            f"INSERT INTO {STEPS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [run_id, i, s.layer, s.table, s.status, s.rows_in, s.rows_out, s.rows_quarantined, s.rows_rejected,
-             s.files, started, finished, redact(json.dumps(s.details, default=str)),
-             redact(s.error) if s.error else None],
-        )
-
-
-def record(con: duckdb.DuckDBPyConnection, rec: RunRecord,
-           steps: list[tuple[StepResult, datetime, datetime]] | None = None, start_no: int = 0) -> None:
-    """Append a run row (and step rows) in its own small transaction."""
-    for attempt in range(5):
-        try:
-            with write(con, f"run {rec.run_id}: {rec.status}", step="record", run_id=rec.run_id):
-                insert_run(con, rec)
-                if steps:
-                    insert_steps(con, rec.run_id, steps, start_no)
-            return
+                conn = psycopg.connect(self.target, autocommit=False, connect_timeout=10)
+            else:
+                conn = sqlite3.connect(self.target, timeout=30)
         except Exception as exc:
-            if attempt == 4 or not is_conflict(exc):
-                raise
-            import time
+            raise CatalogError(f"cannot open the run records: {redact(str(exc).splitlines()[0])}") from None
+        try:
+            cur = conn.cursor()
+            if not self._ready:
+                self._create(conn, cur)
+            yield cur
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()
 
-            time.sleep(0.2 * (attempt + 1))
+    def _create(self, conn: Any, cur: Any) -> None:
+        for attempt in range(3):  # two first runs at once may race on CREATE TABLE IF NOT EXISTS
+            try:
+                for ddl in _DDL:
+                    cur.execute(ddl)
+                conn.commit()
+                self._ready = True
+                return
+            except Exception:
+                conn.rollback()
+                if attempt == 2:
+                    raise
+                import time
+
+                time.sleep(0.3)
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.kind == "postgres" else sql
+
+    def add(self, rec: RunRecord, steps: list[tuple[StepResult, datetime, datetime]] | None = None,
+            start_no: int = 0) -> None:
+        """Append the run's current state (and step rows)."""
+        row = [rec.run_id, rec.status, _ts(rec.started_at), _ts(rec.finished_at), rec.batch, rec.command,
+               json.dumps(rec.selection), rec.full_refresh, rec.snapshot_before, rec.snapshot_after, rec.rows_in,
+               rec.rows_out, rec.rows_quarantined, rec.rows_rejected, redact(rec.error) if rec.error else None,
+               rec.host, rec.pid, json.dumps(rec.artifacts), _ts(datetime.now(UTC))]
+        with self._conn() as cur:
+            cur.execute(self._sql(f"INSERT INTO airduck_runs VALUES ({', '.join('?' * len(RUN_COLUMNS))})"), row)
+            for i, (s, started, finished) in enumerate(steps or [], start=start_no + 1):
+                cur.execute(self._sql(f"INSERT INTO airduck_run_steps VALUES ({', '.join('?' * len(STEP_COLUMNS))})"),
+                            [rec.run_id, i, s.layer, s.table, s.status, s.rows_in, s.rows_out, s.rows_quarantined,
+                             s.rows_rejected, s.files, _ts(started), _ts(finished),
+                             redact(json.dumps(s.details, default=str)), redact(s.error) if s.error else None])
+
+    def step_count(self, run_id: str) -> int:
+        with self._conn() as cur:
+            cur.execute(self._sql("SELECT count(*) FROM airduck_run_steps WHERE run_id = ?"), [run_id])
+            return int(cur.fetchone()[0])
+
+    def _latest(self, cur: Any, where: str = "", params: list[Any] | None = None, limit: int | None = None
+                ) -> list[RunRecord]:
+        sql = (f"SELECT {', '.join(RUN_COLUMNS)} FROM (SELECT *, row_number() OVER (PARTITION BY run_id "
+               f"ORDER BY recorded_at DESC) AS rn FROM airduck_runs) latest WHERE rn = 1 {where} "
+               "ORDER BY started_at DESC")
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        cur.execute(self._sql(sql), params or [])
+        return [self._record(r) for r in cur.fetchall()]
+
+    @staticmethod
+    def _record(row: tuple) -> RunRecord:
+        d = dict(zip(RUN_COLUMNS, row, strict=True))
+        d.pop("recorded_at")
+        d["started_at"] = _parse_ts(d["started_at"])
+        d["finished_at"] = _parse_ts(d["finished_at"])
+        d["selection"] = json.loads(d["selection"] or "[]")
+        d["artifacts"] = json.loads(d["artifacts"] or "{}")
+        d["full_refresh"] = bool(d["full_refresh"])
+        for k in ("rows_in", "rows_out", "rows_quarantined", "rows_rejected"):
+            d[k] = int(d[k] or 0)
+        return RunRecord(**d)
+
+    def list(self, limit: int = 20) -> list[RunRecord]:
+        with self._conn() as cur:
+            return self._latest(cur, limit=limit)
+
+    def get(self, run_id: str) -> RunRecord | None:
+        with self._conn() as cur:
+            found = self._latest(cur, "AND (run_id = ? OR run_id LIKE ?)", [run_id, f"{run_id}%"])
+            if not found:
+                return None
+            rec = found[0]
+            cur.execute(self._sql(f"SELECT {', '.join(STEP_COLUMNS)} FROM airduck_run_steps WHERE run_id = ? "
+                                  "ORDER BY step_no"), [rec.run_id])
+            for r in cur.fetchall():
+                step = dict(zip(STEP_COLUMNS, r, strict=True))
+                step["details"] = json.loads(step["details"] or "{}")
+                rec.steps.append(step)
+            return rec
+
+    def running_here(self) -> list[RunRecord]:
+        with self._conn() as cur:
+            return self._latest(cur, "AND status = ? AND host = ?", ["running", socket.gethostname()])
 
 
-_LATEST = f"""
-    SELECT * EXCLUDE (rn) FROM (
-        SELECT *, row_number() OVER (PARTITION BY run_id ORDER BY recorded_at DESC) AS rn FROM {RUNS}
-    ) WHERE rn = 1
-"""
-
-
-def _to_record(cols: list[str], row: tuple) -> RunRecord:
-    d = dict(zip(cols, row, strict=False))
-    d.pop("recorded_at", None)
-    d["selection"] = json.loads(d["selection"] or "[]")
-    d["artifacts"] = json.loads(d["artifacts"] or "{}")
-    return RunRecord(**d)
-
-
-def _has_tables(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? AND table_schema = 'airduck' "
-        "AND table_name = 'runs'", [LAKE]).fetchone()[0])
-
-
-def list_runs(con: duckdb.DuckDBPyConnection, limit: int = 20) -> list[RunRecord]:
-    if not _has_tables(con):
-        return []
-    rel = con.execute(f"{_LATEST} ORDER BY started_at DESC LIMIT {int(limit)}")
-    cols = [d[0] for d in rel.description]
-    return [_to_record(cols, r) for r in rel.fetchall()]
-
-
-def get_run(con: duckdb.DuckDBPyConnection, run_id: str) -> RunRecord | None:
-    if not _has_tables(con):
-        return None
-    rel = con.execute(f"SELECT * FROM ({_LATEST}) WHERE run_id = ? OR run_id LIKE ? ORDER BY started_at DESC",
-                      [run_id, f"{run_id}%"])
-    cols = [d[0] for d in rel.description]
-    rows = rel.fetchall()
-    if not rows:
-        return None
-    rec = _to_record(cols, rows[0])
-    srel = con.execute(f"SELECT * FROM {STEPS} WHERE run_id = ? ORDER BY step_no", [rec.run_id])
-    scols = [d[0] for d in srel.description]
-    for r in srel.fetchall():
-        step = dict(zip(scols, r, strict=False))
-        step["details"] = json.loads(step["details"] or "{}")
-        for k in ("started_at", "finished_at"):
-            if step[k] is not None:
-                step[k] = step[k].isoformat()
-        rec.steps.append(step)
-    return rec
-
-
-def mark_dead_runs(con: duckdb.DuckDBPyConnection) -> list[str]:
+def mark_dead_runs(store: RecordStore, con: duckdb.DuckDBPyConnection) -> list[str]:
     """Runs still `running` from this host whose process is gone were killed: record that."""
-    if not _has_tables(con):
-        return []
-    rel = con.execute(f"SELECT * FROM ({_LATEST}) WHERE status = 'running' AND host = ?", [socket.gethostname()])
-    cols = [d[0] for d in rel.description]
     dead = []
-    for row in rel.fetchall():
-        rec = _to_record(cols, row)
+    for rec in store.running_here():
         if rec.pid == os.getpid() or _alive(rec.pid):
             continue
+        committed = con.execute(
+            f"SELECT max(snapshot_id) FROM {LAKE}.snapshots() WHERE commit_extra_info LIKE ?",
+            [f'%"run_id": "{rec.run_id}"%'],
+        ).fetchone()[0]
         rec.status = "killed"
         rec.finished_at = datetime.now(UTC)
-        rec.error = "the process ended without finishing (killed?); nothing of this run was committed"
-        record(con, rec)
+        rec.error = ("the process ended before the run finished (killed?); "
+                     + (f"its bronze+silver step had committed snapshot {committed}" if committed
+                        else "nothing of it was committed"))
+        store.add(rec)
         dead.append(rec.run_id)
     return dead
 
@@ -231,3 +258,36 @@ def _alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# -- the run lock (in the lake) --------------------------------------------------------------------
+def ensure_lock(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the one-row run lock table (retrying if a concurrent first run creates it too)."""
+    def ready() -> bool:
+        exists = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? AND table_schema = 'airduck' "
+            "AND table_name = 'run_lock'", [LAKE]).fetchone()[0]
+        return bool(exists) and con.execute(f"SELECT count(*) FROM {LOCK}").fetchone()[0] == 1
+
+    for attempt in range(6):
+        if ready():
+            return
+        try:
+            with write(con, "create the run lock", step="init"):
+                con.execute(f"CREATE TABLE IF NOT EXISTS {LOCK} (id INTEGER, run_id VARCHAR, batch BIGINT, "
+                            "locked_at TIMESTAMPTZ)")
+                if con.execute(f"SELECT count(*) FROM {LOCK}").fetchone()[0] == 0:
+                    con.execute(f"INSERT INTO {LOCK} VALUES (1, NULL, 0, now())")
+        except Exception as exc:
+            if attempt == 5 or not (is_conflict(exc) or "already exists" in str(exc)):
+                raise
+            import time
+
+            time.sleep(0.2 * (attempt + 1))
+
+
+def take_lock(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    """Inside the run transaction: claim the lock and the next batch number. Two runs that both do this
+    cannot both commit (DuckLake reports a conflict to the second)."""
+    con.execute(f"UPDATE {LOCK} SET run_id = ?, batch = batch + 1, locked_at = now()", [run_id])
+    return int(con.execute(f"SELECT batch FROM {LOCK}").fetchone()[0])

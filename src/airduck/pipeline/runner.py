@@ -26,6 +26,7 @@ from airduck.lake.catalog import current_snapshot
 from airduck.lake.commit import command_line, is_conflict, set_message
 from airduck.pipeline import records
 from airduck.pipeline.context import RunContext, StepResult
+from airduck.pipeline.failpoints import failpoint
 from airduck.pipeline.records import RunRecord
 from airduck.pipeline.selection import Selection, select
 
@@ -56,23 +57,24 @@ def run_pipeline(lh, select_items: list[str] | None = None, full_refresh: bool =
     sel: Selection = select(project.config, select_items)
     _validate(project, sel)
     con = lh.con
-    records.ensure_tables(con)
-    killed = records.mark_dead_runs(con)
-    for run_id in killed:
-        reporter.message(f"run {run_id} had been killed; it left nothing behind", "warning")
+    store = records.RecordStore(project)
+    if sel.sources or sel.silver:
+        records.ensure_lock(con)
+    for run_id in records.mark_dead_runs(store, con):
+        reporter.message(f"run {run_id} had been killed (see `airduck runs show {run_id}`)", "warning")
     rec = RunRecord(run_id=new_run_id(), status="running", started_at=datetime.now(UTC), command=command_line(),
                     selection=list(select_items or []), full_refresh=full_refresh,
                     snapshot_before=current_snapshot(con))
-    records.record(con, rec)
-    rec.snapshot_before = current_snapshot(con)
+    store.add(rec)
     done: list[Timed] = []
     try:
         if sel.sources or sel.silver:
             done += _bronze_silver(lh, rec, sel, full_refresh)
+        store.add(rec, done)
         if sel.gold:
-            done += _gold(lh, rec, sel)
+            done += _gold(lh, rec, sel, store, len(done))
         if sel.serve:
-            done += _serve(lh, rec)
+            done += _serve(lh, rec, store, len(done))
     except BaseException as exc:
         rec.status = "failed"
         rec.finished_at = datetime.now(UTC)
@@ -81,9 +83,8 @@ def run_pipeline(lh, select_items: list[str] | None = None, full_refresh: bool =
         _totals(rec, [s for s, _, _ in done] + [s for s, _, _ in failed])
         try:
             lh.reconnect()
-            con = lh.con
-            rec.snapshot_after = current_snapshot(con)
-            records.record(con, rec, failed, start_no=len(done))
+            rec.snapshot_after = current_snapshot(lh.con)
+            store.add(rec, failed, start_no=len(done))
         except Exception:  # the record is best effort; the original error matters
             pass
         reporter.finish("run", None, "failed", run_id=rec.run_id)
@@ -91,9 +92,8 @@ def run_pipeline(lh, select_items: list[str] | None = None, full_refresh: bool =
     rec.status = "ok"
     rec.finished_at = datetime.now(UTC)
     _totals(rec, [s for s, _, _ in done])
-    con = lh.con
-    rec.snapshot_after = current_snapshot(con)
-    records.record(con, rec)
+    rec.snapshot_after = current_snapshot(lh.con)
+    store.add(rec)
     reporter.finish("run", None, "ok", run_id=rec.run_id)
     result = RunResult(rec, [s for s, _, _ in done])
     rec.steps = [_step_dict(i, s, a, b) for i, (s, a, b) in enumerate(done, 1)]
@@ -135,17 +135,17 @@ def _bronze_silver(lh, rec: RunRecord, sel: Selection, full_refresh: bool) -> li
         con.execute("BEGIN TRANSACTION")
         try:
             set_message(con, f"run {rec.run_id}: bronze+silver", step="bronze+silver", run_id=rec.run_id)
-            records.take_lock(con, rec.run_id)
-            batch = records.next_batch(con)
+            batch = records.take_lock(con, rec.run_id)
             ctx = RunContext(project, con, rec.run_id, batch, landing, full_refresh, reporter)
             for name in sel.sources:
                 steps.append(_timed(reporter, "bronze", f"bronze.{name}",
                                     lambda n=name, c=ctx: ingest_source(c, n, project.config.sources[n])))
+            failpoint("after-bronze")
             for name in order:
                 steps.append(_timed(reporter, "silver", f"silver.{name}",
                                     lambda n=name, c=ctx: build_silver(c, n, project.config.silver[n])))
             rec.batch = batch
-            records.insert_steps(con, rec.run_id, steps)
+            failpoint("before-commit")
             con.execute("COMMIT")
             return steps
         except BaseException as exc:
@@ -193,41 +193,33 @@ def artifacts_dir(project, run_id: str) -> Path:
     return path
 
 
-def _gold(lh, rec: RunRecord, sel: Selection) -> list[Timed]:
+def _gold(lh, rec: RunRecord, sel: Selection, store: records.RecordStore, step_no: int) -> list[Timed]:
     from airduck.gold import run_gold
 
     started = datetime.now(UTC)
     lh.reporter.start("gold", None)
     lh.close()  # dbt opens the lake in its own process
     target = artifacts_dir(lh.project, rec.run_id) / "dbt"
+    rec.artifacts["dbt"] = str(target)
     try:
         result = run_gold(lh.project, run_id=rec.run_id, select=sel.dbt_select, reporter=lh.reporter,
                           artifacts_dir=target)
     except AirduckError as exc:
-        rec.artifacts["dbt"] = str(target)
         lh.reporter.finish("gold", None, "failed")
-        exc.step_results = [(s, started, datetime.now(UTC)) for s in getattr(exc, "steps", []) or []]
+        exc.step_results = [(s, started, datetime.now(UTC)) for s in getattr(exc, "steps", None) or []]
         raise
     rec.artifacts.update(result.artifacts)
     finished = datetime.now(UTC)
     lh.reporter.finish("gold", None, "ok", models=len(result.steps))
     timed = [(s, started, finished) for s in result.steps]
-    records.record(lh.con, RunRecord(run_id=rec.run_id, status="running", started_at=rec.started_at,
-                                     command=rec.command, selection=rec.selection, batch=rec.batch,
-                                     artifacts=rec.artifacts, snapshot_before=rec.snapshot_before),
-                   timed, start_no=_step_count(lh, rec.run_id))
+    store.add(rec, timed, start_no=step_no)
     return timed
 
 
-def _step_count(lh, run_id: str) -> int:
-    return int(lh.con.execute(f"SELECT count(*) FROM {records.STEPS} WHERE run_id = ?", [run_id]).fetchone()[0])
-
-
-def _serve(lh, rec: RunRecord) -> list[Timed]:
+def _serve(lh, rec: RunRecord, store: records.RecordStore, step_no: int) -> list[Timed]:
     from airduck.serve import export_tables, publish_postgres
 
     serve = lh.project.config.serve
-    out: list[Timed] = []
     started = datetime.now(UTC)
     results: list[StepResult] = []
     if serve.postgres:
@@ -235,10 +227,7 @@ def _serve(lh, rec: RunRecord) -> list[Timed]:
     if serve.export:
         results += export_tables(lh.con, lh.project, run_id=rec.run_id, reporter=lh.reporter)
     finished = datetime.now(UTC)
-    out = [(s, started, finished) for s in results]
-    if out:
-        records.record(lh.con, RunRecord(run_id=rec.run_id, status="running", started_at=rec.started_at,
-                                         command=rec.command, selection=rec.selection, batch=rec.batch,
-                                         artifacts=rec.artifacts, snapshot_before=rec.snapshot_before),
-                       out, start_no=_step_count(lh, rec.run_id))
-    return out
+    timed = [(s, started, finished) for s in results]
+    if timed:
+        store.add(rec, timed, start_no=step_no)
+    return timed

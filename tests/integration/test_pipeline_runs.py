@@ -1,0 +1,169 @@
+"""Runs as a whole: idempotency, write-audit-publish on failed gates, kill -9, concurrent runs, run records."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from airduck.errors import QualityGateFailed
+from airduck.lakehouse import Lakehouse
+
+AIRDUCK = [sys.executable, "-m", "airduck"]
+
+
+def orders_config(on_fail: str = "drop") -> dict:
+    return {
+        "sources": {"orders": {"type": "files", "path": "data/orders/*.csv", "format": "csv"}},
+        "silver": {
+            "orders": {
+                "from": "orders",
+                "key": ["order_id"],
+                "order_by": ["updated_at"],
+                "mode": "merge",
+                "columns": {
+                    "order_id": {"type": "BIGINT", "required": True},
+                    "customer": {"type": "VARCHAR", "normalize": ["trim", "lower"]},
+                    "amount": {"type": "DECIMAL(12,2)"},
+                    "updated_at": {"type": "TIMESTAMP"},
+                },
+                "expectations": [{"name": "amount_not_negative", "check": "amount >= 0", "on_fail": on_fail}],
+            }
+        },
+    }
+
+
+def write_orders(root: Path, name: str, start: int, n: int, negative_every: int = 0) -> int:
+    folder = root / "data" / "orders"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["order_id,customer,amount,updated_at"]
+    for i in range(start, start + n):
+        amount = -5 if negative_every and i % negative_every == 0 else (i % 500) + 0.25
+        lines.append(f"{i}, Customer{i % 37} ,{amount},2026-11-{1 + i % 20:02d} 10:00:00")
+    (folder / name).write_text("\n".join(lines) + "\n")
+    return n
+
+
+def count(lh: Lakehouse, table: str) -> int:
+    return lh.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def cli(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRDUCK_", "AWS_"))}
+    full_env.update(env or {})
+    return subprocess.Popen([*AIRDUCK, "-p", str(root), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=full_env)
+
+
+def test_same_input_twice_adds_nothing(projects):
+    root = projects.make(orders_config())
+    write_orders(root, "day1.csv", 0, 500)
+    with Lakehouse.open(root) as lh:
+        first = lh.run()
+        assert first.ok
+        assert count(lh, "bronze.orders") == 500 and count(lh, "silver.orders") == 500
+        silver_snaps = len(lh.snapshots("silver.orders"))
+        bronze_snaps = len(lh.snapshots("bronze.orders"))
+        second = lh.run()
+        assert second.ok
+        assert count(lh, "bronze.orders") == 500 and count(lh, "silver.orders") == 500
+        assert len(lh.snapshots("silver.orders")) == silver_snaps
+        assert len(lh.snapshots("bronze.orders")) == bronze_snaps
+        by_table = {s.table: s for s in second.steps}
+        assert by_table["bronze.orders"].rows_out == 0 and by_table["silver.orders"].rows_out == 0
+        # a new file is picked up incrementally
+        write_orders(root, "day2.csv", 400, 200)  # 100 updates, 100 new
+        third = lh.run()
+        assert count(lh, "bronze.orders") == 700
+        assert count(lh, "silver.orders") == 600
+        assert {s.table: s.rows_in for s in third.steps}["silver.orders"] == 200
+
+
+def test_failed_gate_leaves_the_lake_at_the_same_snapshot(projects):
+    root = projects.make(orders_config(on_fail="fail"))
+    write_orders(root, "day1.csv", 1, 300)
+    with Lakehouse.open(root) as lh:
+        assert lh.run().ok
+        before = lh.current_snapshot()
+        write_orders(root, "day2.csv", 1000, 300, negative_every=50)
+        with pytest.raises(QualityGateFailed, match="amount_not_negative"):
+            lh.run()
+        lh.reconnect()
+        assert lh.current_snapshot() == before
+        assert count(lh, "bronze.orders") == 300  # bronze of the failed run is not visible either
+        failed = lh.runs(1)[0]
+        assert failed.status == "failed" and "amount_not_negative" in failed.error
+        assert failed.snapshot_before == failed.snapshot_after == before
+        info = lh.run_info(failed.run_id)
+        assert any(s["status"] == "failed" and s["table_name"] == "silver.orders" for s in info.steps)
+
+
+@pytest.mark.parametrize("point", ["after-bronze", "before-commit"])
+def test_kill_9_mid_run_leaves_nothing_and_the_next_run_completes(local_projects, tmp_path, point):
+    root = local_projects.make(orders_config())
+    n = write_orders(root, "day1.csv", 0, 20000)
+    with Lakehouse.open(root) as lh:
+        before = lh.current_snapshot()
+    marker = tmp_path / "failpoint.txt"
+    proc = cli(root, "run", "-q", env={"AIRDUCK_FAILPOINT": point, "AIRDUCK_FAILPOINT_FILE": str(marker)})
+    deadline = time.monotonic() + 120
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.communicate()[1] if proc.poll() is not None else "failpoint never reached"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    with Lakehouse.open(root) as lh:
+        assert lh.current_snapshot() == before
+        assert "bronze.orders" not in {t.qualified for t in lh.tables()} or count(lh, "bronze.orders") == 0
+        result = lh.run()
+        assert result.ok
+        assert count(lh, "bronze.orders") == n and count(lh, "silver.orders") == n
+        dup = lh.con.execute("SELECT count(*) - count(DISTINCT order_id) FROM silver.orders").fetchone()[0]
+        assert dup == 0
+        statuses = {r.status for r in lh.runs()}
+        assert "killed" in statuses and "ok" in statuses
+
+
+def test_concurrent_runs_on_postgres_do_not_duplicate(pg_s3_projects):
+    root = pg_s3_projects.make(orders_config())
+    for d in range(4):
+        write_orders(root, f"day{d}.csv", d * 1000, 1000)
+    procs = [cli(root, "run", "-q", "--json") for _ in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = [p.returncode for p in procs]
+    for code, (_out, err) in zip(codes, outs, strict=True):
+        assert code == 0 or ("another" in err and "Traceback" not in err), err
+    assert 0 in codes
+    with Lakehouse.open(root) as lh:
+        assert count(lh, "bronze.orders") == 4000
+        assert count(lh, "silver.orders") == 4000
+        assert lh.con.execute("SELECT count(DISTINCT _source_file) FROM bronze.orders").fetchone()[0] == 4
+    ok_runs = [json.loads(out) for code, (out, _e) in zip(codes, outs, strict=True) if code == 0]
+    loaded = sum(s["rows_out"] for r in ok_runs for s in r["steps"] if s["layer"] == "bronze")
+    assert loaded == 4000
+
+
+def test_run_records_and_cli(local_projects):
+    root = local_projects.make(orders_config())
+    write_orders(root, "day1.csv", 0, 120, negative_every=10)
+    proc = cli(root, "run", "--json")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    rec = json.loads(out)
+    assert rec["status"] == "ok" and rec["rows_in"] == 120
+    assert rec["rows_quarantined"] == 12 and rec["rows_out"] == 108
+    assert rec["snapshot_after"] > rec["snapshot_before"]
+    steps = {s["table_name"]: s for s in rec["steps"]}
+    assert steps["silver.orders"]["rows_quarantined"] == 12
+    proc = cli(root, "runs", "--json")
+    runs = json.loads(proc.communicate(timeout=60)[0])
+    assert runs[0]["run_id"] == rec["run_id"]
+    proc = cli(root, "runs", "show", rec["run_id"][:12])
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "silver.orders" in out
