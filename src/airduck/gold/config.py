@@ -13,4 +13,5 @@ class GoldConfig(Model):
     dbt_project: str | None = Field(None, description="folder of a dbt project, relative to airduck.yml")
     threads: int = Field(1, ge=1)
     vars: dict[str, Any] = Field(default_factory=dict)
-    fail_on_warn: bool = False
+    fail_on_warn: bool = Field(False, description="treat dbt tests of severity warn as failures too")
+    timeout: float = Field(3600.0, gt=0, description="seconds a dbt command may run before it is stopped")

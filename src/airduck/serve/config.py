@@ -26,6 +26,8 @@ class PostgresServe(Model):
     dsn: str
     schema_: str = Field("public", alias="schema")
     tables: list[ServedTable] = Field(default_factory=list)
+    lock_timeout_ms: int = Field(2000, ge=1, description="how long the swap may wait for readers' locks")
+    swap_attempts: int = Field(5, ge=1, description="tries of the swap transaction on lock timeouts")
 
     _norm = field_validator("tables", mode="before")(lambda cls, v: _tables(v))
 

@@ -1,0 +1,296 @@
+"""Gold with write-audit-publish: dbt builds into `gold_stage`, airduck publishes to `gold` atomically."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from airduck.config.project import Project
+from airduck.config.secrets import redact
+from airduck.errors import ConfigError, DbtError, QualityGateFailed
+from airduck.events import Reporter
+from airduck.gold.dbt import DbtInvocation, error_line, run_dbt
+from airduck.gold.profile import generated_profile, profile_env
+from airduck.gold.sources import read_dbt_project, write_sources
+from airduck.lake.catalog import TableRef
+from airduck.lake.commit import write
+from airduck.lake.connection import LAKE, open_lake
+from airduck.pipeline.context import StepResult
+
+GOLD = "gold"
+STAGE = "gold_stage"
+#: dbt's intermediate relations; a crashed dbt run can leave them behind in the staging schema
+DBT_LEFTOVER_SUFFIXES = ("__dbt_tmp", "__dbt_backup")
+#: materialisations whose result airduck publishes (views and incremental models become tables)
+PUBLISHED_MATERIALIZATIONS = ("table", "view", "incremental")
+PUBLISHED_RESOURCES = ("model", "seed")
+
+
+@dataclass
+class GoldResult:
+    """What a gold run did: one step per model (and per failing test), the published tables, artifacts."""
+
+    steps: list[StepResult] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)  # e.g. ["gold.orders_by_day"]
+    artifacts: dict[str, str] = field(default_factory=dict)  # manifest / run_results / log -> path
+
+
+@dataclass
+class _Node:
+    unique_id: str
+    resource_type: str
+    name: str
+    status: str
+    message: str | None
+    failures: int | None
+    database: str | None
+    schema: str | None
+    alias: str | None
+    materialized: str | None
+    severity: str | None
+    attached: str | None
+    file: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.resource_type} {self.name}" + (f" ({self.file})" if self.file else "")
+
+
+def _dbt_dir(project: Project) -> Path:
+    cfg = project.config.gold
+    if not cfg.dbt_project:
+        raise ConfigError(f"{project.file}: gold.dbt_project is not set",
+                          hint="add `gold: {dbt_project: gold/}` pointing at a dbt project folder")
+    path = Path(project.resolve(cfg.dbt_project))
+    read_dbt_project(path)  # a clear ConfigError when it is not a dbt project
+    return path
+
+
+def _dbt_state(project: Project) -> Path:
+    return project.state_dir / "dbt"
+
+
+def _prepare(project: Project) -> tuple[Path, Path, dict[str, str]]:
+    """Install extensions, clean the staging schema, (re)generate sources.yml and the profile."""
+    from airduck.lake.extensions import install_all
+
+    dbt_dir = _dbt_dir(project)
+    install_all()
+    con = open_lake(project)
+    try:
+        _drop_leftovers(con)
+        write_sources(project, dbt_dir, con)
+    finally:
+        con.close()
+    profiles_dir = _dbt_state(project) / "profile"
+    generated_profile(project, profiles_dir, STAGE)
+    env = {**project.env, **profile_env(project)}
+    return dbt_dir, profiles_dir, env
+
+
+def _lake_tables(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? AND table_schema = ?",
+        [LAKE, schema],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _drop_leftovers(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Drop `__dbt_tmp`/`__dbt_backup` relations a crashed dbt run left in the staging schema."""
+    leftovers = [t for t in _lake_tables(con, STAGE) if t.endswith(DBT_LEFTOVER_SUFFIXES)]
+    if leftovers:
+        with write(con, "gold: drop leftover dbt relations", step="gold"):
+            for name in leftovers:
+                kind = con.execute(
+                    "SELECT table_type FROM information_schema.tables WHERE table_catalog = ? "
+                    "AND table_schema = ? AND table_name = ?", [LAKE, STAGE, name]).fetchone()[0]
+                what = "VIEW" if kind == "VIEW" else "TABLE"
+                con.execute(f"DROP {what} IF EXISTS {TableRef(STAGE, name).sql}")
+    return leftovers
+
+
+def _nodes(inv: DbtInvocation) -> list[_Node]:
+    results = inv.run_results() or {}
+    manifest = inv.manifest() or {}
+    mnodes = manifest.get("nodes", {})
+    out = []
+    for r in results.get("results", []):
+        uid = r.get("unique_id", "")
+        m = mnodes.get(uid, {})
+        cfg = m.get("config", {})
+        out.append(_Node(
+            unique_id=uid,
+            resource_type=m.get("resource_type") or uid.split(".", 1)[0],
+            name=m.get("name") or uid.rsplit(".", 1)[-1],
+            status=str(r.get("status", "")),
+            message=r.get("message"),
+            failures=r.get("failures"),
+            database=m.get("database"),
+            schema=m.get("schema"),
+            alias=m.get("alias") or m.get("name"),
+            materialized=cfg.get("materialized"),
+            severity=str(cfg.get("severity", "error")).lower() if m.get("resource_type") == "test" else None,
+            attached=m.get("attached_node"),
+            file=m.get("original_file_path"),
+        ))
+    return out
+
+
+def _event_reporter(reporter: Reporter) -> Any:
+    done = 0
+
+    def on_event(event: dict[str, Any]) -> None:
+        nonlocal done
+        name = event.get("info", {}).get("name")
+        data = event.get("data", {})
+        node = data.get("node_info") or {}
+        if name in ("LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult"):
+            done += 1
+            reporter.advance("gold", table=node.get("node_name"), done=done)
+
+    return on_event
+
+
+def _artifacts(inv: DbtInvocation, artifacts_dir: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, src in (("manifest", inv.manifest_path), ("run_results", inv.run_results_path)):
+        if src.is_file():
+            dest = artifacts_dir / src.name
+            shutil.copyfile(src, dest)
+            out[key] = str(dest)
+    out["target"] = str(inv.target_path)
+    log = inv.log_path / "dbt.log"
+    if log.is_file():
+        out["log"] = str(log)
+    return out
+
+
+def run_gold(
+    project: Project, *, run_id: str, select: list[str] | None = None, reporter: Reporter | None = None,
+    artifacts_dir: Path,
+) -> GoldResult:
+    """Build the gold marts with `dbt build` into `gold_stage`, then publish them to `gold` in one commit.
+
+    Raises :class:`QualityGateFailed` when a dbt test of severity error fails (or a warning, with
+    `gold.fail_on_warn`), and :class:`DbtError` when dbt cannot compile or run a model. In both
+    cases `gold` is left exactly as it was.
+    """
+    reporter = reporter or Reporter()
+    cfg = project.config.gold
+    artifacts_dir = Path(artifacts_dir)
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    dbt_dir, profiles_dir, env = _prepare(project)
+    args: list[str] = []
+    if select:
+        args += ["--select", *select]
+    if cfg.vars:
+        args += ["--vars", json.dumps(cfg.vars, default=str)]
+    reporter.start("gold")
+    reporter.message(f"dbt build {' '.join(select or [])} -> {STAGE}".replace("  ", " "))
+    inv = run_dbt(
+        ["build"], project_dir=dbt_dir, profiles_dir=profiles_dir, target_path=artifacts_dir / "target",
+        log_path=artifacts_dir / "logs", env=env, extra_args=args, on_event=_event_reporter(reporter),
+        timeout=cfg.timeout, partial_parse_cache=_dbt_state(project) / "partial_parse.msgpack",
+    )
+    artifacts = _artifacts(inv, artifacts_dir)
+    nodes = _nodes(inv)
+    if inv.run_results() is None:
+        raise DbtError(f"dbt build failed before running any model: {inv.first_error()}",
+                       hint=f"dbt log: {inv.log_path / 'dbt.log'}")
+
+    broken = [n for n in nodes if n.status == "error"]
+    if broken:
+        first = broken[0]
+        raise DbtError(f"dbt {first.label} failed: {redact(error_line(first.message))}",
+                       hint=f"gold was not changed; dbt log: {inv.log_path / 'dbt.log'}")
+    if inv.returncode != 0 and not any(n.status in ("fail", "warn") for n in nodes):
+        raise DbtError(f"dbt build failed: {inv.first_error()}", hint=f"dbt log: {inv.log_path / 'dbt.log'}")
+
+    fail_states = ("fail", "warn") if cfg.fail_on_warn else ("fail",)
+    steps: list[StepResult] = []
+    failed_tests = [n for n in nodes if n.resource_type in ("test", "unit_test") and n.status in fail_states]
+    by_id = {n.unique_id: n for n in nodes}
+    for t in nodes:
+        if t.resource_type in ("test", "unit_test") and t.status in ("fail", "warn"):
+            model = by_id.get(t.attached or "")
+            steps.append(StepResult(
+                layer="gold", table=f"{GOLD}.{model.alias if model else t.name}",
+                status="failed" if t in failed_tests else "warn",
+                error=redact(error_line(t.message)),
+                details={"test": t.name, "failures": t.failures, "severity": t.severity},
+            ))
+
+    to_publish = [n for n in nodes if n.resource_type in PUBLISHED_RESOURCES and n.status == "success"
+                  and (n.materialized in PUBLISHED_MATERIALIZATIONS or n.resource_type == "seed")]
+    if failed_tests:
+        for n in to_publish:
+            steps.append(StepResult(layer="gold", table=f"{GOLD}.{n.alias}", status="skipped",
+                                    details={"reason": "quality gate failed", "model": n.name}))
+        names = ", ".join(f"{t.name} ({t.failures} failing rows)" if t.failures else t.name
+                          for t in failed_tests)
+        reporter.finish("gold", status="failed", failed_tests=len(failed_tests))
+        exc = QualityGateFailed(
+            f"dbt tests failed, nothing was published to gold: {names}",
+            hint=f"fix the data or the models; see {artifacts.get('run_results', inv.target_path)}",
+        )
+        exc.steps = steps  # type: ignore[attr-defined]
+        exc.artifacts = artifacts  # type: ignore[attr-defined]
+        raise exc
+
+    publishable: list[_Node] = []
+    for n in to_publish:
+        if n.database != LAKE or n.schema != STAGE:
+            reporter.message(f"gold: {n.name} was built in {n.database}.{n.schema}, not {LAKE}.{STAGE}; "
+                             "not published (remove its custom database/schema config)", level="warning")
+            steps.append(StepResult(layer="gold", table=f"{n.schema}.{n.alias}", status="skipped",
+                                    details={"reason": f"built outside {STAGE}", "model": n.name}))
+            continue
+        publishable.append(n)
+    counts = publish(project, [n.alias or n.name for n in publishable], run_id=run_id) if publishable else {}
+    published = []
+    for n in publishable:
+        table = f"{GOLD}.{n.alias}"
+        published.append(table)
+        steps.append(StepResult(layer="gold", table=table, status="ok", rows_out=counts.get(n.alias or n.name, 0),
+                                details={"model": n.name, "materialized": n.materialized,
+                                         "resource_type": n.resource_type}))
+    reporter.finish("gold", status="ok", published=len(published))
+    return GoldResult(steps=steps, published=published, artifacts=artifacts)
+
+
+def publish(project: Project, tables: list[str], *, run_id: str) -> dict[str, int]:
+    """Replace each `gold.<t>` by `gold_stage.<t>` in ONE lake commit; returns row counts."""
+    con = open_lake(project)
+    try:
+        counts: dict[str, int] = {}
+        with write(con, f"publish gold (run {run_id})", step="gold", run_id=run_id, tables=tables):
+            for name in tables:
+                src, dst = TableRef(STAGE, name), TableRef(GOLD, name)
+                con.execute(f"CREATE OR REPLACE TABLE {dst.sql} AS SELECT * FROM {src.sql}")
+                counts[name] = int(con.execute(f"SELECT count(*) FROM {dst.sql}").fetchone()[0])
+        return counts
+    finally:
+        con.close()
+
+
+def build_docs(project: Project, out_dir: Path) -> Path:
+    """`dbt docs generate` into `out_dir` (index.html, manifest.json, catalog.json); returns it."""
+    out_dir = Path(out_dir)
+    dbt_dir, profiles_dir, env = _prepare(project)
+    inv = run_dbt(
+        ["docs", "generate"], project_dir=dbt_dir, profiles_dir=profiles_dir, target_path=out_dir,
+        log_path=out_dir / "logs", env=env, timeout=project.config.gold.timeout,
+        partial_parse_cache=_dbt_state(project) / "partial_parse.msgpack",
+    )
+    if inv.returncode != 0 or not (out_dir / "index.html").is_file():
+        raise DbtError(f"dbt docs generate failed: {inv.first_error()}", hint=f"dbt log: {inv.log_path / 'dbt.log'}")
+    return out_dir
+
+
+__all__ = ["GOLD", "STAGE", "GoldResult", "build_docs", "publish", "run_gold"]
