@@ -148,15 +148,15 @@ class Lakehouse:
         return run_pipeline(self, select, full_refresh)
 
     def runs(self, limit: int = 20):
-        from airduck.pipeline.records import list_runs
+        from airduck.pipeline.records import RecordStore
 
-        return list_runs(self.con, limit)
+        return RecordStore(self.project).list(limit)
 
     def run_info(self, run_id: str):
         from airduck.errors import NotFound
-        from airduck.pipeline.records import get_run
+        from airduck.pipeline.records import RecordStore
 
-        rec = get_run(self.con, run_id)
+        rec = RecordStore(self.project).get(run_id)
         if rec is None:
             raise NotFound(f"no run {run_id!r}", hint="see `airduck runs`")
         return rec
