@@ -31,7 +31,11 @@ class ColumnRule(Model):
 
 
 class Expectation(Model):
-    """A named SQL boolean check. warn: keep and count; drop: quarantine; fail: abort the run."""
+    """A named SQL boolean check. warn: keep and count; drop: quarantine; fail: abort the run.
+
+    The check refers to silver column names and is evaluated per row (after dedup). A NULL result passes, like a
+    SQL CHECK constraint: `amount > 0` does not fail a row whose amount is NULL (use `required: true` for that).
+    """
 
     name: str
     check: str

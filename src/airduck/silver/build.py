@@ -1,0 +1,283 @@
+"""Building one silver table inside the run's open transaction.
+
+Steps: check the rule against the lake (Plan) -> create or evolve the table and its quarantine -> read the source
+rows after the watermark -> materialize the stage (every rule applied in SQL) -> quality gates (`on_fail: fail`,
+lookups with `on_missing: fail` raise QualityGateFailed before anything is written) -> quarantine -> write the
+clean rows by mode -> move the watermark. The runner commits or rolls back; nothing here begins or ends a
+transaction.
+
+Upserts (`mode: merge`) are DELETE of the changed/deleted keys + INSERT, not MERGE INTO. Measured on a local
+DuckLake (SQLite catalog, local data, 2 cores, DuckDB 1.5.5): 1,000,000 stored rows, 100,000 changed rows
+(90,000 updates, 10,000 new), median of 5 runs:
+
+    table in 1 data file:    MERGE INTO (update + insert) 139 ms;  DELETE ... USING + INSERT  95 ms
+    table in 10 data files:  MERGE INTO (update + insert) 351 ms;  DELETE ... USING + INSERT 260 ms
+
+DELETE + INSERT is about 1.35-1.45x faster, writes one data file instead of two (MERGE writes updated and new
+rows separately) and the table reads back as fast or faster. It is also the only form that handles
+updates and deletes in one step (DuckLake's MERGE allows one UPDATE/DELETE action). Unchanged rows (every
+column IS NOT DISTINCT FROM the stored row) are not rewritten at all.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import duckdb
+
+from airduck.config.secrets import redact
+from airduck.errors import QualityGateFailed, RuleError
+from airduck.lake.catalog import TableRef, columns, table_exists
+from airduck.lake.commit import is_conflict
+from airduck.pipeline.context import RunContext, StepResult
+from airduck.silver import sql
+from airduck.silver.config import SilverTable
+from airduck.silver.expressions import Sandbox
+from airduck.silver.rules import (
+    META_COLUMNS,
+    QUARANTINE_COLUMNS,
+    SCD2_COLUMNS,
+    Locator,
+    Plan,
+    check_rule,
+    make_plan,
+    rule_error,
+)
+
+STATE = TableRef("airduck", "silver_state")
+_PARAM = re.compile(r"\$(\w+)")
+
+
+def _run(con: duckdb.DuckDBPyConnection, text: str, params: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+    """Execute with the named parameters the statement uses (DuckDB rejects unused ones)."""
+    used = set(_PARAM.findall(text))
+    bound = {k: v for k, v in (params or {}).items() if k in used}
+    return con.execute(text, bound) if bound else con.execute(text)
+
+
+def _one(con: duckdb.DuckDBPyConnection, text: str, params: dict[str, Any] | None = None) -> tuple:
+    row = _run(con, text, params).fetchone()
+    assert row is not None
+    return row
+
+
+# -- watermark ----------------------------------------------------------------------------------------------------
+
+def ensure_state(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"CREATE TABLE IF NOT EXISTS {STATE.sql} (table_name VARCHAR, last_batch BIGINT, run_id VARCHAR, "
+                "updated_at TIMESTAMPTZ)")
+
+
+def read_watermark(con: duckdb.DuckDBPyConnection, table: str) -> int | None:
+    """The last source _batch a silver table has read (None: read everything)."""
+    if not table_exists(con, STATE):
+        return None
+    row = con.execute(f"SELECT max(last_batch) FROM {STATE.sql} WHERE table_name = ?", [table]).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def write_watermark(con: duckdb.DuckDBPyConnection, table: str, last_batch: int | None, run_id: str) -> None:
+    con.execute(f"DELETE FROM {STATE.sql} WHERE table_name = ?", [table])
+    con.execute(f"INSERT INTO {STATE.sql} VALUES (?, ?, ?, now())", [table, last_batch, run_id])
+
+
+# -- schema ---------------------------------------------------------------------------------------------------------
+
+def _evolve(con: duckdb.DuckDBPyConnection, plan: Plan) -> list[str]:
+    """Bring an existing silver table to the rule's columns. Returns the columns added."""
+    target, rule, loc = plan.checked.target, plan.rule, plan.checked.loc
+    existing = {c.name: c.type for c in columns(con, target)}
+    system = list(META_COLUMNS) + (list(SCD2_COLUMNS) if rule.mode == "scd2" else [])
+    for col in system:
+        if col not in existing:
+            raise RuleError(f"{loc('silver', plan.name, 'mode')}: {target} has no column {col}: it was built by "
+                            f"another mode (now {rule.mode}) or another version of airduck",
+                            hint="run with --full-refresh to rebuild it from the source")
+    added: list[str] = []
+    for col in plan.columns:
+        if col.name not in existing:
+            if col.kind == "kept" and not rule.evolve:
+                raise RuleError(
+                    f"{loc('silver', plan.name, 'keep_other_columns')}: {plan.checked.source} has a new column "
+                    f"{col.name!r} ({col.type}) that {target} does not have",
+                    hint=f"add `evolve: true` to silver.{plan.name} to add it to the table, or list the column under "
+                    "columns: (or set keep_other_columns: false to drop unlisted columns)",
+                )
+            con.execute(sql.add_column(target, col.name, col.type))
+            added.append(col.name)
+        elif existing[col.name] != col.type:
+            key = ("columns", col.name, "type") if col.kind == "rule" else ("columns",)
+            raise RuleError(f"{loc('silver', plan.name, *key)}: column {col.name!r} is {existing[col.name]} in {target} "
+                            f"but the rule now makes it {col.type}",
+                            hint="run with --full-refresh to rebuild the table with the new type, or keep the old type")
+    return added
+
+
+# -- the step -------------------------------------------------------------------------------------------------------
+
+def build_silver(ctx: RunContext, name: str, rule: SilverTable) -> StepResult:
+    """Build `silver.<name>` from the new rows of its source, inside the run's open transaction.
+
+    Raises RuleError (the rule does not fit the data) or QualityGateFailed (an `on_fail: fail` expectation or an
+    `on_missing: fail` lookup failed); the runner then rolls the whole run back.
+    """
+    table = f"silver.{name}"
+    with Sandbox() as sandbox:
+        checked = check_rule(name, rule, sandbox, Locator(ctx.project))
+        plan = make_plan(ctx.con, checked, sandbox)
+    if plan is None:
+        ctx.reporter.message(f"{table}: {checked.source} does not exist yet; nothing to build", "warning")
+        return StepResult(layer="silver", table=table, status="skipped",
+                          details={"reason": f"{checked.source} does not exist yet"})
+    try:
+        return _build(ctx, plan)
+    except duckdb.Error as exc:
+        if is_conflict(exc):
+            raise
+        raise rule_error(name, exc) from None
+    finally:
+        for temp in sql.TEMP_TABLES:
+            try:
+                ctx.con.execute(f"DROP TABLE IF EXISTS {temp}")
+            except duckdb.Error:  # the transaction is aborted; the runner rolls it back (temp tables too)
+                pass
+
+
+def _build(ctx: RunContext, plan: Plan) -> StepResult:
+    con, rule = ctx.con, plan.rule
+    target, quarantine = plan.checked.target, plan.checked.quarantine
+    table = target.qualified
+    result = StepResult(layer="silver", table=table)
+    ensure_state(con)
+    watermark = read_watermark(con, table)
+    rebuild = ctx.full_refresh or not table_exists(con, target)
+    added: list[str] = []
+    if rebuild:
+        con.execute(sql.create_table(target, plan.all_columns(), replace=True))
+        con.execute(sql.create_table(quarantine, list(QUARANTINE_COLUMNS), replace=True))
+    else:
+        added = _evolve(con, plan)
+        con.execute(sql.create_table(quarantine, list(QUARANTINE_COLUMNS)))
+    incremental = not rebuild and watermark is not None
+    params: dict[str, Any] = {"__ad_wm": watermark, "__ad_run": ctx.run_id, "__ad_batch": ctx.batch}
+    rows_in, max_batch = _one(con, sql.source_count(plan, incremental), params)
+    new_watermark = max_batch if max_batch is not None else (None if rebuild else watermark)
+    details: dict[str, Any] = {
+        "source": plan.checked.source.qualified, "mode": rule.mode, "full_refresh": bool(ctx.full_refresh),
+        "rebuilt": rebuild, "watermark": {"from": None if not incremental else watermark, "to": new_watermark},
+        "warnings": {e.name: 0 for e, _ in plan.checks if e.on_fail == "warn"},
+        "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 0, "closed_versions": 0, "superseded": 0,
+        "lookup_unmatched": {lk.lookup.name: 0 for lk in plan.lookups}, "quarantine_reasons": {},
+        "columns_added": added,
+    }
+    result.rows_in = int(rows_in)
+    result.details = details
+    if rows_in:
+        stage_sql, stage_params = sql.stage(plan, incremental)
+        _run(con, f"CREATE OR REPLACE TEMP TABLE __ad_stage AS {stage_sql}", {**params, **stage_params})
+        flagged = _measure(con, plan, result)
+        if flagged:
+            _run(con, sql.raws(plan, incremental), params)
+        _gates(con, plan, result)
+        if result.rows_quarantined:
+            _run(con, sql.insert_quarantine(quarantine), params)
+        if rule.mode == "append":
+            details["inserted"] = int(_one(con, sql.append(plan), params)[0])
+            result.rows_out = details["inserted"]
+        elif rule.mode == "merge":
+            _merge(con, plan, params, result)
+        else:
+            _scd2(con, plan, params, result)
+    if rows_in or rebuild:
+        write_watermark(con, table, new_watermark, ctx.run_id)
+    _report(ctx, result)
+    return result
+
+
+def _measure(con: duckdb.DuckDBPyConnection, plan: Plan, result: StepResult) -> int:
+    """Counts of the stage into `result`; returns the number of flagged rows (quarantined or failing a gate)."""
+    row = _one(con, sql.metrics(plan))
+    staged, quarantined, flagged = int(row[0]), int(row[1]), int(row[2])
+    fails = row[3:3 + len(plan.checks)]
+    misses = row[3 + len(plan.checks):]
+    details = result.details
+    details["superseded"] = result.rows_in - staged
+    details["expectations"] = {e.name: {"on_fail": e.on_fail, "failed": int(n)} for (e, _), n in zip(plan.checks, fails, strict=True)}
+    details["warnings"] = {e.name: int(n) for (e, _), n in zip(plan.checks, fails, strict=True) if e.on_fail == "warn"}
+    details["lookup_unmatched"] = {lk.lookup.name: int(n) for lk, n in zip(plan.lookups, misses, strict=True)}
+    details["quarantine_reasons"] = {r: int(n) for r, n in con.execute(sql.reason_counts()).fetchall()}
+    result.rows_quarantined = quarantined
+    return flagged
+
+
+def _sample(con: duckdb.DuckDBPyConnection, condition: str) -> str:
+    rows = [r[0] for r in con.execute(sql.samples(condition)).fetchall() if r[0] is not None]
+    shown = [r if len(r) <= 300 else r[:300] + "..." for r in rows]
+    return redact("; ".join(shown))
+
+
+def _gates(con: duckdb.DuckDBPyConnection, plan: Plan, result: StepResult) -> None:
+    """QualityGateFailed when an `on_fail: fail` expectation or an `on_missing: fail` lookup fails."""
+    staged = result.rows_in - result.details["superseded"]
+    problems: list[str] = []
+    for j, (e, expr) in enumerate(plan.checks):
+        failed = result.details["expectations"][e.name]["failed"]
+        if e.on_fail == "fail" and failed:
+            problems.append(f"expectation {e.name!r} ({expr.text}) failed for {failed} of {staged} rows; "
+                            f"e.g. {_sample(con, f'NOT __ad_ok{j}')}")
+    for lk in plan.lookups:
+        missed = result.details["lookup_unmatched"][lk.lookup.name]
+        if lk.lookup.on_missing == "fail" and missed:
+            ons = ", ".join(lk.lookup.on)
+            problems.append(f"lookup {lk.lookup.name!r} found no row in {lk.table} for {missed} of {staged} rows "
+                            f"(by {ons}); e.g. {_sample(con, f'__ad_miss{lk.index}')}")
+    if problems:
+        raise QualityGateFailed(
+            f"silver.{plan.name}: quality gate failed: " + " | ".join(problems),
+            hint=f"nothing of this run was written; fix the rows in {plan.checked.source} or relax the rule "
+            "(on_fail: drop quarantines failing rows, warn only counts them)",
+        )
+
+
+def _merge(con: duckdb.DuckDBPyConnection, plan: Plan, params: dict[str, Any], result: StepResult) -> None:
+    con.execute(sql.merge_actions(plan))
+    inserted, updated, deleted, unchanged, missing = (int(v) for v in _one(con, sql.merge_counts()))
+    if updated or deleted:
+        _run(con, sql.merge_delete(plan), params)
+    if inserted or updated:
+        _run(con, sql.merge_insert(plan), params)
+    result.details.update(inserted=inserted, updated=updated, deleted=deleted, unchanged=unchanged,
+                          delete_missing=missing)
+    result.rows_out = inserted + updated
+
+
+def _scd2(con: duckdb.DuckDBPyConnection, plan: Plan, params: dict[str, Any], result: StepResult) -> None:
+    con.execute(sql.scd2_actions(plan))
+    opened, closed_current, closed_new, deleted, unchanged, delete_missing = (
+        int(v) for v in _one(con, sql.scd2_counts()))
+    if closed_current:
+        _run(con, sql.scd2_close(plan), params)
+    if opened:
+        _run(con, sql.scd2_insert(plan), params)
+    result.details.update(inserted=opened, updated=closed_current, deleted=deleted, unchanged=unchanged,
+                          closed_versions=closed_current + closed_new, delete_missing=delete_missing)
+    result.rows_out = opened + closed_current
+
+
+def _report(ctx: RunContext, result: StepResult) -> None:
+    details = result.details
+    noisy = any(details["warnings"].values()) or any(details["lookup_unmatched"].values()) or result.rows_quarantined
+    if noisy:
+        result.status = "warn"
+    for name, n in details["warnings"].items():
+        if n:
+            ctx.reporter.message(f"{result.table}: {n} rows failed expectation {name!r} (warn: kept)", "warning")
+    for name, n in details["lookup_unmatched"].items():
+        if n:
+            ctx.reporter.message(f"{result.table}: lookup {name!r} found no match for {n} rows", "warning")
+    if result.rows_quarantined:
+        reasons = ", ".join(f"{r}={n}" for r, n in details["quarantine_reasons"].items())
+        ctx.reporter.message(f"{result.table}: {result.rows_quarantined} rows quarantined to "
+                             f"{result.table}__quarantine ({reasons})", "warning")
+    ctx.reporter.advance("silver", result.table, rows=result.rows_out, done=result.rows_in)

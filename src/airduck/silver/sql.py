@@ -1,0 +1,346 @@
+"""The SQL a silver rule compiles to. Pure functions of a Plan: text plus named parameters, no execution.
+
+One *stage* query turns the new source rows into silver rows, every rule applied as a column expression:
+
+    source rows (_batch > watermark)
+    -> pre:      normalized raw value per column (trim, lower, ...), kept columns, the row as a struct (for _raw)
+    -> typed:    TRY_CAST (after try_strptime for `formats`) to the target type
+    -> flagged:  the deleted flag
+    -> joined:   LEFT JOIN of each lookup (first reference row per key), a `miss` flag per lookup
+    -> ranked:   latest row per key (order_by DESC, _batch DESC, _row_number DESC); rows without a key pass
+    -> checked:  one pass/fail column per expectation (NULL passes, as in SQL CHECK), valid_from
+    -> reasoned: the list of reasons to quarantine a row (cast:<col>, required:<col>, lookup:<name>, <expectation>)
+    -> final:    `__ad_flag`: the row is quarantined or fails a gate (its raw row is needed)
+
+The stage is materialized once as a temp table; counts, gates, quarantine and the write of each mode read it.
+The original rows (`_raw`, as JSON) are fetched afterwards by rowid for the flagged rows only: carrying the whole
+row through the dedup window made the stage about 1.8x slower (1M rows: 3.1 s instead of 1.7 s).
+"""
+
+from __future__ import annotations
+
+from airduck.lake.catalog import TableRef
+from airduck.lake.connection import quote_ident as q
+from airduck.silver.rules import DATELIKE, META_COLUMNS, SCD2_COLUMNS, TEMPORAL, Plan
+
+STAGE = "temp.main.__ad_stage"
+ACTIONS = "temp.main.__ad_actions"
+RAWS = "temp.main.__ad_raws"
+TEMP_TABLES = (STAGE, ACTIONS, RAWS)
+
+NORMALIZERS = {
+    "trim": "trim({})",
+    "lower": "lower({})",
+    "upper": "upper({})",
+    "collapse_spaces": "regexp_replace({}, '\\s+', ' ', 'g')",
+    "null_if_empty": "NULLIF({}, '')",
+}
+
+Sql = tuple[str, dict[str, object]]
+
+
+def _keys_equal(left: str, right: str, keys: list[str]) -> str:
+    return " AND ".join(f"{left}.{q(k)} = {right}.{q(k)}" for k in keys)
+
+
+def create_table(table: TableRef, columns: list[tuple[str, str]], replace: bool = False) -> str:
+    head = "CREATE OR REPLACE TABLE" if replace else "CREATE TABLE IF NOT EXISTS"
+    return f"{head} {table.sql} ({', '.join(f'{q(n)} {t}' for n, t in columns)})"
+
+
+def add_column(table: TableRef, name: str, type_: str) -> str:
+    return f"ALTER TABLE {table.sql} ADD COLUMN {q(name)} {type_}"
+
+
+def stage(plan: Plan, incremental: bool) -> Sql:
+    """The stage query (see the module docstring). Parameters: `__ad_wm` (watermark), formats, reason labels."""
+    rule = plan.rule
+    keys = rule.key
+    params: dict[str, object] = {}
+
+    def param(value: object) -> str:
+        name = f"__ad_p{len(params)}"
+        params[name] = value
+        return f"CAST(${name} AS VARCHAR)"
+
+    where = ' WHERE "_batch" > $__ad_wm' if incremental else ""
+    pre = [
+        "__ad_s.__ad_rowid",
+        '__ad_s."_batch" AS __ad_batch',
+        '__ad_s."_row_number" AS __ad_rn' if plan.row_number else "CAST(NULL AS BIGINT) AS __ad_rn",
+        f"CAST(__ad_s.{q(plan.ingest_column)} AS TIMESTAMPTZ) AS __ad_ingested" if plan.ingest_column
+        else "now() AS __ad_ingested",
+    ]
+    typed: list[str] = []
+    raw_names: list[str] = []
+    reasons: list[str] = []
+    for i, col in enumerate(c for c in plan.columns if c.kind == "rule"):
+        checked = col.checked
+        assert checked is not None
+        base = checked.expr.sql if checked.expr is not None else f"__ad_s.{q(checked.source)}"
+        raw_type = col.source_type
+        if checked.rule.normalize:
+            base = f"CAST({base} AS VARCHAR)"
+            for n in checked.rule.normalize:
+                base = NORMALIZERS[n].format(base)
+            raw_type = "VARCHAR"
+        raw = f"__ad_r{i}"
+        raw_names.append(raw)
+        pre.append(f"{base} AS {raw}")
+        value = raw
+        if checked.rule.formats and raw_type not in TEMPORAL:
+            parsers = [f"try_strptime(CAST({raw} AS VARCHAR), {param(f)})" for f in checked.rule.formats]
+            value = parsers[0] if len(parsers) == 1 else f"COALESCE({', '.join(parsers)})"
+        typed.append(f"TRY_CAST({value} AS {col.type}) AS {q(col.name)}")
+        mask = "" if col.name in keys else "NOT __ad_del AND "
+        reasons.append(f"CASE WHEN {mask}{raw} IS NOT NULL AND {q(col.name)} IS NULL THEN {param('cast:' + col.name)} END")
+        if checked.rule.required or col.name in keys:
+            reasons.append(f"CASE WHEN {mask}{raw} IS NULL THEN {param('required:' + col.name)} END")
+    for col in plan.columns:
+        if col.kind == "kept":
+            pre.append(f"__ad_s.{q(col.name)} AS {q(col.name)}")
+            if col.name in keys:
+                reasons.append(f"CASE WHEN {q(col.name)} IS NULL THEN {param('required:' + col.name)} END")
+    if plan.deleted is None:
+        deleted = "FALSE"
+    elif plan.deleted[0] == "source":
+        pre.append(f"TRY_CAST(__ad_s.{q(plan.deleted[1])} AS BOOLEAN) AS __ad_delsrc")
+        deleted = "COALESCE(__ad_delsrc, FALSE)"
+    else:
+        deleted = f"COALESCE(TRY_CAST({q(plan.deleted[1])} AS BOOLEAN), FALSE)"
+
+    joined_cols = ["__ad_t.*"]
+    joins: list[str] = []
+    for lk in plan.lookups:
+        i = lk.index
+        ons = list(lk.lookup.on.items())
+        sub_cols = [f"{q(ref)} AS __ad_k{i}_{m}" for m, (_, ref) in enumerate(ons)]
+        sub_cols += [f"{q(ref)} AS __ad_v{i}_{j}" for j, ref in enumerate(lk.lookup.columns.values())]
+        sub_cols.append("TRUE AS __ad_hit")
+        part = ", ".join(f"__ad_k{i}_{m}" for m in range(len(ons)))
+        flt = " WHERE is_current" if lk.current_only else ""
+        joins.append(
+            f"LEFT JOIN (SELECT {', '.join(sub_cols)} FROM {lk.table.sql}{flt} "
+            f"QUALIFY row_number() OVER (PARTITION BY {part}) = 1) AS __ad_l{i} ON "
+            + " AND ".join(f"__ad_t.{q(this)} = __ad_l{i}.__ad_k{i}_{m}" for m, (this, _) in enumerate(ons))
+        )
+        joined_cols += [f"__ad_l{i}.__ad_v{i}_{j} AS {q(new)}" for j, new in enumerate(lk.lookup.columns)]
+        present = " AND ".join(f"__ad_t.{q(this)} IS NOT NULL" for this, _ in ons)
+        joined_cols.append(f"(NOT __ad_t.__ad_del AND __ad_l{i}.__ad_hit IS NULL AND {present}) AS __ad_miss{i}")
+        if lk.lookup.on_missing == "quarantine":
+            reasons.append(f"CASE WHEN __ad_miss{i} THEN {param('lookup:' + lk.lookup.name)} END")
+
+    checks = []
+    for j, (e, expr) in enumerate(plan.checks):
+        checks.append(f"CASE WHEN __ad_del THEN TRUE ELSE COALESCE({expr.sql}, TRUE) END AS __ad_ok{j}")
+        if e.on_fail == "drop":
+            reasons.append(f"CASE WHEN NOT __ad_ok{j} THEN {param(e.name)} END")
+    first = plan.column(rule.order_by[0]) if rule.order_by else None
+    if first is not None and first.type == "TIMESTAMP WITH TIME ZONE":
+        vf = f"COALESCE({q(first.name)}, __ad_ingested)"
+    elif first is not None and first.type in DATELIKE:  # naive dates and timestamps are read as UTC
+        vf = f"COALESCE(timezone('UTC', CAST({q(first.name)} AS TIMESTAMP)), __ad_ingested)"
+    else:
+        vf = "__ad_ingested"
+    checks.append(f"{vf} AS __ad_vf")
+
+    if keys:
+        anynull = " OR ".join(f"{q(k)} IS NULL" for k in keys)
+        partition = ", ".join(q(k) for k in keys) + (", __ad_batch" if rule.mode == "scd2" else "")
+        order = "".join(f"{q(o)} DESC NULLS LAST, " for o in rule.order_by)
+        ranked = (f"SELECT * FROM __ad_joined QUALIFY ({anynull}) OR row_number() OVER (PARTITION BY {partition} "
+                  f"ORDER BY {order}__ad_batch DESC, __ad_rn DESC NULLS LAST) = 1")
+    else:
+        ranked = "SELECT * FROM __ad_joined"
+    reason_list = (f"list_filter([{', '.join(reasons)}], lambda x: x IS NOT NULL)" if reasons
+                   else "CAST([] AS VARCHAR[])")
+    gates = [f"NOT __ad_ok{j}" for j, (e, _) in enumerate(plan.checks) if e.on_fail == "fail"]
+    gates += [f"__ad_miss{lk.index}" for lk in plan.lookups if lk.lookup.on_missing == "fail"]
+    flag = " OR ".join(["len(__ad_reasons) > 0", *gates])
+    exclude = f" EXCLUDE ({', '.join(raw_names)})" if raw_names else ""
+    sql = (
+        f"WITH __ad_src AS (SELECT *, rowid AS __ad_rowid FROM {plan.checked.source.sql}{where}),\n"
+        f"__ad_pre AS (SELECT {', '.join(pre)} FROM __ad_src AS __ad_s),\n"
+        f"__ad_typed AS (SELECT *{''.join(', ' + t for t in typed)} FROM __ad_pre),\n"
+        f"__ad_flagged AS (SELECT *, {deleted} AS __ad_del FROM __ad_typed),\n"
+        f"__ad_joined AS (SELECT {', '.join(joined_cols)} FROM __ad_flagged AS __ad_t {' '.join(joins)}),\n"
+        f"__ad_ranked AS ({ranked}),\n"
+        f"__ad_checked AS (SELECT *, {', '.join(checks)} FROM __ad_ranked),\n"
+        f"__ad_reasoned AS (SELECT *, {reason_list} AS __ad_reasons FROM __ad_checked)\n"
+        f"SELECT *{exclude}, {flag} AS __ad_flag FROM __ad_reasoned"
+    )
+    return sql, params
+
+
+def source_count(plan: Plan, incremental: bool) -> str:
+    where = ' WHERE "_batch" > $__ad_wm' if incremental else ""
+    return f'SELECT count(*), max("_batch") FROM {plan.checked.source.sql}{where}'
+
+
+def metrics(plan: Plan) -> str:
+    """One row: staged rows, quarantined, flagged (quarantined or failing a gate), a failure count per expectation,
+    a miss count per lookup."""
+    cols = ["count(*)", "count(*) FILTER (WHERE len(__ad_reasons) > 0)", "count(*) FILTER (WHERE __ad_flag)"]
+    cols += [f"count(*) FILTER (WHERE NOT __ad_ok{j})" for j in range(len(plan.checks))]
+    cols += [f"count(*) FILTER (WHERE __ad_miss{lk.index})" for lk in plan.lookups]
+    return f"SELECT {', '.join(cols)} FROM {STAGE}"
+
+
+def reason_counts() -> str:
+    return (f"SELECT r, count(*) FROM (SELECT unnest(__ad_reasons) AS r FROM {STAGE}) "
+            "GROUP BY r ORDER BY r")
+
+
+def raws(plan: Plan, incremental: bool) -> str:
+    """The original source row, as JSON, of every flagged stage row (looked up by rowid)."""
+    where = ' AND "_batch" > $__ad_wm' if incremental else ""
+    return (f"CREATE OR REPLACE TEMP TABLE __ad_raws AS SELECT rowid AS __ad_rowid, to_json(__ad_s) AS __ad_raw "
+            f"FROM {plan.checked.source.sql} AS __ad_s WHERE rowid IN (SELECT __ad_rowid FROM {STAGE} WHERE __ad_flag)"
+            f"{where}")
+
+
+def samples(condition: str, limit: int = 3) -> str:
+    return (f"SELECT r.__ad_raw FROM {STAGE} AS s JOIN {RAWS} AS r USING (__ad_rowid) WHERE {condition} "
+            f"ORDER BY s.__ad_batch, s.__ad_rn NULLS LAST LIMIT {int(limit)}")
+
+
+def insert_quarantine(quarantine: TableRef) -> str:
+    return (f"INSERT INTO {quarantine.sql} (_run_id, _batch, _reasons, _raw, _quarantined_at) "
+            f"SELECT $__ad_run, s.__ad_batch, s.__ad_reasons, r.__ad_raw, now() FROM {STAGE} AS s "
+            f"LEFT JOIN {RAWS} AS r USING (__ad_rowid) WHERE len(s.__ad_reasons) > 0")
+
+
+def _insert_head(plan: Plan, extra: tuple[str, ...] = ()) -> str:
+    cols = [*plan.data_names, *extra, *META_COLUMNS]
+    return f"INSERT INTO {plan.checked.target.sql} ({', '.join(q(c) for c in cols)})"
+
+
+def _data_select(plan: Plan) -> str:
+    return ", ".join(q(c) for c in plan.data_names)
+
+
+CLEAN = "len(__ad_reasons) = 0"
+
+
+def append(plan: Plan) -> str:
+    """Append mode: every clean row."""
+    return (f"{_insert_head(plan)} SELECT {_data_select(plan)}, $__ad_run, $__ad_batch, now() "
+            f"FROM {STAGE} WHERE {CLEAN}")
+
+
+# -- merge ------------------------------------------------------------------------------------------------------
+
+def merge_actions(plan: Plan) -> str:
+    """Clean rows joined to the silver table by key: does the key exist, is the row unchanged."""
+    keys = plan.rule.key
+    others = [c for c in plan.data_names if c not in keys]
+    same = " AND ".join(f"s.{q(c)} IS NOT DISTINCT FROM t.{q(c)}" for c in others) or "TRUE"
+    target_cols = ", ".join(q(c) for c in [*keys, *others])
+    return (
+        f"CREATE OR REPLACE TEMP TABLE __ad_actions AS "
+        f"SELECT s.*, t.__ad_hit IS NOT NULL AS __ad_exists, COALESCE({same}, FALSE) AS __ad_same "
+        f"FROM (SELECT * FROM {STAGE} WHERE {CLEAN}) AS s "
+        f"LEFT JOIN (SELECT {target_cols}, TRUE AS __ad_hit FROM {plan.checked.target.sql}) AS t "
+        f"ON {_keys_equal('s', 't', keys)}"
+    )
+
+
+def merge_counts() -> str:
+    return (
+        "SELECT count(*) FILTER (WHERE NOT __ad_del AND NOT __ad_exists), "
+        "count(*) FILTER (WHERE NOT __ad_del AND __ad_exists AND NOT __ad_same), "
+        "count(*) FILTER (WHERE __ad_del AND __ad_exists), "
+        "count(*) FILTER (WHERE NOT __ad_del AND __ad_exists AND __ad_same), "
+        f"count(*) FILTER (WHERE __ad_del AND NOT __ad_exists) FROM {ACTIONS}"
+    )
+
+
+def merge_delete(plan: Plan) -> str:
+    """Remove the stored rows of keys that are deleted or changed (they are re-inserted by merge_insert)."""
+    keys = plan.rule.key
+    return (
+        f"DELETE FROM {plan.checked.target.sql} AS t USING "
+        f"(SELECT {', '.join(q(k) for k in keys)} FROM {ACTIONS} WHERE __ad_exists AND (__ad_del OR NOT __ad_same)) AS d "
+        f"WHERE {_keys_equal('t', 'd', keys)}"
+    )
+
+
+def merge_insert(plan: Plan) -> str:
+    return (f"{_insert_head(plan)} SELECT {_data_select(plan)}, $__ad_run, $__ad_batch, now() FROM {ACTIONS} "
+            "WHERE NOT __ad_del AND NOT (__ad_exists AND __ad_same)")
+
+
+# -- scd2 -------------------------------------------------------------------------------------------------------
+
+def tracked(plan: Plan) -> list[str]:
+    """Columns whose change opens a new version: all but the key, order_by and the deleted flag."""
+    skip = set(plan.rule.key) | set(plan.rule.order_by)
+    if plan.deleted and plan.deleted[0] == "silver":
+        skip.add(plan.deleted[1])
+    return [c for c in plan.data_names if c not in skip]
+
+
+def scd2_actions(plan: Plan) -> str:
+    """Every key's current version followed by its new rows in order; each row becomes an action:
+
+    current (the stored current version), open (a real change, or the first row / the first after a delete: a new
+    version), close (a delete of an open version), noop (unchanged re-delivery, delete of nothing). `__ad_next` is
+    the valid_from of the next current/open/close row of the key: the valid_to of this one. valid_from never goes
+    backwards: a row older than the version before it starts when that version started.
+    """
+    keys = plan.rule.key
+    data = plan.data_names
+    cols = ", ".join(q(c) for c in data)
+    track = tracked(plan)
+    state = f"struct_pack({', '.join(f'{q(c)} := {q(c)}' for c in track)})" if track else "TRUE"
+    part = ", ".join(q(k) for k in keys)
+    order = "".join(f"{q(o)} ASC NULLS FIRST, " for o in plan.rule.order_by)
+    window = f"PARTITION BY {part} ORDER BY __ad_existing DESC, {order}__ad_b, __ad_n"
+    return (
+        "CREATE OR REPLACE TEMP TABLE __ad_actions AS\n"
+        f"WITH __ad_new AS (SELECT {cols}, __ad_vf, __ad_del, FALSE AS __ad_existing, __ad_batch AS __ad_b, "
+        f"__ad_rn AS __ad_n FROM {STAGE} WHERE {CLEAN}),\n"
+        f"__ad_cur AS (SELECT {cols}, valid_from AS __ad_vf, FALSE AS __ad_del, TRUE AS __ad_existing, "
+        f"CAST(NULL AS BIGINT) AS __ad_b, CAST(NULL AS BIGINT) AS __ad_n FROM {plan.checked.target.sql} AS t "
+        f"WHERE is_current AND EXISTS (SELECT 1 FROM __ad_new AS n WHERE {_keys_equal('n', 't', keys)})),\n"
+        "__ad_all AS (SELECT * FROM __ad_cur UNION ALL BY NAME SELECT * FROM __ad_new),\n"
+        f"__ad_seq AS (SELECT *, {state} AS __ad_state, row_number() OVER w AS __ad_pos, "
+        "lag(__ad_del) OVER w AS __ad_pdel, "
+        f"lag({state}) OVER w AS __ad_pstate, "
+        "max(__ad_vf) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __ad_vfe "
+        f"FROM __ad_all WINDOW w AS ({window})),\n"
+        "__ad_act AS (SELECT *, CASE WHEN __ad_existing THEN 'current' "
+        "WHEN __ad_del THEN CASE WHEN __ad_pdel = FALSE THEN 'close' ELSE 'noop' END "
+        "WHEN __ad_pdel IS NULL OR __ad_pdel THEN 'open' "
+        "WHEN __ad_state IS DISTINCT FROM __ad_pstate THEN 'open' ELSE 'noop' END AS __ad_action FROM __ad_seq)\n"
+        "SELECT *, CASE WHEN __ad_action <> 'noop' THEN lead(__ad_vfe) OVER "
+        f"(PARTITION BY {part}, __ad_action = 'noop' ORDER BY __ad_pos) END AS __ad_next FROM __ad_act"
+    )
+
+
+def scd2_counts() -> str:
+    return (
+        "SELECT count(*) FILTER (WHERE __ad_action = 'open'), "
+        "count(*) FILTER (WHERE __ad_action = 'current' AND __ad_next IS NOT NULL), "
+        "count(*) FILTER (WHERE __ad_action = 'open' AND __ad_next IS NOT NULL), "
+        "count(*) FILTER (WHERE __ad_action = 'close'), "
+        "count(*) FILTER (WHERE __ad_action = 'noop' AND NOT __ad_del), "
+        f"count(*) FILTER (WHERE __ad_action = 'noop' AND __ad_del) FROM {ACTIONS}"
+    )
+
+
+def scd2_close(plan: Plan) -> str:
+    """Close the stored current versions that a change or a delete replaced."""
+    keys = plan.rule.key
+    return (
+        f"UPDATE {plan.checked.target.sql} AS t SET valid_to = a.__ad_next, is_current = FALSE, "
+        "_run_id = $__ad_run, _batch = $__ad_batch, _updated_at = now() "
+        f"FROM (SELECT {', '.join(q(k) for k in keys)}, __ad_next FROM {ACTIONS} "
+        "WHERE __ad_action = 'current' AND __ad_next IS NOT NULL) AS a "
+        f"WHERE t.is_current AND {_keys_equal('t', 'a', keys)}"
+    )
+
+
+def scd2_insert(plan: Plan) -> str:
+    return (f"{_insert_head(plan, SCD2_COLUMNS)} SELECT {_data_select(plan)}, __ad_vfe, __ad_next, "
+            f"__ad_next IS NULL, $__ad_run, $__ad_batch, now() FROM {ACTIONS} WHERE __ad_action = 'open'")

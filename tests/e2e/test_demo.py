@@ -1,0 +1,150 @@
+"""The demo end to end, as the README's first command runs it, on the embedded default and on PostgreSQL + S3."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from airduck.lakehouse import Lakehouse
+from tests.conftest import s3_env
+
+AIRDUCK = [sys.executable, "-m", "airduck"]
+ROOT = Path(__file__).resolve().parents[2]
+MARTS = ("gold.company_hiring_activity", "gold.salary_by_skill_city_month", "gold.top_growing_skills")
+
+
+def airduck(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRDUCK_", "AWS_", "DEMO_"))}
+    full_env.update(env or {})
+    full_env["COLUMNS"] = "160"
+    proc = subprocess.run([*AIRDUCK, *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def counts(root: Path, tables: list[str]) -> dict[str, int]:
+    with Lakehouse.open(root) as lh:
+        return {t: lh.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+
+
+def test_demo_on_the_embedded_default(tmp_path):
+    proc = airduck("demo", "--dir", "shop", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Where to look" in proc.stdout and "airduck head gold." in proc.stdout
+    root = tmp_path / "shop"
+    with Lakehouse.open(root) as lh:
+        tables = {t.qualified for t in lh.tables()}
+        assert set(MARTS) <= tables
+        assert {"bronze.vacancies", "silver.vacancies", "silver.companies", "silver.vacancies__quarantine"} <= tables
+        for mart in MARTS:
+            assert lh.describe(mart).row_count > 0, mart
+        quarantined = lh.con.execute("SELECT count(*) FROM silver.vacancies__quarantine").fetchone()[0]
+        assert quarantined > 0  # the generator's bad rows are held back with reasons
+        rejects = lh.con.execute("SELECT count(*) FROM bronze.vacancies__rejects").fetchone()[0]
+        assert rejects > 0  # broken JSON lines are kept with their raw text
+        scd2 = lh.con.execute("SELECT count(*) FROM silver.companies WHERE NOT is_current").fetchone()[0]
+        assert scd2 > 0  # companies changed over the days: history kept
+        run = lh.runs(1)[0]
+        assert run.status == "ok" and run.artifacts.get("manifest")
+        assert Path(run.artifacts["manifest"]).is_file()
+    exports = root / "exports"
+    assert any(exports.rglob("manifest.json")), "Parquet export missing"
+
+    watched = ["bronze.vacancies", "silver.vacancies", "silver.companies", *MARTS]
+    before = counts(root, watched)
+    with Lakehouse.open(root) as lh:
+        silver_snaps = len(lh.snapshots("silver.vacancies"))
+    # a second run with no new data adds nothing
+    proc = airduck("run", "-q", "--json", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout)
+    assert sum(s["rows_out"] for s in rec["steps"] if s["layer"] == "bronze") == 0
+    assert counts(root, watched) == before
+    with Lakehouse.open(root) as lh:
+        assert len(lh.snapshots("silver.vacancies")) == silver_snaps
+    # new days are picked up incrementally
+    proc = airduck("demo", "generate", "--days", "2", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    proc = airduck("run", "-q", "--json", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout)
+    bronze_files = sum(s["files"] for s in rec["steps"] if s["table_name"] == "bronze.vacancies")
+    assert bronze_files == 2
+    after = counts(root, watched)
+    assert after["bronze.vacancies"] > before["bronze.vacancies"]
+
+    # the notebook explores the marts through the Python API, headless
+    nb = subprocess.run([sys.executable, str(ROOT / "notebooks" / "explore_gold.py")], capture_output=True,
+                        text=True, env={**os.environ, "AIRDUCK_PROJECT": str(root)}, timeout=300)
+    assert nb.returncode == 0, nb.stdout + nb.stderr
+
+
+def test_demo_on_postgres_and_s3(tmp_path, pg_database, s3_server):
+    catalog, source, serve = pg_database(), pg_database(), pg_database()
+    prefix = f"s3://{s3_server.bucket}/demo-{tmp_path.name}"
+    env = {**s3_env(s3_server), "AIRDUCK_CATALOG": catalog, "AIRDUCK_DATA_PATH": f"{prefix}/data/",
+           "AIRDUCK_LANDING": f"{prefix}/landing/"}
+    proc = airduck("init", "shop", "--demo", "--days", "5", "--source-dsn", source, "--serve-dsn", serve,
+                   cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    root = tmp_path / "shop"
+    assert airduck("setup", cwd=root, env=env).returncode == 0
+    proc = airduck("run", "-q", cwd=root, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    os.environ.update(env)
+    try:
+        with Lakehouse.open(root) as lh:
+            assert lh.project.config.sources["companies"].type == "postgres"
+            gold = {m: lh.con.execute(f"SELECT count(*), sum(hash(t)) FROM (SELECT * FROM {m}) t").fetchone()
+                    for m in MARTS}
+            files = lh.con.execute(
+                "SELECT count(*) FROM ducklake_list_files('lake', 'vacancies', schema => 'silver')").fetchone()[0]
+            data_path = lh.con.execute("SELECT value FROM lake.options() WHERE option_name = 'data_path'").fetchone()[0]
+            assert data_path.startswith("s3://") and files > 0
+    finally:
+        for k in env:
+            os.environ.pop(k, None)
+    with psycopg.connect(serve) as conn:
+        for mart, (n, _h) in gold.items():
+            name = mart.split(".")[1]
+            assert conn.execute(f'SELECT count(*) FROM public."{name}"').fetchone()[0] == n, mart
+
+
+def test_failing_dbt_test_blocks_publishing(tmp_path, pg_database):
+    serve = pg_database()
+    proc = airduck("init", "shop", "--demo", "--days", "3", "--serve-dsn", serve, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    root = tmp_path / "shop"
+    assert airduck("run", "-q", cwd=root).returncode == 0
+    with psycopg.connect(serve) as conn:
+        served = conn.execute('SELECT count(*) FROM public."top_growing_skills"').fetchone()[0]
+    exports_before = sorted(str(p) for p in (root / "exports").rglob("manifest.json"))
+    # a dbt test of severity error that fails: nothing of this run may be published
+    failing = root / "gold" / "tests" / "no_rows_allowed.sql"
+    failing.parent.mkdir(parents=True, exist_ok=True)
+    failing.write_text("select * from {{ ref('top_growing_skills') }}\n")
+    airduck("demo", "generate", "--days", "2", cwd=root)
+    with Lakehouse.open(root) as lh:
+        gold_before = lh.con.execute("SELECT count(*), sum(hash(t)) FROM (SELECT * FROM gold.top_growing_skills) t"
+                                     ).fetchone()
+    proc = airduck("run", "-q", cwd=root)
+    assert proc.returncode == 1 and "no_rows_allowed" in proc.stderr
+    with Lakehouse.open(root) as lh:
+        assert lh.con.execute("SELECT count(*), sum(hash(t)) FROM (SELECT * FROM gold.top_growing_skills) t"
+                              ).fetchone() == gold_before
+        assert lh.runs(1)[0].status == "failed"
+    with psycopg.connect(serve) as conn:
+        assert conn.execute('SELECT count(*) FROM public."top_growing_skills"').fetchone()[0] == served
+    assert sorted(str(p) for p in (root / "exports").rglob("manifest.json")) == exports_before
+
+
+@pytest.mark.parametrize("cmd", ["init", "demo", "run", "runs", "docs", "doctor", "setup"])
+def test_help(cmd, tmp_path):
+    proc = airduck(cmd, "--help", cwd=tmp_path)
+    assert proc.returncode == 0 and "Usage" in proc.stdout

@@ -1,0 +1,148 @@
+"""Silver on a real DuckLake (embedded): gates and rollback, watermark, full refresh, schema evolution, catch-up."""
+
+from __future__ import annotations
+
+import pytest
+
+from airduck.errors import QualityGateFailed, RuleError
+from tests.unit.test_silver_harness import SilverLab
+
+V = "VARCHAR"
+
+
+@pytest.fixture
+def lab_factory(local_projects):
+    labs: list[SilverLab] = []
+
+    def make(silver):
+        lab = SilverLab.lake(local_projects, silver)
+        labs.append(lab)
+        return lab
+
+    yield make
+    for lab in labs:
+        lab.close()
+
+
+def test_a_failed_gate_leaves_the_lake_at_the_same_snapshot(lab_factory):
+    lab = lab_factory({"orders": {
+        "from": "orders", "key": ["id"], "mode": "merge",
+        "columns": {"id": {"type": "BIGINT"}, "amount": {"type": "INTEGER"}},
+        "expectations": [{"name": "positive", "check": "amount > 0", "on_fail": "fail"},
+                         {"name": "not_huge", "check": "amount < 1000", "on_fail": "drop"}]}})
+    lab.bronze("orders", {"id": V, "amount": V}, [{"id": "1", "amount": "5"}, {"id": "2", "amount": "5000"}])
+    lab.run()
+    good = lab.rows("SELECT * FROM lake.silver.orders")
+    quarantined = lab.rows("SELECT * FROM lake.silver.orders__quarantine")
+    lab.bronze("orders", {"id": V, "amount": V}, [{"id": "1", "amount": "-3"}, {"id": "3", "amount": "7"},
+                                                  {"id": "4", "amount": "9999"}])
+    before = lab.snapshot()
+    with pytest.raises(QualityGateFailed) as info:
+        lab.run()
+    assert "'positive'" in str(info.value) and "1 of 3 rows" in str(info.value) and '"id":"1"' in str(info.value)
+    assert "nothing of this run was written" in info.value.hint
+    assert lab.snapshot() == before
+    assert lab.rows("SELECT * FROM lake.silver.orders") == good
+    assert lab.rows("SELECT * FROM lake.silver.orders__quarantine") == quarantined
+    assert lab.watermark("orders") == 1
+
+
+def test_incremental_runs_read_only_new_batches_and_full_refresh_rebuilds(lab_factory):
+    lab = lab_factory({"orders": {"from": "orders", "columns": {"id": {"type": "INTEGER"}, "v": {}}}})
+    lab.bronze("orders", {"id": V, "v": V}, [{"id": "1", "v": "a"}, {"id": "oops", "v": "b"}])
+    first = lab.run()["orders"]
+    assert (first.rows_in, first.rows_out, first.rows_quarantined) == (2, 1, 1)
+    assert first.details["watermark"] == {"from": None, "to": 1} and lab.watermark("orders") == 1
+
+    lab.bronze("orders", {"id": V, "v": V}, [{"id": "2", "v": "c"}])
+    second = lab.run()["orders"]
+    assert (second.rows_in, second.rows_out, second.rows_quarantined) == (1, 1, 0)
+    assert second.details["watermark"] == {"from": 1, "to": 2}
+    assert lab.rows("SELECT id, _batch, _run_id FROM lake.silver.orders ORDER BY id") == [(1, 1, "run-1"), (2, 2, "run-2")]
+
+    before = lab.snapshot()
+    idle = lab.run()["orders"]
+    assert (idle.rows_in, idle.rows_out) == (0, 0) and lab.watermark("orders") == 2
+    assert lab.snapshot() == before  # nothing to do: no new snapshot
+
+    refreshed = lab.run(full_refresh=True)["orders"]
+    assert (refreshed.rows_in, refreshed.rows_out, refreshed.rows_quarantined) == (3, 2, 1)
+    assert lab.rows("SELECT id, v FROM lake.silver.orders ORDER BY id") == [(1, "a"), (2, "c")]  # not doubled
+    assert lab.one("SELECT count(*) FROM lake.silver.orders__quarantine") == 1  # rebuilt, not appended
+    assert lab.rows("SELECT table_name, last_batch, run_id FROM lake.airduck.silver_state") == [
+        ("silver.orders", 2, "run-4")]
+
+
+def test_schema_evolution_needs_evolve_for_new_source_columns(lab_factory):
+    lab = lab_factory({
+        "strict": {"from": "orders", "keep_other_columns": True, "columns": {"id": {"type": "INTEGER"}}},
+        "open": {"from": "orders", "keep_other_columns": True, "evolve": True, "columns": {"id": {"type": "INTEGER"}}},
+    })
+    lab.bronze("orders", {"id": V, "a": V}, [{"id": "1", "a": "x"}])
+    lab.run()
+    lab.bronze("orders", {"id": V, "a": V, "b": "INTEGER"}, [{"id": "2", "a": "y", "b": 7}])
+    before = lab.snapshot()
+    with pytest.raises(RuleError) as info:
+        lab.run("strict")
+    message = str(info.value)
+    assert "silver.strict" in message and "'b'" in message and "bronze.orders" in message
+    assert "evolve: true" in info.value.hint and "list the column" in info.value.hint
+    assert lab.snapshot() == before
+    result = lab.run("open")["open"]
+    assert result.details["columns_added"] == ["b"]
+    assert lab.rows("SELECT id, a, b FROM lake.silver.open ORDER BY id") == [(1, "x", None), (2, "y", 7)]
+    # listing the column fixes the strict table too
+    lab.project.config.silver["strict"].columns["b"] = type(lab.project.config.silver["strict"].columns["id"])(type="INTEGER")
+    lab.run("strict")
+    assert lab.rows("SELECT id, b FROM lake.silver.strict ORDER BY id") == [(1, None), (2, 7)]
+
+
+def test_a_listed_column_missing_from_bronze_and_a_changed_type_are_clear_errors(lab_factory):
+    lab = lab_factory({"orders": {"from": "orders", "columns": {"id": {"type": "INTEGER"}, "amount": {"type": "INTEGER"}}}})
+    lab.bronze("orders", {"id": V}, [{"id": "1"}])
+    with pytest.raises(RuleError, match=r"silver\.orders\.columns\.amount: source column 'amount' is not in bronze\.orders"):
+        lab.run()
+    lab.bronze("orders", {"id": V, "amount": V}, [{"id": "2", "amount": "3"}])
+    lab.run()
+    lab.project.config.silver["orders"].columns["amount"].type = "VARCHAR"
+    with pytest.raises(RuleError, match=r"is INTEGER in silver\.orders but the rule now makes it VARCHAR") as info:
+        lab.run()
+    assert "--full-refresh" in info.value.hint
+    lab.run(full_refresh=True)
+    assert lab.rows("SELECT id, amount FROM lake.silver.orders ORDER BY id") == [(1, None), (2, "3")]
+
+
+def test_scd2_catch_up_over_several_batches_keeps_every_version(lab_factory):
+    lab = lab_factory({"prices": {"from": "orders", "key": ["sku"], "mode": "scd2",
+                                  "columns": {"sku": {}, "price": {"type": "INTEGER"}}}})
+    cols = {"sku": V, "price": V}
+    lab.bronze("orders", cols, [{"sku": "a", "price": "1"}])
+    lab.bronze("orders", cols, [{"sku": "a", "price": "2"}])
+    lab.bronze("orders", cols, [{"sku": "a", "price": "2"}])
+    lab.bronze("orders", cols, [{"sku": "a", "price": "3"}])
+    result = lab.run()["prices"]  # one run reads four batches; valid_from is the ingest time of each batch
+    assert (result.details["inserted"], result.details["unchanged"], result.details["closed_versions"]) == (3, 1, 2)
+    rows = lab.rows("SELECT price, strftime(valid_from AT TIME ZONE 'UTC', '%d'), "
+                    "strftime(valid_to AT TIME ZONE 'UTC', '%d'), is_current FROM lake.silver.prices ORDER BY valid_from")
+    assert rows == [(1, "01", "02", False), (2, "02", "04", False), (3, "04", None, True)]
+
+
+def test_lookups_and_silver_from_silver_in_one_run(lab_factory):
+    lab = lab_factory({
+        "orders": {"from": "orders", "key": ["id"], "mode": "merge",
+                   "columns": {"id": {"type": "BIGINT"}, "company_id": {"type": "BIGINT"}},
+                   "lookups": [{"name": "company", "table": "silver.companies", "on": {"company_id": "company_id"},
+                                "columns": {"company": "name"}, "on_missing": "quarantine"}]},
+        "companies": {"from": "silver.company_feed", "key": ["company_id"], "mode": "scd2",
+                      "columns": {"company_id": {"type": "BIGINT"}, "name": {}}},
+        "company_feed": {"from": "orders", "keep_other_columns": True,
+                         "columns": {"company_id": {"type": "BIGINT", "expr": "company"}}},
+    })
+    cols = {"id": V, "company_id": V, "company": V, "name": V}
+    lab.bronze("orders", cols, [{"id": "1", "company_id": "10", "company": "10", "name": "Acme"},
+                                {"id": "2", "company_id": "99", "company": "20", "name": "Globex"}])
+    results = lab.run()
+    assert list(results) == ["company_feed", "companies", "orders"]
+    assert lab.rows("SELECT id, company FROM lake.silver.orders") == [(1, "Acme")]
+    assert [(q[0], q[1]["company_id"]) for q in lab.quarantine("orders")] == [(["lookup:company"], "99")]
+    assert results["orders"].details["lookup_unmatched"] == {"company": 1}
