@@ -1,0 +1,720 @@
+"""The `files` source: CSV/TSV, JSON (array, NDJSON or one document) and Parquet files matched by a glob.
+
+For each file matched by ``path`` (local glob relative to the project, absolute, or ``s3://bucket/prefix/*.csv``):
+
+1. **Incremental**: a file whose size and etag (S3 ETag; for local files mtime+size) or sha256 equal the
+   version ingested last time (``airduck.bronze_files``) is skipped; a changed file is ingested again as a new
+   version. ``full_refresh`` ignores the state.
+2. **Landing**: the raw bytes are copied as received to ``<source>/<load_id>/<path below the glob's folder>``
+   in the landing zone (with the object version id on a versioned bucket). The rows are read from the very
+   same bytes (the landing copy when the landing zone is local).
+3. **Reading** in DuckDB, never row by row in Python. Every probe that could fail runs on a separate
+   connection first, so a broken file never aborts the run's transaction:
+
+   - CSV/TSV: DuckDB's CSV reader with all columns as text, explicit dialect (no sniffing: a ``#`` line is data)
+     and ``store_rejects``: ragged lines (too many/too few fields), bad quoting and undecodable bytes go to
+     ``bronze.<name>__rejects`` with the physical line number, the raw line and the reason. Empty lines
+     are not data. For every file: records parsed = rows in bronze + rows in rejects.
+   - NDJSON: each line read as text (undecodable lines rejected by the reader), parsed with DuckDB's JSON;
+     a malformed line or a line that is not an object is rejected with its text. Non-empty lines = rows +
+     rejects. ``format: json`` detects an array (``[``), NDJSON, or a single document.
+   - Parquet: read typed; a file that cannot be read is rejected as a whole (one rejects row) and the run
+     goes on.
+4. **Types**: see :mod:`airduck.bronze.table` — inferred from a sample for new columns, new columns added,
+   values that do not fit kept in ``_rescued``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import glob as globlib
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+
+from airduck.bronze import state
+from airduck.bronze.config import FilesSource
+from airduck.bronze.records import Loaded, Probe, load_records, probe_records
+from airduck.bronze.table import (
+    StagedColumn,
+    base_params,
+    bronze_ref,
+    dedupe_names,
+    ensure_meta_only_table,
+    ensure_rejects_table,
+    infer_types,
+    insert_sql,
+    plan_columns,
+    rejects_insert_sql,
+    rejects_ref,
+    run,
+)
+from airduck.config.secrets import redact
+from airduck.errors import ConfigError, SourceError, StorageError
+from airduck.lake.connection import quote_ident, quote_literal
+from airduck.pipeline.context import RunContext, StepResult
+from airduck.storage import LocalStore, ObjectStore, open_store, validate_key
+
+_WILDCARD = re.compile(r"[*?\[]")
+_EXTENSIONS = {
+    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "csv", ".json": "json", ".ndjson": "ndjson",
+    ".jsonl": "ndjson", ".parquet": "parquet", ".pq": "parquet",
+}
+_COMPRESSION = (".gz", ".gzip", ".zst")
+#: reader options airduck sets itself; `options:` may not override them
+_RESERVED_OPTIONS = frozenset({
+    "columns", "auto_detect", "header", "all_varchar", "store_rejects", "rejects_table", "rejects_scan",
+    "rejects_limit", "ignore_errors", "filename", "union_by_name", "hive_partitioning", "null_padding",
+    "file_row_number", "format", "records", "types", "column_types", "dtypes", "names", "column_names",
+})
+_OPTION_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_LINE_DELIM = "\x1f"  # never in valid JSON text (control characters must be escaped): a JSON line is one field
+_CHUNK = 1024 * 1024
+_MAX_LINE_FIXES = 10_000  # beyond this many undecodable lines, NDJSON rows keep the reader's ordinal
+_REJ = "__airduck_rej"  # the probe's rejects table (temp, on the probe connection)
+T = TypeVar("T")
+_DETAIL_FILES = 100  # files listed in StepResult.details
+
+
+# --------------------------------------------------------------------------------------------------
+# finding the files
+
+
+@dataclass
+class Candidate:
+    """One file matched by the glob."""
+
+    path: str  # absolute local path or s3:// URL: `_source_file` and the state key
+    rel: str  # path below the glob's fixed folder (the landing key's tail)
+    size: int
+    etag: str | None
+    local: Path | None = None  # local files
+    store: ObjectStore | None = None  # S3 files
+    key: str | None = None
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A regex for a glob relative to a folder: `*` and `?` stay within a path segment, `**/` spans folders."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]+/)*")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            end = pattern.find("]", i + 2)
+            if end == -1:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = end + 1
+                continue
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def split_glob(path: str) -> tuple[str, str]:
+    """(fixed folder, pattern below it): `data/*/x.csv` -> ('data', '*/x.csv'); no wildcard -> (parent, name)."""
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        if _WILDCARD.search(part):
+            return "/".join(parts[:i]), "/".join(parts[i:])
+    return "/".join(parts[:-1]), parts[-1]
+
+
+def discover(ctx: RunContext, name: str, cfg: FilesSource) -> list[Candidate]:
+    if cfg.path.startswith("s3://"):
+        return _discover_s3(ctx, name, cfg.path)
+    if "://" in cfg.path:
+        raise ConfigError(f"sources.{name}.path: unsupported URL {cfg.path!r}", hint="use a local glob or s3://bucket/prefix/*.csv")
+    return _discover_local(ctx, cfg.path)
+
+
+def _discover_local(ctx: RunContext, pattern: str) -> list[Candidate]:
+    full = Path(pattern).expanduser()
+    if not full.is_absolute():
+        full = ctx.project.root / full
+    text = full.as_posix()
+    if full.is_dir():
+        text = text.rstrip("/") + "/*"
+    base, _ = split_glob(text)
+    found: list[Candidate] = []
+    for match in sorted(globlib.glob(text, recursive=True)):
+        p = Path(match)
+        if not p.is_file():
+            continue
+        st = p.stat()
+        rel = os.path.relpath(p, base or "/").replace(os.sep, "/")
+        found.append(Candidate(str(p.resolve()), rel, st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}", local=p))
+    return found
+
+
+def _discover_s3(ctx: RunContext, name: str, url: str) -> list[Candidate]:
+    from airduck.lake.connection import storage_settings
+
+    bucket, _, rest = url[len("s3://") :].partition("/")
+    if not bucket:
+        raise ConfigError(f"sources.{name}.path: {url!r} names no bucket", hint="use s3://bucket/prefix/*.csv")
+    base, pattern = split_glob(rest.rstrip("/") + ("/*" if rest.endswith("/") or not rest else ""))
+    store = open_store(f"s3://{bucket}/{base}", storage_settings(ctx.project))
+    literal = _WILDCARD.split(pattern, maxsplit=1)[0]
+    regex = glob_regex(pattern)
+    try:
+        objects = store.list(literal)
+    except StorageError as exc:
+        raise SourceError(f"source {name}: cannot list {redact(url)}: {exc.message}", hint=exc.hint) from None
+    return [
+        Candidate(store.url_for(o.key), o.key, o.size, o.etag, store=store, key=o.key)
+        for o in objects
+        if regex.match(o.key)
+    ]
+
+
+def file_format(cfg: FilesSource, path: str) -> str:
+    if cfg.format:
+        return cfg.format
+    lower = path.lower()
+    for ext in _COMPRESSION:
+        if lower.endswith(ext):
+            lower = lower[: -len(ext)]
+    return _EXTENSIONS.get(Path(lower).suffix, "csv")
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def landing_key(source: str, load_id: str, rel: str) -> str:
+    key = f"{source}/{load_id}/{rel}"
+    try:
+        return validate_key(key)
+    except StorageError:
+        safe = "/".join(re.sub(r"[^A-Za-z0-9._=-]", "_", seg) or "_" for seg in rel.split("/") if seg not in ("", ".", ".."))
+        return validate_key(f"{source}/{load_id}/{safe or 'file'}")
+
+
+# --------------------------------------------------------------------------------------------------
+# reader options
+
+
+def _option_value(key: str, value: Any, source: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return quote_literal(value)
+    raise ConfigError(f"sources.{source}.options.{key}: only strings, numbers and booleans are supported")
+
+
+def user_options(cfg: FilesSource, source: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in cfg.options.items():
+        k = key.lower()
+        if not _OPTION_NAME.match(k):
+            raise ConfigError(f"sources.{source}.options: invalid option name {key!r}")
+        if k in _RESERVED_OPTIONS:
+            raise ConfigError(
+                f"sources.{source}.options.{key}: airduck sets this reader option itself",
+                hint="remove it; bronze reads every column as text and keeps malformed lines in the rejects table",
+            )
+        out[k] = _option_value(key, value, source)
+    return out
+
+
+def _options_sql(opts: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in opts.items())
+
+
+def _open_binary(path: Path) -> Any:
+    """The file's bytes (decompressed for .gz); the caller closes it."""
+    if path.name.lower().endswith((".gz", ".gzip")):
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def _open_text(path: Path, encoding: str) -> io.TextIOWrapper:
+    return io.TextIOWrapper(_open_binary(path), encoding=encoding, errors="replace", newline="")
+
+
+def _unquote(opt: str | None, default: str) -> str:
+    if opt is None:
+        return default
+    return opt[1:-1].replace("''", "'") if opt.startswith("'") else opt
+
+
+def _ndjson_reason(reason: str, bad_encoding: bool) -> str:
+    if bad_encoding:
+        return reason
+    if "TOO MANY COLUMNS" in reason:  # the line holds the reader's field separator
+        return "malformed JSON: a raw control character (\\x1f) in the line"
+    return f"unreadable line: {reason}"
+
+
+# --------------------------------------------------------------------------------------------------
+# ingest
+
+
+@dataclass
+class FileResult:
+    path: str
+    rows: int = 0
+    rejects: int = 0
+    landing_key: str | None = None
+    version: str | None = None
+    new_columns: list[str] = field(default_factory=list)
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"path": self.path, "rows": self.rows, "rejects": self.rejects, "landing_key": self.landing_key}
+        if self.note:
+            d["note"] = self.note
+        return d
+
+
+def ingest_files(ctx: RunContext, name: str, cfg: FilesSource) -> StepResult:
+    """Ingest the new and changed files of a `files` source into `bronze.<name>`."""
+    table = f"bronze.{name}"
+    con = ctx.con
+    opts = user_options(cfg, name)
+    state.ensure_state_tables(con)
+    ensure_rejects_table(con, name)
+    candidates = discover(ctx, name, cfg)
+    previous = {} if ctx.full_refresh else state.latest_files(con, name)
+    results: list[FileResult] = []
+    skipped = 0
+    reporter = ctx.reporter
+    with tempfile.TemporaryDirectory(prefix="airduck-bronze-") as tmp:
+        for i, cand in enumerate(candidates, 1):
+            prev = previous.get(cand.path)
+            if prev is not None and prev.size == cand.size and cand.etag is not None and prev.etag == cand.etag:
+                skipped += 1
+                continue
+            result = _ingest_one(ctx, name, cfg, opts, cand, prev, Path(tmp), i)
+            if result is None:
+                skipped += 1
+                continue
+            results.append(result)
+            reporter.advance("bronze", table, rows=result.rows, done=len(results))
+    ensure_meta_only_table(con, name)
+    rows = sum(r.rows for r in results)
+    rejects = sum(r.rejects for r in results)
+    rescued = _rescued_count(con, name, ctx.run_id) if rows else 0
+    new_columns = [c for r in results for c in r.new_columns]
+    details: dict[str, Any] = {
+        "files_matched": len(candidates), "files_skipped": skipped, "rescued_rows": rescued,
+        "new_columns": new_columns, "files": [r.to_dict() for r in results[:_DETAIL_FILES]],
+    }
+    if not candidates:
+        reporter.message(f"source {name}: no files match {cfg.path}", "warning")
+        details["warning"] = f"no files match {cfg.path}"
+    if rejects:
+        reporter.message(f"source {name}: {rejects} rejected line(s) kept in {rejects_ref(name)}", "warning")
+    status = "warn" if rejects or not candidates else ("ok" if results else "skipped")
+    return StepResult(
+        layer="bronze", table=table, status=status, rows_in=rows + rejects, rows_out=rows,
+        rows_rejected=rejects, files=len(results), details=details,
+    )
+
+
+def _rescued_count(con: duckdb.DuckDBPyConnection, name: str, load_id: str) -> int:
+    return int(run(con, f"SELECT count(*) FROM {bronze_ref(name).sql} WHERE _load_id = $l AND _rescued IS NOT NULL",
+                   {"l": load_id}).fetchall()[0][0])
+
+
+def _ingest_one(
+    ctx: RunContext, name: str, cfg: FilesSource, opts: dict[str, str], cand: Candidate,
+    prev: state.FileState | None, tmp: Path, index: int,
+) -> FileResult | None:
+    version_id: str | None = None
+    if cand.local is not None:
+        local = cand.local
+    else:
+        assert cand.store is not None and cand.key is not None
+        try:
+            info = cand.store.head(cand.key)
+            version_id = info.version_id
+            local = cand.store.download(cand.key, tmp / f"{index:06d}" / Path(cand.key).name, version_id)
+        except StorageError as exc:
+            raise SourceError(f"source {name}: cannot download {cand.path}: {exc.message}", hint=exc.hint) from None
+    try:
+        return _land_and_read(ctx, name, cfg, opts, cand, prev, tmp, local, version_id)
+    finally:
+        if cand.local is None:  # a downloaded copy: the landing zone keeps the bytes
+            local.unlink(missing_ok=True)
+
+
+def _land_and_read(
+    ctx: RunContext, name: str, cfg: FilesSource, opts: dict[str, str], cand: Candidate,
+    prev: state.FileState | None, tmp: Path, local: Path, version_id: str | None,
+) -> FileResult | None:
+    size = local.stat().st_size
+    digest = sha256_of(local)
+    if not ctx.full_refresh and state.unchanged(prev, size, None, digest):
+        return None
+    key = landing_key(name, ctx.run_id, cand.rel)
+    try:
+        put = ctx.landing.put(key, local)
+    except StorageError as exc:
+        raise StorageError(f"source {name}: cannot copy {cand.path} to the landing zone: {exc.message}", hint=exc.hint) from None
+    read_path = Path(ctx.landing.url_for(key)) if isinstance(ctx.landing, LocalStore) else local
+    source_version = version_id or digest
+    result = FileResult(cand.path, landing_key=key, version=source_version)
+    params = {
+        **base_params(ctx, name), "path": str(read_path), "src_file": cand.path, "src_version": source_version,
+        "landing": key,
+    }
+    fmt = file_format(cfg, cand.path)
+    reader = _Reader(ctx, name, cfg, opts, read_path, params, result, tmp)
+    try:
+        if fmt in ("csv", "tsv"):
+            reader.csv(fmt)
+        elif fmt == "parquet":
+            reader.parquet()
+        else:
+            reader.json(fmt)
+    finally:
+        reader.drop_scratch()
+    state.record_file(
+        ctx.con,
+        state.FileRecord(name, cand.path, size, cand.etag, digest, version_id, key, put.version_id,
+                         result.rows, result.rejects),
+        ctx.run_id, int(ctx.batch),
+    )
+    return result
+
+
+_META = {"_source_file": "$src_file", "_source_version": "$src_version", "_landing_key": "$landing"}
+
+
+class _Reader:
+    """Reads one landed file into bronze; probes run on a cursor (own transaction) so errors cannot abort the run."""
+
+    def __init__(self, ctx: RunContext, name: str, cfg: FilesSource, opts: dict[str, str], path: Path,
+                 params: dict[str, Any], result: FileResult, tmp: Path) -> None:
+        self.tmp = tmp
+        self.scratch: list[str] = []
+        self.normalized = False
+        self.original = path
+        self.ctx = ctx
+        self.con = ctx.con
+        self.name = name
+        self.cfg = cfg
+        self.opts = opts
+        self.path = path
+        self.params = params
+        self.result = result
+
+    def _clean(self, text: str) -> str:
+        if not text:
+            return ""
+        text = str(text).replace(str(self.path), self.result.path).replace(str(self.original), self.result.path)
+        return redact(text).strip().splitlines()[0][:500]
+
+    def _config_error(self, exc: Exception) -> None:
+        text = str(exc)
+        if "named parameter" in text or "Invalid named" in text or "Unrecognized" in text:
+            raise ConfigError(f"sources.{self.name}.options: {self._clean(text)}") from None
+
+    def reject_file(self, reason: str) -> None:
+        """The whole file could not be read: one rejects row, and the run goes on."""
+        sql = rejects_insert_sql(
+            self.name,
+            "SELECT CAST(NULL AS BIGINT) AS __line, CAST(NULL AS VARCHAR) AS __raw, $reason AS __reason",
+            _META,
+        )
+        run(self.con, sql, {**self.params, "reason": reason})
+        self.result.rejects += 1
+        self.result.note = reason
+
+    def insert_reject_rows(self, rows: list[tuple[int | None, str | None, str]]) -> None:
+        if not rows:
+            return
+        import pyarrow as pa
+
+        view = f"__airduck_rejects_{uuid.uuid4().hex[:8]}"
+        data = pa.table({
+            "__line": pa.array([r[0] for r in rows], pa.int64()),
+            "__raw": pa.array([r[1] for r in rows], pa.string()),
+            "__reason": pa.array([r[2] for r in rows], pa.string()),
+        })
+        self.con.register(view, data)
+        try:
+            run(self.con, rejects_insert_sql(self.name, f"SELECT * FROM {quote_ident(view)}", _META), self.params)
+        finally:
+            self.con.unregister(view)
+        self.result.rejects += len(rows)
+
+    # -- CSV
+
+    def csv(self, fmt: str) -> None:
+        cfg = self.cfg
+        opts = {"delim": quote_literal(cfg.delimiter or ("\t" if fmt == "tsv" else ",")),
+                "quote": "'\"'", "escape": "'\"'", "encoding": quote_literal(cfg.encoding)}
+        opts.update({("delim" if k in ("sep", "delimiter") else k): v for k, v in self.opts.items()})
+        names = self._header(opts)
+        if names is None:
+            return  # an empty file: nothing in, nothing out
+        cols = dedupe_names(names) if cfg.header else [f"column{i}" for i in range(len(names))]
+        columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(cols))) + "}"
+        base = (f"read_csv($path, auto_detect=false, header={'true' if cfg.header else 'false'}, columns={columns}, "
+                f"null_padding=false, {_options_sql(opts)}")
+        reads = ", ".join(f"count(c{i})" for i in range(len(cols)))
+        probe_sql = (f"SELECT count(*), {reads} FROM {base}, store_rejects=true, "
+                     f"rejects_table='{_REJ}', rejects_scan='{_REJ}_scan')")
+        with contextlib.closing(self.con.cursor()) as probe:
+            try:
+                good, errors = self._probe(probe, lambda: int(run(probe, probe_sql, self.params).fetchall()[0][0]))
+            except duckdb.Error as exc:
+                self._config_error(exc)
+                self.reject_file(f"cannot read the {fmt.upper()} file: {self._clean(str(exc))}")
+                return
+            staged = [StagedColumn(f"c{i}", n) for i, n in enumerate(cols)]
+            relation = f"SELECT * FROM {base}{self._skip_rejects()})"
+            if good:
+                plan, self.result.new_columns = plan_columns(
+                    self.con, self.name, staged, lambda c: infer_types(probe, relation, self.params, c))
+        if good:
+            staging = (f"SELECT {', '.join(f'c{i}' for i in range(len(cols)))}, ordinality AS __rn "
+                       f"FROM {base}{self._skip_rejects()}) WITH ORDINALITY")
+            self.result.rows = int(run(self.con, insert_sql(self.name, plan, staging, _META), self.params).fetchall()[0][0])
+            if self.result.rows != good:
+                self.ctx.reporter.message(
+                    f"source {self.name}: {self.result.path}: read {self.result.rows} rows, expected {good}", "warning")
+        self.insert_reject_rows([
+            (int(line), self._raw_line(pos, bad_encoding, csv_line), reason)
+            for line, pos, reason, bad_encoding, csv_line in errors
+        ])
+
+    def _probe(self, probe: duckdb.DuckDBPyConnection, scan: Callable[[], T]) -> tuple[T, list[tuple]]:
+        """Run a full scan that stores its rejects on the probe connection; return its result and the rejects
+        grouped by line: (line, byte position, reasons, undecodable?, DuckDB's copy of the line)."""
+        try:
+            out = scan()
+        except duckdb.InvalidInputException as exc:
+            # Mixed line endings (a CRLF file with LF lines appended) stop DuckDB's strict parser; read a
+            # copy with CRLF turned into LF (the landing copy keeps the bytes as received).
+            if "invalid state" not in str(exc) or not self._normalize():
+                raise
+            probe.execute(f"DROP TABLE IF EXISTS temp.main.{_REJ}")
+            probe.execute(f"DROP TABLE IF EXISTS temp.main.{_REJ}_scan")
+            out = scan()
+        errors = probe.execute(
+            "SELECT line, min(line_byte_position), string_agg(DISTINCT error_type || ': ' || error_message, '; '), "
+            f"bool_or(error_type = 'INVALID ENCODING'), arg_min(csv_line, byte_position) FROM temp.main.{_REJ} "
+            "GROUP BY line ORDER BY line"
+        ).fetchall()
+        return out, errors
+
+    def _normalize(self) -> bool:
+        """Point the reader at a copy of the file with CRLF line ends turned into LF; False if not possible."""
+        if self.normalized or self.path.name.lower().endswith(".zst"):
+            return False
+        dest = self.tmp / f"normalized-{uuid.uuid4().hex[:8]}.csv"
+        with _open_binary(self.path) as src, dest.open("wb") as out:
+            carry = b""
+            for chunk in iter(lambda: src.read(_CHUNK), b""):
+                chunk = carry + chunk
+                carry = b"\r" if chunk.endswith(b"\r") else b""
+                out.write(chunk[: len(chunk) - len(carry)].replace(b"\r\n", b"\n"))
+            out.write(carry)
+        self.path = dest
+        self.params["path"] = str(dest)
+        self.normalized = True
+        return True
+
+    def _header(self, opts: dict[str, str]) -> list[str] | None:
+        """The header fields (or the first line's fields when there is no header); None for an empty file."""
+        skip = int(opts.get("skip", "0") or 0)
+        delim = _unquote(opts.get("delim"), ",")
+        quote = _unquote(opts.get("quote"), '"') or None
+        try:
+            with _open_text(self.path, self.cfg.encoding) as f:
+                for _ in range(skip):
+                    f.readline()
+                line = f.readline()
+                while line and not line.strip("\r\n") and not self.cfg.header:
+                    line = f.readline()
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise SourceError(f"source {self.name}: cannot read {self.result.path}: {exc}") from None
+        line = line.lstrip("\ufeff").rstrip("\r\n")
+        if not line:
+            return None
+        reader = csv.reader([line], delimiter=delim if len(delim) == 1 else ",", quotechar=quote, quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE)
+        fields = next(reader, [])
+        if len(delim) > 1:
+            fields = line.split(delim)
+        return fields or [""]
+
+    def _raw_line(self, pos: int | None, bad_encoding: bool, csv_line: str | None) -> str | None:
+        """The raw text of a rejected line; for undecodable bytes read from the file with the bytes escaped."""
+        if bad_encoding and pos is not None and not self.path.name.lower().endswith(_COMPRESSION):
+            try:
+                # DuckDB's byte position is near the line's start (sometimes one off, or at a blank line
+                # before it): go back to the line's start, then skip blank lines.
+                start = max(0, int(pos) - 4096)
+                with self.path.open("rb") as f:
+                    f.seek(start)
+                    data = f.read(int(pos) - start + _CHUNK)
+                cut = data.rfind(b"\n", 0, int(pos) - start)
+                data = data[cut + 1 :].lstrip(b"\r\n")
+                line = data.split(b"\n", 1)[0].rstrip(b"\r")
+                return line.decode(self.cfg.encoding, errors="backslashreplace")
+            except OSError:
+                pass
+        return csv_line.strip("\r\n") if csv_line is not None else None
+
+    # -- Parquet
+
+    def parquet(self) -> None:
+        with contextlib.closing(self.con.cursor()) as probe:
+            try:
+                described = run(probe, f"DESCRIBE SELECT * FROM read_parquet($path{self._opts()})", self.params).fetchall()
+                reads = ", ".join(f"count({quote_ident(r[0])})" for r in described)
+                good = int(run(probe, f"SELECT count(*){', ' + reads if reads else ''} FROM read_parquet($path{self._opts()})",
+                               self.params).fetchall()[0][0])
+            except duckdb.Error as exc:
+                self._config_error(exc)
+                self.reject_file(f"cannot read the Parquet file: {self._clean(str(exc))}")
+                return
+        if not good or not described:
+            return
+        staged = [StagedColumn(f"c{i}", r[0], r[1], text=False) for i, r in enumerate(described)]
+        plan, self.result.new_columns = plan_columns(self.con, self.name, staged, lambda c: {})
+        cols = ", ".join(f"{quote_ident(r[0])} AS c{i}" for i, r in enumerate(described))
+        staging = f"SELECT {cols}, file_row_number + 1 AS __rn FROM read_parquet($path, file_row_number=true{self._opts()})"
+        self.result.rows = int(run(self.con, insert_sql(self.name, plan, staging, _META), self.params).fetchall()[0][0])
+
+    def _skip_rejects(self) -> str:
+        """Reader options that skip the rows the probe rejected.
+
+        `ignore_errors=true` alone skips more than `store_rejects` does after a bad quote (DuckDB 1.5.5 drops
+        the rest of the file), so the loads store their rejects too, in a throw-away temp table.
+        """
+        tag = uuid.uuid4().hex[:10]
+        self.scratch.append(tag)
+        return f", store_rejects=true, rejects_table='__airduck_rj_{tag}', rejects_scan='__airduck_rs_{tag}'"
+
+    def drop_scratch(self) -> None:
+        if self.normalized:
+            self.path.unlink(missing_ok=True)
+        for tag in self.scratch:
+            with contextlib.suppress(duckdb.Error):  # an aborted transaction: the temp tables go with it
+                self.con.execute(f"DROP TABLE IF EXISTS temp.main.__airduck_rj_{tag}")
+                self.con.execute(f"DROP TABLE IF EXISTS temp.main.__airduck_rs_{tag}")
+        self.scratch.clear()
+
+    def _opts(self) -> str:
+        return "".join(f", {k}={v}" for k, v in self.opts.items())
+
+    # -- JSON
+
+    def json(self, fmt: str) -> None:
+        kind = "ndjson" if fmt == "ndjson" else self._json_kind()
+        if kind is None:
+            return  # empty file
+        if kind in ("array", "unstructured"):
+            relation = (f"SELECT json AS __j, CAST(json AS VARCHAR) AS __raw, ordinality AS __rn "
+                        f"FROM read_json_objects($path, format='{kind}'{self._opts()}) WITH ORDINALITY")
+            with contextlib.closing(self.con.cursor()) as probe:
+                try:
+                    found = probe_records(probe, relation, self.params)
+                except duckdb.Error as exc:
+                    self._config_error(exc)
+                    if kind == "array":
+                        self.reject_file(f"cannot read the JSON array: {self._clean(str(exc))}")
+                        return
+                    # not one document: read it line by line, rejecting the broken lines
+                else:
+                    self._load(probe, relation, relation, found)
+                    return
+        self._ndjson()
+
+    def _json_kind(self) -> str | None:
+        with _open_text(self.path, "utf-8") as f:
+            head = f.read(_CHUNK)
+        text = head.lstrip("\ufeff \t\r\n")
+        if not text:
+            return None
+        if text.startswith("["):
+            return "array"
+        first = text.split("\n", 1)[0].strip()
+        try:
+            json.loads(first)
+            return "ndjson"
+        except ValueError:
+            return "unstructured"
+
+    def _ndjson(self) -> None:
+        opts = {"encoding": quote_literal(self.cfg.encoding)}
+        opts.update(self.opts)
+        base = (f"read_csv($path, auto_detect=false, header=false, columns={{'line': 'VARCHAR'}}, "
+                f"delim={quote_literal(_LINE_DELIM)}, quote='', escape='', null_padding=false, "
+                f"{_options_sql(opts)}")
+
+        def records(extra: str, line_no: str = "ordinality") -> str:
+            return (f"SELECT TRY_CAST(line AS JSON) AS __j, line AS __raw, {line_no} AS __rn FROM {base}{extra}) "
+                    "WITH ORDINALITY WHERE line IS NOT NULL AND trim(line, ' \t\r\n') <> ''")
+
+        with contextlib.closing(self.con.cursor()) as probe:
+            try:
+                rejects_opts = f", store_rejects=true, rejects_table='{_REJ}', rejects_scan='{_REJ}_scan'"
+                found, errors = self._probe(probe, lambda: probe_records(probe, records(rejects_opts), self.params))
+            except duckdb.Error as exc:
+                self._config_error(exc)
+                self.reject_file(f"cannot read the NDJSON file: {self._clean(str(exc))}")
+                return
+            # The reader returns every line (an empty one as NULL) except those it rejected: put them back
+            # into the count so that `__rn` is the physical line number.
+            rejected = sorted(int(e[0]) for e in errors)
+            line_no = "ordinality"
+            if rejected and len(rejected) <= _MAX_LINE_FIXES:
+                self.params["skipped_lines"] = [r - i for i, r in enumerate(rejected, 1)]
+                line_no = "ordinality + len(list_filter($skipped_lines, x -> x < ordinality))"
+            relation = records(self._skip_rejects(), line_no)
+            self._load(probe, relation, relation, found)
+        self.insert_reject_rows([
+            (int(line), self._raw_line(pos, bad_encoding, csv_line), _ndjson_reason(reason, bad_encoding))
+            for line, pos, reason, bad_encoding, csv_line in errors
+        ])
+
+    def _load(self, probe: duckdb.DuckDBPyConnection, probe_relation: str, load_relation: str,
+              found: Probe | None = None) -> None:
+        loaded: Loaded = load_records(
+            self.con, probe, self.name, probe_relation=probe_relation, load_relation=load_relation,
+            params=self.params, meta=_META, probed=found,
+        )
+        self.result.rows += loaded.rows
+        self.result.rejects += loaded.rejects
+        self.result.new_columns += loaded.new_columns
