@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import duckdb
 
-from airduck.config.project import Project
+if TYPE_CHECKING:
+    from airduck.config.project import Project
 from airduck.config.secrets import redact
 from airduck.errors import CatalogError, ConfigError, StorageError
 from airduck.lake.extensions import load_extensions
@@ -179,3 +181,8 @@ def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
     with write(con, "create schemas", step="init"):
         for schema in missing:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {LAKE}.{quote_ident(schema)}")
+        # the run lock (see airduck.pipeline.records) exists from the start, so a run adds no snapshot of its own
+        con.execute(f"CREATE TABLE IF NOT EXISTS {LAKE}.airduck.run_lock (id INTEGER, run_id VARCHAR, batch BIGINT, "
+                    "locked_at TIMESTAMPTZ)")
+        if con.execute(f"SELECT count(*) FROM {LAKE}.airduck.run_lock").fetchone()[0] == 0:
+            con.execute(f"INSERT INTO {LAKE}.airduck.run_lock VALUES (1, NULL, 0, now())")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from airduck.config.project import Project
 from airduck.events import Reporter
+
+if TYPE_CHECKING:
+    from airduck.config.project import Project
 
 
 @dataclass
