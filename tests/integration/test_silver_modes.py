@@ -97,3 +97,24 @@ def test_scd2_keeps_history_over_change_redelivery_and_delete(lab_factory):
         (2, "Rome", at(t1), None, True),       # re-deliveries did nothing
     ]
     assert lab.one("SELECT count(*) FROM lake.silver.customers WHERE is_current GROUP BY id HAVING count(*) > 1") is None
+
+
+def test_scd2_keeps_every_version_that_arrives_in_one_batch(lab_factory):
+    """A catch-up load (many days in one run) still yields one version per real change, in order."""
+    lab = lab_factory({"customers": {
+        "from": "orders", "key": ["id"], "order_by": "updated_at", "mode": "scd2",
+        "columns": {"id": {"type": "BIGINT"}, "city": {"normalize": ["trim"]},
+                    "updated_at": {"type": "TIMESTAMP"}}}})
+    lab.bronze("orders", COLS, [
+        row("1", None, "Paris", "2024-01-01 10:00"), row("1", None, "Paris", "2024-01-01 10:00"),  # duplicate
+        row("1", None, "Berlin", "2024-02-01 10:00"), row("1", None, "Oslo", "2024-03-01 10:00"),
+        row("2", None, "Rome", "2024-01-01 10:00"), row("2", None, "Rome", "2024-02-01 10:00"),  # no real change
+    ])
+    lab.run()
+    assert lab.rows("SELECT id, city, valid_from, valid_to, is_current FROM lake.silver.customers "
+                    "ORDER BY id, valid_from") == [
+        (1, "Paris", dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC), dt.datetime(2024, 2, 1, 10, tzinfo=dt.UTC), False),
+        (1, "Berlin", dt.datetime(2024, 2, 1, 10, tzinfo=dt.UTC), dt.datetime(2024, 3, 1, 10, tzinfo=dt.UTC), False),
+        (1, "Oslo", dt.datetime(2024, 3, 1, 10, tzinfo=dt.UTC), None, True),
+        (2, "Rome", dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC), None, True),
+    ]

@@ -146,7 +146,9 @@ def stage(plan: Plan, incremental: bool) -> Sql:
 
     if keys:
         anynull = " OR ".join(f"{q(k)} IS NULL" for k in keys)
-        partition = ", ".join(q(k) for k in keys) + (", __ad_batch" if rule.mode == "scd2" else "")
+        partition = ", ".join(q(k) for k in keys)
+        if rule.mode == "scd2":  # every distinct version of a key is history, also within one batch
+            partition += "".join(f", {q(o)}" for o in rule.order_by) if rule.order_by else ", __ad_batch"
         order = "".join(f"{q(o)} DESC NULLS LAST, " for o in rule.order_by)
         ranked = (f"SELECT * FROM __ad_joined QUALIFY ({anynull}) OR row_number() OVER (PARTITION BY {partition} "
                   f"ORDER BY {order}__ad_batch DESC, __ad_rn DESC NULLS LAST) = 1")
