@@ -57,7 +57,7 @@ def _(lh, mo):
 
 @app.cell
 def _(lh, mo):
-    hiring = lh.table("gold.company_hiring_activity").arrow()
+    hiring = lh.table("gold.company_hiring_activity").to_arrow_table()
     assert hiring.num_rows > 0
     history = lh.snapshots("gold.company_hiring_activity")
     mo.md(

@@ -4,7 +4,7 @@
     lh = airduck.open("path/to/project")      # or airduck.open() inside a project folder
     result = lh.run()                          # sources -> bronze -> silver -> gold -> serve
     lh.query("SELECT * FROM gold.salary_by_skill_city_month").df()
-    lh.table("silver.vacancies").arrow()
+    lh.table("silver.vacancies").to_arrow_table()
 """
 
 from __future__ import annotations

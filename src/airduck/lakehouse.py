@@ -81,7 +81,7 @@ class Lakehouse:
 
     def table(self, name: str, *, at: str | int | None = None,
               at_time: str | datetime | None = None) -> duckdb.DuckDBPyRelation:
-        """A table as a DuckDB relation (`.arrow()`, `.df()`, `.pl()`, `.fetchall()`)."""
+        """A table as a DuckDB relation (`.to_arrow_table()`, `.df()`, `.pl()`, `.fetchall()`)."""
         return self.read(name, at=at, at_time=at_time, limit=None)
 
     def query(self, sql: str, params: list[Any] | None = None) -> duckdb.DuckDBPyRelation:
