@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 
-def open(path: Any = None, reporter: Any = None) -> Lakehouse:  # noqa: A001 - the public verb
+def open(path: Any = None, reporter: Any = None) -> Lakehouse:
     """Open the project at `path` (default: search upwards from the current folder)."""
     from airduck.lakehouse import Lakehouse
 

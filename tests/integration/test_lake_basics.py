@@ -1,7 +1,7 @@
 """Smoke test of the lake on every combination: attach, schemas, write, read back."""
 
-from airduck.lakehouse import Lakehouse
 from airduck.lake.commit import write
+from airduck.lakehouse import Lakehouse
 
 
 def test_new_lake_has_medallion_schemas_and_round_trips(projects):

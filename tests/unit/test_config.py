@@ -89,5 +89,5 @@ def test_project_is_found_upwards(tmp_path, monkeypatch):
     monkeypatch.chdir(sub)
     assert load_project(environ={}).root == tmp_path
     monkeypatch.chdir(tmp_path.parent)
-    with pytest.raises(ConfigError, match="no airduck.yml found"):
+    with pytest.raises(ConfigError, match=r"no airduck\.yml found"):
         load_project(environ={})

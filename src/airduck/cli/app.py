@@ -110,10 +110,15 @@ def demo_run(
     with RichReporter(quiet=quiet) as reporter, Lakehouse(load_project(directory), reporter) as lh:
         result = lh.run()
         rec = lh.run_info(result.record.run_id)
-        _run_summary(rec)
         marts = [t.qualified for t in lh.tables() if t.schema == "gold"]
+    _run_summary(rec)
     export = lh.project.config.serve.export
     render.console.print("\n[bold]Where to look[/bold]", highlight=False)
+    import shutil
+
+    if shutil.which("airduck") is None:
+        render.console.print("  (airduck is not on your PATH: `source .venv/bin/activate`, or prefix the commands "
+                             "with `python3 -m uv run`)", highlight=False)
     render.console.print(f"  cd {directory}", highlight=False)
     render.console.print("  airduck tables                      # every table with rows, files, size", highlight=False)
     for mart in marts[:3]:
@@ -379,9 +384,9 @@ def run(
 
 def _run_summary(rec) -> None:
     rows = [(s["layer"], s["table_name"], s["status"], s["rows_in"], s["rows_out"], s["rows_quarantined"],
-             s["rows_rejected"], s["files"]) for s in rec.steps]
-    render.table(["layer", "table", "status", "in", "out", "quarantined", "rejected", "files"], rows,
-                 title=f"run {rec.run_id}: {rec.status}")
+             s["rows_rejected"]) for s in rec.steps]
+    render.table(["layer", "table", "status", "in", "out", "quar.", "rej."], rows,
+                 title=f"run {rec.run_id}: {rec.status}", no_wrap=("table",))
     secs = f" in {rec.seconds:.1f}s" if rec.seconds is not None else ""
     color = "green" if rec.status == "ok" else "red"
     render.console.print(f"[{color}]{rec.status}[/{color}]{secs}: snapshot {rec.snapshot_before} -> {rec.snapshot_after}; "

@@ -42,10 +42,11 @@ def cell(value: Any) -> str:
     return redact(str(value)).replace("[", "\\[")
 
 
-def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None,
+          no_wrap: Sequence[str] = ()) -> None:
     t = Table(title=title, show_lines=False, header_style="bold")
     for c in columns:
-        t.add_column(str(c), overflow="fold")
+        t.add_column(str(c), overflow="fold", no_wrap=c in no_wrap)
     for row in rows:
         t.add_row(*(cell(v) for v in row))
     console.print(t)

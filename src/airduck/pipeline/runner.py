@@ -197,7 +197,6 @@ def _gold(lh, rec: RunRecord, sel: Selection, store: records.RecordStore, step_n
     from airduck.gold import run_gold
 
     started = datetime.now(UTC)
-    lh.reporter.start("gold", None)
     lh.close()  # dbt opens the lake in its own process
     target = artifacts_dir(lh.project, rec.run_id) / "dbt"
     rec.artifacts["dbt"] = str(target)
@@ -205,12 +204,10 @@ def _gold(lh, rec: RunRecord, sel: Selection, store: records.RecordStore, step_n
         result = run_gold(lh.project, run_id=rec.run_id, select=sel.dbt_select, reporter=lh.reporter,
                           artifacts_dir=target)
     except AirduckError as exc:
-        lh.reporter.finish("gold", None, "failed")
         exc.step_results = [(s, started, datetime.now(UTC)) for s in getattr(exc, "steps", None) or []]
         raise
     rec.artifacts.update(result.artifacts)
     finished = datetime.now(UTC)
-    lh.reporter.finish("gold", None, "ok", models=len(result.steps))
     timed = [(s, started, finished) for s in result.steps]
     store.add(rec, timed, start_no=step_no)
     return timed
