@@ -130,18 +130,32 @@ def test_failing_dbt_test_blocks_publishing(tmp_path, pg_database):
     failing.parent.mkdir(parents=True, exist_ok=True)
     failing.write_text("select * from {{ ref('top_growing_skills') }}\n")
     airduck("demo", "generate", "--days", "2", cwd=root)
+    layers = ["bronze.vacancies", "silver.vacancies", "silver.companies", "airduck.bronze_files"]
     with Lakehouse.open(root) as lh:
         gold_before = lh.con.execute("SELECT count(*), sum(hash(t)) FROM (SELECT * FROM gold.top_growing_skills) t"
                                      ).fetchone()
+        sums = {t: lh.con.execute(f"SELECT count(*), sum(hash(t)) FROM (SELECT * FROM {t}) t").fetchone()
+                for t in layers}
     proc = airduck("run", "-q", cwd=root)
     assert proc.returncode == 1 and "no_rows_allowed" in proc.stderr
     with Lakehouse.open(root) as lh:
         assert lh.con.execute("SELECT count(*), sum(hash(t)) FROM (SELECT * FROM gold.top_growing_skills) t"
                               ).fetchone() == gold_before
-        assert lh.runs(1)[0].status == "failed"
+        # gold.on_failure: revert (the default): the run's bronze+silver commit was undone too
+        assert {t: lh.con.execute(f"SELECT count(*), sum(hash(t)) FROM (SELECT * FROM {t}) t").fetchone()
+                for t in layers} == sums
+        failed = lh.run_info(lh.runs(1)[0].run_id)
+        assert failed.status == "failed"
+        assert any(s["layer"] == "revert" and s["status"] == "ok" for s in failed.steps), failed.steps
     with psycopg.connect(serve) as conn:
         assert conn.execute('SELECT count(*) FROM public."top_growing_skills"').fetchone()[0] == served
     assert sorted(str(p) for p in (root / "exports").rglob("manifest.json")) == exports_before
+    # once the test is fixed, the next run picks up the two new days again
+    failing.unlink()
+    proc = airduck("run", "-q", "--json", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout)
+    assert sum(s["files"] for s in rec["steps"] if s["table_name"] == "bronze.vacancies") == 2
 
 
 @pytest.mark.parametrize("cmd", ["init", "demo", "run", "runs", "docs", "doctor", "setup"])

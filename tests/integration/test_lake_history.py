@@ -130,3 +130,32 @@ def test_tag_rules(local_projects):
             lh.tag("bad name; drop")
         lh.untag("v1")
         assert lh.tags() == []
+
+
+def test_undo_snapshot_restores_every_table_it_touched(projects):
+    from airduck.lake.history import undo_snapshot
+
+    root = projects.make()
+    with Lakehouse.open(root) as lh:
+        con = lh.con
+        with write(con, "base"):
+            con.execute("CREATE TABLE silver.t AS SELECT range AS i, range * 2 AS v FROM range(3000)")
+            con.execute("CREATE TABLE bronze.b AS SELECT range AS i FROM range(100)")
+            con.execute("CREATE TABLE silver.untouched AS SELECT range AS i FROM range(10)")
+        base = lh.current_snapshot()
+        before = {t: checksum(lh, t) for t in ("silver.t", "bronze.b", "silver.untouched")}
+        with write(con, "a run"):
+            con.execute("INSERT INTO silver.t SELECT range + 3000, 0 FROM range(500)")
+            con.execute("UPDATE silver.t SET v = -1 WHERE i < 100")
+            con.execute("DELETE FROM silver.t WHERE i BETWEEN 200 AND 260")
+            con.execute("INSERT INTO bronze.b SELECT range FROM range(10)")
+            con.execute("CREATE TABLE silver.created AS SELECT 1 AS x")
+        run = lh.current_snapshot()
+        with write(con, "undo"):
+            reverted = undo_snapshot(con, run)
+        assert sorted(reverted) == ["bronze.b", "silver.created", "silver.t"]
+        assert {t: checksum(lh, t) for t in before} == before
+        assert "silver.created" not in {t.qualified for t in lh.tables()}
+        # history is kept: the undone state is still readable
+        assert checksum(lh, "silver.t", run)[0] == 3000 + 500 - 61
+        assert base < run < lh.current_snapshot()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -15,3 +15,8 @@ class GoldConfig(Model):
     vars: dict[str, Any] = Field(default_factory=dict)
     fail_on_warn: bool = Field(False, description="treat dbt tests of severity warn as failures too")
     timeout: float = Field(3600.0, gt=0, description="seconds a dbt command may run before it is stopped")
+    on_failure: Literal["revert", "keep"] = Field(
+        "revert",
+        description="when dbt fails: `revert` undoes the run's bronze+silver commit too (nothing of the run stays); "
+        "`keep` keeps bronze+silver and only leaves gold and serving unchanged",
+    )

@@ -11,7 +11,7 @@ import duckdb
 from airduck.errors import NotFound, SqlError
 from airduck.lake.catalog import TableRef, columns, current_snapshot, require_table, snapshots
 from airduck.lake.commit import write
-from airduck.lake.connection import LAKE
+from airduck.lake.connection import LAKE, quote_ident
 
 TAGS = f"{LAKE}.airduck.tags"
 
@@ -118,3 +118,69 @@ def resolve_version(con: duckdb.DuckDBPyConnection, ref: str | int | None) -> in
 
 
 __all__ = ["Tag", "resolve_version", "rollback", "snapshots", "tag", "tags", "untag"]
+
+
+def undo_snapshot(con: duckdb.DuckDBPyConnection, snapshot: int) -> list[str]:
+    """Inside an open transaction: revert every change that `snapshot` made to the lake's tables, using
+    DuckLake's change feed (rows it inserted are deleted, rows it deleted are inserted again; tables it created
+    are dropped). Each table is then checked to equal its state just before `snapshot` (row count and an
+    order-independent checksum over the columns it had then); any difference raises and the caller rolls back.
+    Columns added by `snapshot` are kept (empty for the restored rows). Returns the tables reverted."""
+    before = snapshot - 1
+    info = con.execute(f"SELECT changes FROM {LAKE}.snapshots() WHERE snapshot_id = ?", [snapshot]).fetchone()
+    if info is None:
+        raise NotFound(f"snapshot {snapshot} does not exist (or has expired)")
+    changes: dict[str, list[str]] = {k: list(v) for k, v in (info[0] or {}).items()}
+    touched_ids = {v for k, vals in changes.items() if not k.startswith(("schemas", "tables_created")) for v in vals}
+    reverted: list[str] = []
+    for ref in _tables_at(con, snapshot):
+        qualified = f"{ref.schema}.{ref.name}"
+        if not _ids_at(con, ref, before):  # created by this snapshot
+            con.execute(f"DROP TABLE {ref.sql}")
+            reverted.append(qualified)
+            continue
+        ids = _ids_at(con, ref, snapshot)
+        if not ids & touched_ids:
+            continue
+        old_cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {ref.sql} AT (VERSION => ?)", [before]).fetchall()]
+        cols = ", ".join(quote_ident(c) for c in old_cols)
+        # the target state is measured first: inside a transaction, a scan AT an old version sees the
+        # transaction's own deletes
+        then = con.execute(f"SELECT count(*), coalesce(sum(hash({cols})), 0) FROM {ref.sql} AT (VERSION => ?)",
+                           [before]).fetchone()
+        args = [LAKE, ref.schema, ref.name, snapshot, snapshot]
+        con.execute("CREATE OR REPLACE TEMP TABLE _airduck_undo AS SELECT * FROM ducklake_table_deletions(?, ?, ?, "
+                    "CAST(? AS BIGINT), CAST(? AS BIGINT))", args)
+        con.execute(f"DELETE FROM {ref.sql} WHERE rowid IN (SELECT rowid FROM ducklake_table_insertions(?, ?, ?, "
+                    "CAST(? AS BIGINT), CAST(? AS BIGINT)))", args)
+        con.execute(f"INSERT INTO {ref.sql} ({cols}) SELECT {cols} FROM temp._airduck_undo")
+        con.execute("DROP TABLE temp._airduck_undo")
+        now = con.execute(f"SELECT count(*), coalesce(sum(hash({cols})), 0) FROM {ref.sql}").fetchone()
+        if now != then:
+            raise SqlError(f"undo of snapshot {snapshot} would not restore {qualified} exactly; nothing was changed")
+        reverted.append(qualified)
+    return reverted
+
+
+def _tables_at(con: duckdb.DuckDBPyConnection, snapshot: int) -> list[TableRef]:
+    from airduck.lake.connection import METADATA
+
+    rows = con.execute(
+        f"SELECT s.schema_name, t.table_name FROM {METADATA}.ducklake_table t JOIN {METADATA}.ducklake_schema s "
+        "USING (schema_id) WHERE t.begin_snapshot <= ? AND (t.end_snapshot IS NULL OR t.end_snapshot > ?) "
+        "AND s.begin_snapshot <= ? AND (s.end_snapshot IS NULL OR s.end_snapshot > ?) ORDER BY 1, 2",
+        [snapshot, snapshot, snapshot, snapshot],
+    ).fetchall()
+    return [TableRef(s, n) for s, n in rows]
+
+
+def _ids_at(con: duckdb.DuckDBPyConnection, ref: TableRef, snapshot: int) -> set[str]:
+    from airduck.lake.connection import METADATA
+
+    rows = con.execute(
+        f"SELECT t.table_id FROM {METADATA}.ducklake_table t JOIN {METADATA}.ducklake_schema s USING (schema_id) "
+        "WHERE s.schema_name = ? AND t.table_name = ? AND t.begin_snapshot <= ? "
+        "AND (t.end_snapshot IS NULL OR t.end_snapshot > ?)",
+        [ref.schema, ref.name, snapshot, snapshot],
+    ).fetchall()
+    return {str(r[0]) for r in rows}

@@ -79,6 +79,7 @@ class RunRecord:
     pid: int = field(default_factory=os.getpid)
     artifacts: dict[str, str] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
+    committed_snapshot: int | None = field(default=None, repr=False)  # this run's bronze+silver commit
 
     @property
     def seconds(self) -> float | None:
@@ -88,6 +89,7 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("committed_snapshot")
         d["started_at"] = self.started_at.isoformat()
         d["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
         d["seconds"] = self.seconds

@@ -147,6 +147,7 @@ def _bronze_silver(lh, rec: RunRecord, sel: Selection, full_refresh: bool) -> li
             rec.batch = batch
             failpoint("before-commit")
             con.execute("COMMIT")
+            rec.committed_snapshot = current_snapshot(con)
             return steps
         except BaseException as exc:
             try:
@@ -205,12 +206,41 @@ def _gold(lh, rec: RunRecord, sel: Selection, store: records.RecordStore, step_n
                           artifacts_dir=target)
     except AirduckError as exc:
         exc.step_results = [(s, started, datetime.now(UTC)) for s in getattr(exc, "steps", None) or []]
+        if lh.project.config.gold.on_failure == "revert" and rec.committed_snapshot is not None:
+            exc.step_results.append((_revert(lh, rec), started, datetime.now(UTC)))
         raise
     rec.artifacts.update(result.artifacts)
     finished = datetime.now(UTC)
     timed = [(s, started, finished) for s in result.steps]
     store.add(rec, timed, start_no=step_no)
     return timed
+
+
+def _revert(lh, rec: RunRecord) -> StepResult:
+    """Gold failed: undo this run's bronze+silver commit (as a new snapshot), so nothing of the run stays.
+    Skipped (and said so) when another run has committed since: undoing would not be safe then."""
+    from airduck.lake.commit import write
+    from airduck.lake.history import undo_snapshot
+
+    con = lh.con
+    step = StepResult("revert", f"snapshot {rec.committed_snapshot}")
+    holder = con.execute(f"SELECT run_id FROM {records.LOCK}").fetchone()[0]
+    if holder != rec.run_id:
+        step.status = "skipped"
+        step.error = f"run {holder} committed after this one; bronze+silver of this run were kept"
+        lh.reporter.message(step.error, "warning")
+        return step
+    try:
+        with write(con, f"run {rec.run_id}: revert bronze+silver (gold failed)", step="revert", run_id=rec.run_id):
+            tables = undo_snapshot(con, rec.committed_snapshot)
+    except Exception as exc:
+        step.status = "failed"
+        step.error = f"could not revert bronze+silver: {redact(str(exc))}"
+        lh.reporter.message(step.error, "error")
+        return step
+    step.details = {"tables": tables}
+    lh.reporter.message(f"gold failed: reverted this run's bronze+silver ({len(tables)} tables)", "warning")
+    return step
 
 
 def _serve(lh, rec: RunRecord, store: records.RecordStore, step_no: int) -> list[Timed]:
