@@ -109,6 +109,14 @@ def test_sql_refuses_writes_and_side_effects(local_projects, statement):
     "SELECT * FROM read_text('/etc/hostname')",
     "SELECT * FROM ducklake_expire_snapshots('lake', dry_run => false, older_than => now())",
     "SELECT * FROM glob('/*')",
+    "SELECT * FROM sqlite_scan('/tmp/x.sqlite', 't')",
+    "SELECT count(*) FROM postgres_scan('host=127.0.0.1 user=postgres dbname=postgres', 'pg_catalog', 'pg_authid')",
+    "SELECT * FROM postgres_query('__ducklake_metadata_lake', 'SELECT 1')",
+    "SELECT (SELECT count(*) FROM read_parquet('/tmp/*.parquet')) AS n",
+    "SELECT * FROM __ducklake_metadata_lake.ducklake_snapshot",
+    "SELECT * FROM duckdb_secrets()",
+    "SELECT getenv('HOME')",
+    "WITH x AS (SELECT * FROM sqlite_scan('/tmp/x.sqlite', 't')) SELECT * FROM x",
 ])
 def test_sql_cannot_touch_the_file_system_or_the_catalog(local_projects, query):
     root = local_projects.make()
@@ -129,3 +137,10 @@ def test_sql_reads_the_lake(local_projects):
             lh.con.execute("CREATE TABLE bronze.t AS SELECT range AS i FROM range(10)")
         cols, rows = lh.sql("SELECT count(*) AS n, sum(i) AS s FROM bronze.t")
         assert cols == ["n", "s"] and rows == [(10, 45)]
+        # ordinary SQL still works: CTEs, joins, unnest, range, time travel, information_schema
+        first = lh.snapshots("bronze.t")[0].snapshot_id
+        _, rows = lh.sql(f"WITH a AS (SELECT i FROM bronze.t AT (VERSION => {first})) "
+                         "SELECT count(*) FROM a JOIN range(5) r(j) ON a.i = r.j, unnest([1]) u(k)")
+        assert rows == [(5,)]
+        _, rows = lh.sql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'bronze'")
+        assert rows[0][0] >= 1
