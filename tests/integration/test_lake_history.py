@@ -142,18 +142,23 @@ def test_undo_snapshot_restores_every_table_it_touched(projects):
             con.execute("CREATE TABLE silver.t AS SELECT range AS i, range * 2 AS v FROM range(3000)")
             con.execute("CREATE TABLE bronze.b AS SELECT range AS i FROM range(100)")
             con.execute("CREATE TABLE silver.untouched AS SELECT range AS i FROM range(10)")
+            con.execute("CREATE TABLE silver.replaced AS SELECT range AS i FROM range(20)")
+            con.execute("CREATE TABLE silver.dropped AS SELECT range AS i FROM range(30)")
         base = lh.current_snapshot()
-        before = {t: checksum(lh, t) for t in ("silver.t", "bronze.b", "silver.untouched")}
+        names = ("silver.t", "bronze.b", "silver.untouched", "silver.replaced", "silver.dropped")
+        before = {t: checksum(lh, t) for t in names}
         with write(con, "a run"):
             con.execute("INSERT INTO silver.t SELECT range + 3000, 0 FROM range(500)")
             con.execute("UPDATE silver.t SET v = -1 WHERE i < 100")
             con.execute("DELETE FROM silver.t WHERE i BETWEEN 200 AND 260")
             con.execute("INSERT INTO bronze.b SELECT range FROM range(10)")
             con.execute("CREATE TABLE silver.created AS SELECT 1 AS x")
+            con.execute("CREATE OR REPLACE TABLE silver.replaced AS SELECT range AS i FROM range(5)")
+            con.execute("DROP TABLE silver.dropped")
         run = lh.current_snapshot()
         with write(con, "undo"):
             reverted = undo_snapshot(con, run)
-        assert sorted(reverted) == ["bronze.b", "silver.created", "silver.t"]
+        assert sorted(reverted) == ["bronze.b", "silver.created", "silver.dropped", "silver.replaced", "silver.t"]
         assert {t: checksum(lh, t) for t in before} == before
         assert "silver.created" not in {t.qualified for t in lh.tables()}
         # history is kept: the undone state is still readable

@@ -70,8 +70,10 @@ def test_same_input_twice_adds_nothing(projects):
         assert count(lh, "bronze.orders") == 500 and count(lh, "silver.orders") == 500
         silver_snaps = len(lh.snapshots("silver.orders"))
         bronze_snaps = len(lh.snapshots("bronze.orders"))
+        snapshot = lh.current_snapshot()
         second = lh.run()
         assert second.ok
+        assert lh.current_snapshot() == snapshot  # nothing new: not even a snapshot
         assert count(lh, "bronze.orders") == 500 and count(lh, "silver.orders") == 500
         assert len(lh.snapshots("silver.orders")) == silver_snaps
         assert len(lh.snapshots("bronze.orders")) == bronze_snaps
@@ -167,3 +169,33 @@ def test_run_records_and_cli(local_projects):
     proc = cli(root, "runs", "show", rec["run_id"][:12])
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "silver.orders" in out
+
+
+def test_full_refresh_rebuilds_without_duplicates(local_projects):
+    config = orders_config()
+    config["silver"]["orders"]["mode"] = "append"
+    root = local_projects.make(config)
+    write_orders(root, "day1.csv", 0, 300)
+    write_orders(root, "day2.csv", 300, 200)
+    with Lakehouse.open(root) as lh:
+        assert lh.run().ok
+        assert count(lh, "silver.orders") == 500
+        for _ in range(2):
+            result = lh.run(full_refresh=True)
+            assert result.ok
+            # bronze re-reads every input (append-only), silver is rebuilt from the latest load of each file
+            assert count(lh, "silver.orders") == 500
+            assert lh.con.execute("SELECT count(*) - count(DISTINCT order_id) FROM silver.orders").fetchone()[0] == 0
+        assert count(lh, "bronze.orders") == 1500
+
+
+def test_gate_failure_mentioning_conflict_is_not_retried(local_projects):
+    config = orders_config(on_fail="fail")
+    config["silver"]["orders"]["expectations"] = [
+        {"name": "no_conflict_customers", "check": "customer <> 'conflict'", "on_fail": "fail"}]
+    root = local_projects.make(config)
+    folder = root / "data" / "orders"
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_text("order_id,customer,amount,updated_at\n1,conflict,5,2026-11-01 10:00:00\n")
+    with Lakehouse.open(root) as lh, pytest.raises(QualityGateFailed, match="no_conflict_customers"):
+        lh.run()

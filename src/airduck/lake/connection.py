@@ -176,6 +176,33 @@ def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
     missing = [s for s in SCHEMAS if s not in existing]
     if not missing:
         return
+    from airduck.errors import ConcurrentRunError
+    from airduck.lake.commit import is_conflict
+
+    for attempt in range(6):  # two first runs at once: the one that loses the race looks again
+        try:
+            _create_schemas(con, missing)
+            return
+        except (duckdb.Error, ConcurrentRunError) as exc:
+            if attempt == 5 or not (is_conflict(exc) or "already exists" in str(exc)):
+                raise
+            import time
+
+            time.sleep(0.2 * (attempt + 1))
+            existing = {r[0] for r in con.execute(
+                "SELECT schema_name FROM information_schema.schemata WHERE catalog_name = ?", [LAKE]).fetchall()}
+            missing = [s for s in SCHEMAS if s not in existing]
+            if not missing and _has_lock(con):
+                return
+
+
+def _has_lock(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? AND table_schema = 'airduck' "
+        "AND table_name = 'run_lock'", [LAKE]).fetchone()[0])
+
+
+def _create_schemas(con: duckdb.DuckDBPyConnection, missing: list[str]) -> None:
     from airduck.lake.commit import write
 
     with write(con, "create schemas", step="init"):

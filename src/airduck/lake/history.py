@@ -133,13 +133,26 @@ def undo_snapshot(con: duckdb.DuckDBPyConnection, snapshot: int) -> list[str]:
     changes: dict[str, list[str]] = {k: list(v) for k, v in (info[0] or {}).items()}
     touched_ids = {v for k, vals in changes.items() if not k.startswith(("schemas", "tables_created")) for v in vals}
     reverted: list[str] = []
+    after = {(r.schema, r.name) for r in _tables_at(con, snapshot)}
+    for ref in _tables_at(con, before):  # dropped by this snapshot: bring back
+        if (ref.schema, ref.name) not in after:
+            con.execute(f"CREATE TABLE {ref.sql} AS SELECT * FROM {ref.sql} AT (VERSION => ?)", [before])
+            reverted.append(f"{ref.schema}.{ref.name}")
     for ref in _tables_at(con, snapshot):
         qualified = f"{ref.schema}.{ref.name}"
-        if not _ids_at(con, ref, before):  # created by this snapshot
+        old_ids = _ids_at(con, ref, before)
+        if not old_ids:  # created by this snapshot
             con.execute(f"DROP TABLE {ref.sql}")
             reverted.append(qualified)
             continue
         ids = _ids_at(con, ref, snapshot)
+        if ids != old_ids:  # replaced (CREATE OR REPLACE) by this snapshot: restore the old table whole
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _airduck_undo AS SELECT * FROM {ref.sql} AT (VERSION => ?)",
+                        [before])
+            con.execute(f"CREATE OR REPLACE TABLE {ref.sql} AS SELECT * FROM temp._airduck_undo")
+            con.execute("DROP TABLE temp._airduck_undo")
+            reverted.append(qualified)
+            continue
         if not ids & touched_ids:
             continue
         old_cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {ref.sql} AT (VERSION => ?)", [before]).fetchall()]

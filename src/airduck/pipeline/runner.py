@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
+
 from airduck.config.secrets import redact
 from airduck.errors import AirduckError, ConcurrentRunError
 from airduck.lake.catalog import current_snapshot
@@ -146,15 +148,19 @@ def _bronze_silver(lh, rec: RunRecord, sel: Selection, full_refresh: bool) -> li
                                     lambda n=name, c=ctx: build_silver(c, n, project.config.silver[n])))
             rec.batch = batch
             failpoint("before-commit")
+            if not full_refresh and not any(_wrote(s) for s, _, _ in steps):
+                con.execute("ROLLBACK")  # nothing new: no snapshot (the run lock is not taken either)
+                rec.batch = None
+                return steps
             con.execute("COMMIT")
-            rec.committed_snapshot = current_snapshot(con)
+            rec.committed_snapshot = _committed_snapshot(con, rec.run_id)
             return steps
         except BaseException as exc:
             try:
                 con.execute("ROLLBACK")
             except Exception:
                 pass
-            conflict = is_conflict(exc) or isinstance(exc, ConcurrentRunError)
+            conflict = isinstance(exc, ConcurrentRunError) or (isinstance(exc, duckdb.Error) and is_conflict(exc))
             if not conflict:
                 rolled_back = [(StepResult(**{**s.__dict__, "status": "rolled back"}), a, b) for s, a, b in steps]
                 failed = getattr(exc, "failed_step", None)
@@ -170,6 +176,19 @@ def _bronze_silver(lh, rec: RunRecord, sel: Selection, full_refresh: bool) -> li
             lh.reconnect()
             time.sleep(min(0.25 * 2**attempt, 4.0))
     raise AssertionError("unreachable")
+
+
+def _wrote(step: StepResult) -> bool:
+    """Did a bronze/silver step write anything (rows, rejects, quarantine, changed rows, a new file's state)?"""
+    d = step.details or {}
+    changed = any(d.get(k) for k in ("inserted", "updated", "deleted", "closed_versions", "columns_added"))
+    return bool(step.rows_out or step.rows_quarantined or step.rows_rejected or step.files or changed)
+
+
+def _committed_snapshot(con, run_id: str) -> int | None:
+    row = con.execute("SELECT max(snapshot_id) FROM lake.snapshots() WHERE commit_message = ?",
+                      [f"run {run_id}: bronze+silver"]).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
 
 
 def _timed(reporter, layer: str, table: str, fn) -> Timed:

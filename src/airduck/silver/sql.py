@@ -52,6 +52,20 @@ def add_column(table: TableRef, name: str, type_: str) -> str:
     return f"ALTER TABLE {table.sql} ADD COLUMN {q(name)} {type_}"
 
 
+def source_where(plan: Plan, incremental: bool) -> str:
+    """Which source rows a build reads. Incremental: the batches after the watermark. Full refresh from bronze:
+    every row, but of a file (or page) loaded more than once (a re-ingest, `--full-refresh`) only its latest
+    load, so a rebuild never counts an input twice. PostgreSQL loads are increments: all of them count."""
+    if incremental:
+        return ' WHERE "_batch" > $__ad_wm'
+    if plan.checked.source.schema != "bronze":
+        return ""
+    src = plan.checked.source.sql
+    return (' WHERE "_source_file" IS NULL OR "_source_file" LIKE \'postgres:%\' OR "_batch" = '
+            f'(SELECT max(__ad_x."_batch") FROM {src} AS __ad_x WHERE __ad_x."_source_file" = __ad_o."_source_file" '
+            'AND __ad_x."_source_version" IS NOT DISTINCT FROM __ad_o."_source_version")')
+
+
 def stage(plan: Plan, incremental: bool) -> Sql:
     """The stage query (see the module docstring). Parameters: `__ad_wm` (watermark), formats, reason labels."""
     rule = plan.rule
@@ -63,7 +77,7 @@ def stage(plan: Plan, incremental: bool) -> Sql:
         params[name] = value
         return f"CAST(${name} AS VARCHAR)"
 
-    where = ' WHERE "_batch" > $__ad_wm' if incremental else ""
+    where = source_where(plan, incremental)
     pre = [
         "__ad_s.__ad_rowid",
         '__ad_s."_batch" AS __ad_batch',
@@ -161,7 +175,7 @@ def stage(plan: Plan, incremental: bool) -> Sql:
     flag = " OR ".join(["len(__ad_reasons) > 0", *gates])
     exclude = f" EXCLUDE ({', '.join(raw_names)})" if raw_names else ""
     sql = (
-        f"WITH __ad_src AS (SELECT *, rowid AS __ad_rowid FROM {plan.checked.source.sql}{where}),\n"
+        f"WITH __ad_src AS (SELECT *, rowid AS __ad_rowid FROM {plan.checked.source.sql} AS __ad_o{where}),\n"
         f"__ad_pre AS (SELECT {', '.join(pre)} FROM __ad_src AS __ad_s),\n"
         f"__ad_typed AS (SELECT *{''.join(', ' + t for t in typed)} FROM __ad_pre),\n"
         f"__ad_flagged AS (SELECT *, {deleted} AS __ad_del FROM __ad_typed),\n"
@@ -175,8 +189,8 @@ def stage(plan: Plan, incremental: bool) -> Sql:
 
 
 def source_count(plan: Plan, incremental: bool) -> str:
-    where = ' WHERE "_batch" > $__ad_wm' if incremental else ""
-    return f'SELECT count(*), max("_batch") FROM {plan.checked.source.sql}{where}'
+    where = source_where(plan, incremental)
+    return f'SELECT count(*), max("_batch") FROM {plan.checked.source.sql} AS __ad_o{where}'
 
 
 def metrics(plan: Plan) -> str:
