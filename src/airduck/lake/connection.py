@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,10 +157,7 @@ def open_lake(project: Project, *, read_only: bool = False, threads: int | None 
             opts.append("READ_ONLY")
         if project.config.lake.data_inlining_row_limit is not None:
             opts.append(f"DATA_INLINING_ROW_LIMIT {int(project.config.lake.data_inlining_row_limit)}")
-        try:
-            con.execute(f"ATTACH {quote_literal(target)} AS {LAKE} ({', '.join(opts)})")
-        except duckdb.Error as exc:
-            raise _catalog_error(exc, project.config.lake.catalog) from None
+        _attach(con, f"ATTACH {quote_literal(target)} AS {LAKE} ({', '.join(opts)})", project.config.lake.catalog)
         con.execute(f"USE {LAKE}")
         if not read_only:
             ensure_schemas(con)
@@ -167,6 +165,25 @@ def open_lake(project: Project, *, read_only: bool = False, threads: int | None 
     except BaseException:
         con.close()
         raise
+
+
+def _attach(con: duckdb.DuckDBPyConnection, statement: str, catalog: str) -> None:
+    """ATTACH, retrying the races of processes that create a new catalog at the same moment."""
+    import time
+
+    from airduck.lake.commit import is_conflict
+
+    for attempt in range(6):
+        try:
+            con.execute(statement)
+            return
+        except duckdb.Error as exc:
+            racing = is_conflict(exc) or "already exists" in str(exc)
+            if attempt == 5 or not racing:
+                raise _catalog_error(exc, catalog) from None
+            with contextlib.suppress(duckdb.Error):
+                con.execute(f"DETACH {LAKE}")
+            time.sleep(0.2 * (attempt + 1))
 
 
 def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
