@@ -121,3 +121,11 @@ def test_setup_on_s3_turns_on_versioning_and_lifecycle(pg_s3_projects, s3_server
 def test_local_setup_reports_unsupported_versioning(project):
     steps = js(run("-p", str(project), "setup", "--json"))
     assert any(s["status"] == "unsupported" and "version" in s["action"].lower() for s in steps), steps
+
+
+def test_cli_usage_errors_and_validation(project):
+    assert run("-p", str(project), "maintain", "--step", "bogus").returncode == 2
+    assert run("-p", str(project), "tag", "--delete").returncode == 2
+    proc = run("-p", str(project), "tag", "7")
+    assert proc.returncode == 1 and "must start with a letter" in proc.stderr
+    assert run("-p", str(project), "runs", "show", "nope").returncode == 1

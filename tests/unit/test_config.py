@@ -91,3 +91,19 @@ def test_project_is_found_upwards(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path.parent)
     with pytest.raises(ConfigError, match=r"no airduck\.yml found"):
         load_project(environ={})
+
+
+def test_redact_handles_at_signs_and_empty_users():
+    assert redact("postgresql://u:p@ssword1@host/db") == "postgresql://u:***@host/db"
+    assert redact("postgresql://:secretpw@host/db") == "postgresql://:***@host/db"
+    assert redact("postgresql://bob@db/x") == "postgresql://bob@db/x"
+
+
+def test_http_tokens_in_headers_and_params_are_secrets(tmp_path):
+    write(tmp_path, "sources:\n  api:\n    type: http\n    url: http://127.0.0.1:1/items\n"
+                    "    headers: {X-Api-Token: '${TOKEN}', Accept: application/json}\n"
+                    "    params: {api_key: '${KEY}', page_size: 10}\n")
+    load_project(tmp_path, environ={"TOKEN": "tok-1234567", "KEY": "key-7654321"})
+    assert redact("GET http://x/items?api_key=key-7654321 X-Api-Token: tok-1234567") == \
+        "GET http://x/items?api_key=*** X-Api-Token: ***"
+    assert redact("application/json") == "application/json"

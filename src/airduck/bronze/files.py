@@ -509,9 +509,10 @@ class _Reader:
             staging = (f"SELECT {', '.join(f'c{i}' for i in range(len(cols)))}, ordinality AS __rn "
                        f"FROM {base}{self._skip_rejects()}) WITH ORDINALITY")
             self.result.rows = int(run(self.con, insert_sql(self.name, plan, staging, _META), self.params).fetchall()[0][0])
-            if self.result.rows != good:
-                self.ctx.reporter.message(
-                    f"source {self.name}: {self.result.path}: read {self.result.rows} rows, expected {good}", "warning")
+            if self.result.rows != good:  # never lose rows silently: stop the run (nothing is committed)
+                raise SourceError(f"source {self.name}: {self.result.path}: loaded {self.result.rows} rows but the "
+                                  f"file has {good} readable rows; nothing of this run was written",
+                                  hint="report this file; meanwhile move it out of the source folder")
         self.insert_reject_rows([
             (int(line), self._raw_line(pos, bad_encoding, csv_line), reason)
             for line, pos, reason, bad_encoding, csv_line in errors

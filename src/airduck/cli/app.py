@@ -312,6 +312,8 @@ def tag(
     as_json: JsonOpt = False,
 ) -> None:
     """Name a snapshot so it is never expired and can be read back by name (--at NAME)."""
+    if delete and name is None:
+        raise typer.BadParameter("--delete needs the NAME of the tag to delete", param_hint="NAME")
     with lakehouse() as lh:
         if list_ or name is None:
             tags = lh.tags()
@@ -339,6 +341,10 @@ def maintain(
     as_json: JsonOpt = False,
 ) -> None:
     """Flush inlined data, merge small files, rewrite deletes, expire old snapshots, clean up files."""
+    known = ("flush", "merge", "rewrite", "expire", "cleanup")
+    for s in step or []:
+        if s not in known:
+            raise typer.BadParameter(f"{s!r} is not a step; choose from {', '.join(known)}", param_hint="--step")
     with lakehouse() as lh:
         steps = lh.maintain(dry_run=dry_run, steps=tuple(step) if step else None)
     if as_json:

@@ -175,6 +175,14 @@ def _register_secrets(config: ProjectConfig) -> None:
         register_secret(dsn_password(dsn))
     for src in config.sources.values():
         for name, value in (getattr(src, "headers", None) or {}).items():
-            if name.lower() in {"authorization", "x-api-key", "api-key", "x-auth-token"}:
+            if name.lower() not in _PLAIN_HEADERS:
                 register_secret(value)
                 register_secret(value.split(" ", 1)[-1])
+        for name, value in (getattr(src, "params", None) or {}).items():
+            if _SENSITIVE.search(name):
+                register_secret(str(value))
+
+
+#: headers whose values are not secrets; every other header value of an http source is masked in output
+_PLAIN_HEADERS = {"accept", "accept-encoding", "accept-language", "content-type", "user-agent", "cache-control"}
+_SENSITIVE = re.compile(r"key|token|secret|pass|auth|sig|session|cookie|credential", re.I)

@@ -7,7 +7,8 @@ import threading
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
-_DSN_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<pw>[^@\s]+)(?P<tail>@)", re.I)
+# user:password@ in a URL; the password may itself hold '@' (up to the last '@' before the host), the user may be empty
+_DSN_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\s/]+)(?P<tail>@)(?=[^@\s/]*(?:[/?\s]|$))", re.I)
 _KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'|\S+)", re.I)
 _AWS_SECRET = re.compile(r"(?P<head>\b(?:secret|secret_access_key|aws_secret_access_key)\s*[=:]\s*)(?P<pw>'[^']*'|\S+)", re.I)
 MASK = "***"

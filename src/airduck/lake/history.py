@@ -80,8 +80,9 @@ def tags(con: duckdb.DuckDBPyConnection) -> list[Tag]:
 def tag(con: duckdb.DuckDBPyConnection, name: str, version: int | None = None, note: str | None = None,
         force: bool = False) -> Tag:
     """Name a snapshot (the current one by default). A tagged snapshot is never expired."""
-    if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise SqlError(f"tag name {name!r} may hold only letters, digits, '-', '_' and '.'")
+    if not name or not name[0].isalpha() or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise SqlError(f"tag name {name!r} must start with a letter and hold only letters, digits, '-', '_' and '.'",
+                       hint="numbers are snapshot ids, so a tag cannot be one")
     target = current_snapshot(con) if version is None else int(version)
     if not _snapshot_exists(con, target):
         raise NotFound(f"snapshot {target} does not exist (or has expired)", hint="see `airduck snapshots`")

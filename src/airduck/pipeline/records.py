@@ -213,9 +213,17 @@ class RecordStore:
 
     def get(self, run_id: str) -> RunRecord | None:
         with self._conn() as cur:
-            found = self._latest(cur, "AND (run_id = ? OR run_id LIKE ?)", [run_id, f"{run_id}%"])
+            found = self._latest(cur, "AND substr(run_id, 1, ?) = ?", [len(run_id), run_id])
+            exact = [r for r in found if r.run_id == run_id]
+            if exact:
+                found = exact
             if not found:
                 return None
+            if len(found) > 1:
+                from airduck.errors import NotFound
+
+                raise NotFound(f"{run_id!r} matches {len(found)} runs", hint="give more of the run id: "
+                               + ", ".join(r.run_id for r in found[:5]))
             rec = found[0]
             cur.execute(self._sql(f"SELECT {', '.join(STEP_COLUMNS)} FROM airduck_run_steps WHERE run_id = ? "
                                   "ORDER BY step_no"), [rec.run_id])

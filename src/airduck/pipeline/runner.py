@@ -220,9 +220,12 @@ def _gold(lh, rec: RunRecord, sel: Selection, store: records.RecordStore, step_n
     lh.close()  # dbt opens the lake in its own process
     target = artifacts_dir(lh.project, rec.run_id) / "dbt"
     rec.artifacts["dbt"] = str(target)
+    from airduck.pipeline.locks import gold_lock
+
     try:
-        result = run_gold(lh.project, run_id=rec.run_id, select=sel.dbt_select, reporter=lh.reporter,
-                          artifacts_dir=target)
+        with gold_lock(lh.project, lh.reporter, lh.project.config.gold.timeout):
+            result = run_gold(lh.project, run_id=rec.run_id, select=sel.dbt_select, reporter=lh.reporter,
+                              artifacts_dir=target)
     except AirduckError as exc:
         exc.step_results = [(s, started, datetime.now(UTC)) for s in getattr(exc, "steps", None) or []]
         if lh.project.config.gold.on_failure == "revert" and rec.committed_snapshot is not None:

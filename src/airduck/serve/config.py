@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -12,6 +13,14 @@ from airduck.config.base import Model
 class ServedTable(Model):
     table: str = Field(description="gold table, e.g. gold.salary_by_skill")
     name: str | None = Field(None, description="target table name (default: the gold table's name)")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", value):
+            raise ValueError("a served table name holds only letters, digits and '_' (at most 63), "
+                             "and starts with a letter or '_'")
+        return value
     primary_key: list[str] = Field(default_factory=list)
     indexes: list[list[str]] = Field(default_factory=list)
 

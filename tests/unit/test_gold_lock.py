@@ -1,0 +1,48 @@
+"""The gold step is serialised per project: a second holder waits (SQLite: flock; PostgreSQL: advisory lock)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import yaml
+
+from airduck.config import load_project
+from airduck.errors import ConcurrentRunError
+from airduck.events import Reporter
+from airduck.pipeline.locks import gold_lock
+
+
+class Recorder(Reporter):
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def message(self, text: str, level: str = "info") -> None:
+        self.messages.append(text)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_second_gold_step_waits_then_times_out(tmp_path, pg_database, kind):
+    lake = {} if kind == "sqlite" else {"catalog": pg_database()}
+    (tmp_path / "airduck.yml").write_text(yaml.safe_dump({"name": "x", "lake": lake}))
+    (tmp_path / ".airduck").mkdir()
+    project = load_project(tmp_path, environ={})
+    inside = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with gold_lock(project, Reporter(), 30):
+            inside.set()
+            release.wait(30)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert inside.wait(30)
+    rec = Recorder()
+    with pytest.raises(ConcurrentRunError), gold_lock(project, rec, 1.0):
+        pass
+    assert rec.messages == ["waiting for another run's gold step to finish"]
+    release.set()
+    t.join(30)
+    with gold_lock(project, Reporter(), 5):  # free again
+        pass
