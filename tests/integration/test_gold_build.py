@@ -20,6 +20,7 @@ from airduck.events import Reporter
 from airduck.gold import STAGE, build_docs, generated_profile, run_gold
 from airduck.lake.commit import write
 from airduck.lake.connection import open_lake
+from tests.support.lake import lake_rows as rows
 
 MODELS = {
     "customer_revenue.sql": """
@@ -101,14 +102,6 @@ def seed_lake(project) -> None:
             con.execute("CREATE OR REPLACE TABLE silver.orders__quarantine AS SELECT 1 AS order_id, 'bad' AS reason")
             con.execute("CREATE OR REPLACE TABLE silver.extra_in_lake AS SELECT 1 AS x")
             con.execute("CREATE OR REPLACE TABLE bronze.raw_customers AS SELECT 1 AS customer_id")
-    finally:
-        con.close()
-
-
-def rows(project, table: str) -> list[tuple]:
-    con = open_lake(project)
-    try:
-        return sorted(con.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
     finally:
         con.close()
 

@@ -15,6 +15,7 @@ from airduck.lake.commit import write
 from airduck.lake.connection import open_lake
 from airduck.serve import export_tables
 from airduck.serve.export import delta_storage_options
+from tests.support.lake import lake_rows
 
 
 def seed(project, n: int) -> int:
@@ -38,14 +39,6 @@ def export(project, run_id: str):
     con = open_lake(project)
     try:
         return export_tables(con, project, run_id=run_id)
-    finally:
-        con.close()
-
-
-def lake_rows(project, table: str) -> list[tuple]:
-    con = open_lake(project)
-    try:
-        return sorted(con.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
     finally:
         con.close()
 

@@ -13,6 +13,7 @@ from airduck.errors import ConfigError, ServeError
 from airduck.lake.commit import write
 from airduck.lake.connection import open_lake
 from airduck.serve import publish_postgres
+from tests.support.lake import lake_rows
 
 CUSTOMERS_SQL = """
     CREATE OR REPLACE TABLE gold.customer_revenue AS
@@ -58,14 +59,6 @@ def publish(project, run_id: str = "r1"):
     con = open_lake(project)
     try:
         return publish_postgres(con, project, run_id=run_id)
-    finally:
-        con.close()
-
-
-def lake_rows(project, table: str) -> list[tuple]:
-    con = open_lake(project)
-    try:
-        return sorted(con.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
     finally:
         con.close()
 

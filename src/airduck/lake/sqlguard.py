@@ -29,14 +29,15 @@ DENIED_FUNCTION_PREFIXES = (
 ALLOWED_CATALOGS = {"", "lake", "memory", "temp", "system"}
 
 
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
+def walk(node: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object in a parsed-SQL tree (`json_serialize_sql`), depth first."""
     if isinstance(node, dict):
         yield node
         for value in node.values():
-            yield from _walk(value)
+            yield from walk(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _walk(value)
+            yield from walk(value)
 
 
 def _check_tree(con: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -44,7 +45,7 @@ def _check_tree(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     tree = json.loads(raw)
     if tree.get("error"):
         raise SqlError(f"cannot parse the SQL: {tree.get('error_message', 'unknown error')}")
-    for node in _walk(tree.get("statements", [])):
+    for node in walk(tree.get("statements", [])):
         if node.get("type") == "TABLE_FUNCTION":
             name = str((node.get("function") or {}).get("function_name", "")).lower()
             if name not in ALLOWED_TABLE_FUNCTIONS:

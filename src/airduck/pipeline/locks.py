@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,47 +18,43 @@ from airduck.events import Reporter
 from airduck.pipeline.records import RecordStore
 
 
+def _acquire(try_lock: Callable[[], bool], reporter: Reporter, timeout: float) -> None:
+    """Call `try_lock` until it succeeds; say once that we wait; give up after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    if try_lock():
+        return
+    reporter.message("waiting for another run's gold step to finish", "warning")
+    while not try_lock():
+        if time.monotonic() > deadline:
+            raise ConcurrentRunError("another run has been building gold for too long; gave up waiting")
+        time.sleep(0.5)
+
+
 @contextmanager
 def gold_lock(project: Project, reporter: Reporter, timeout: float) -> Iterator[None]:
     store = RecordStore(project)
-    deadline = time.monotonic() + timeout
-    waited = False
     if store.kind == "postgres":
         import psycopg
 
         key = zlib.crc32(f"airduck-gold:{project.config.name}".encode())
-        conn = psycopg.connect(store.target, autocommit=True, connect_timeout=10)
-        try:
-            while not conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
-                if time.monotonic() > deadline:
-                    raise ConcurrentRunError("another run has been building gold for too long; gave up waiting")
-                if not waited:
-                    reporter.message("waiting for another run's gold step to finish", "warning")
-                    waited = True
-                time.sleep(0.5)
+        with psycopg.connect(store.target, autocommit=True, connect_timeout=10) as conn:
+            _acquire(lambda: conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0], reporter, timeout)
             try:
                 yield
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", [key])
-        finally:
-            conn.close()
         return
     import fcntl
 
-    path = Path(store.target).with_suffix(".gold.lock")
-    with open(path, "a+") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise ConcurrentRunError("another run has been building gold for too long; gave up waiting"
-                                             ) from None
-                if not waited:
-                    reporter.message("waiting for another run's gold step to finish", "warning")
-                    waited = True
-                time.sleep(0.5)
+    def try_flock() -> bool:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    with open(Path(store.target).with_suffix(".gold.lock"), "a+") as handle:
+        _acquire(try_flock, reporter, timeout)
         try:
             yield
         finally:

@@ -19,9 +19,8 @@ non-boolean check is reported with the rule key that holds it, before anything r
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import duckdb
 import sqlglot
@@ -31,6 +30,7 @@ from sqlglot.errors import ParseError, TokenError
 from airduck.config.secrets import redact
 from airduck.errors import RuleError
 from airduck.lake.connection import quote_ident
+from airduck.lake.sqlguard import walk
 
 #: prefix of every name airduck generates inside silver SQL; user SQL may not use it
 INTERNAL_PREFIX = "__ad_"
@@ -207,7 +207,7 @@ class Sandbox:
         if (len(statements) != 1 or node.get("type") != "SELECT_NODE" or len(node.get("select_list") or []) != 1
                 or (node.get("from_table") or {}).get("type") != "EMPTY"):
             raise _fail(where, f"{expr.text!r} is not a single expression", hint)
-        for item in _walk(node["select_list"]):
+        for item in walk(node["select_list"]):
             cls = item.get("class")
             if cls == "SUBQUERY" or item.get("type") == "SELECT_NODE":
                 raise _fail(where, f"{expr.text!r} contains a subquery; only a single row-level expression is allowed",
@@ -246,13 +246,3 @@ class Sandbox:
             return False
         self._table_sig = cols
         return True
-
-
-def _walk(value: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(value, dict):
-        yield value
-        for v in value.values():
-            yield from _walk(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _walk(v)
