@@ -422,7 +422,8 @@ def runs_list(
     render.table(["run", "status", "started", "seconds", "in", "out", "quarantined", "rejected", "snapshots", "error"],
                  [(r.run_id, r.status, r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
                    f"{r.seconds:.1f}" if r.seconds is not None else "", r.rows_in, r.rows_out, r.rows_quarantined,
-                   r.rows_rejected, f"{r.snapshot_before} -> {r.snapshot_after}", (r.error or "")[:80]) for r in runs])
+                   r.rows_rejected, f"{r.snapshot_before} -> {r.snapshot_after}", (r.error or "")[:80]) for r in runs],
+                 no_wrap=("run", "started"))
 
 
 @runs_app.command("show")
