@@ -419,11 +419,15 @@ def runs_list(
     if as_json:
         render.print_json([r.to_dict() for r in runs])
         return
-    render.table(["run", "status", "started", "seconds", "in", "out", "quarantined", "rejected", "snapshots", "error"],
-                 [(r.run_id, r.status, r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-                   f"{r.seconds:.1f}" if r.seconds is not None else "", r.rows_in, r.rows_out, r.rows_quarantined,
-                   r.rows_rejected, f"{r.snapshot_before} -> {r.snapshot_after}", (r.error or "")[:80]) for r in runs],
-                 no_wrap=("run", "started"))
+    cols = ["run", "status", "started", "secs", "in", "out", "quar.", "rej.", "snapshots"]
+    rows = [[r.run_id, r.status, r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+             f"{r.seconds:.1f}" if r.seconds is not None else "", r.rows_in, r.rows_out, r.rows_quarantined,
+             r.rows_rejected, f"{r.snapshot_before}->{r.snapshot_after}"] for r in runs]
+    if any(r.error for r in runs):
+        cols.append("error")
+        for row, r in zip(rows, runs, strict=True):
+            row.append((r.error or "")[:80])
+    render.table(cols, rows, no_wrap=("run", "started", "status", "snapshots"))
 
 
 @runs_app.command("show")
