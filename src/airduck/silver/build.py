@@ -241,6 +241,13 @@ def _gates(con: duckdb.DuckDBPyConnection, plan: Plan, result: StepResult) -> No
 
 
 def _merge(con: duckdb.DuckDBPyConnection, plan: Plan, params: dict[str, Any], result: StepResult) -> None:
+    if not _one(con, f"SELECT count(*) FROM (SELECT 1 FROM {plan.checked.target.sql} LIMIT 1)")[0]:
+        # first load (or a rebuild): nothing to match against, so skip the join (measured 4-6 s of 10M rows)
+        inserted = int(_one(con, sql.merge_first_load(plan), params)[0])
+        missing = int(_one(con, f"SELECT count(*) FROM {sql.STAGE} WHERE {sql.CLEAN} AND __ad_del")[0])
+        result.details.update(inserted=inserted, updated=0, deleted=0, unchanged=0, delete_missing=missing)
+        result.rows_out = inserted
+        return
     con.execute(sql.merge_actions(plan))
     inserted, updated, deleted, unchanged, missing = (int(v) for v in _one(con, sql.merge_counts()))
     if updated or deleted:

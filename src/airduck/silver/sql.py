@@ -246,6 +246,12 @@ def append(plan: Plan) -> str:
 
 # -- merge ------------------------------------------------------------------------------------------------------
 
+def merge_first_load(plan: Plan) -> str:
+    """Merge into an empty table: every clean row that is not a delete is an insert (no join needed)."""
+    return (f"{_insert_head(plan)} SELECT {_data_select(plan)}, $__ad_run, $__ad_batch, now() "
+            f"FROM {STAGE} WHERE {CLEAN} AND NOT __ad_del")
+
+
 def merge_actions(plan: Plan) -> str:
     """Clean rows joined to the silver table by key: does the key exist, is the row unchanged."""
     keys = plan.rule.key
