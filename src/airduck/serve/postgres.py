@@ -22,6 +22,7 @@ swap fail with a ServeError rather than being dropped).
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -167,10 +168,13 @@ def _publish_one(
     started = time.monotonic()
     cols = served_columns(con, plan.source, "postgres")
     stage_sql = f"{quote_ident(alias)}.{quote_ident(plan.schema)}.{quote_ident(plan.stage)}"
+    # the lake side of the check is computed on its own cursor while the load runs (it reads a fixed snapshot)
+    lake_sum = _Background(con, checksum_sql(f"({select_sql(plan.source, cols, snapshot)})", cols, cast=False))
     try:
         con.execute(f"DROP TABLE IF EXISTS {stage_sql}")  # left behind by a crashed publish
         con.execute(f"CREATE TABLE {stage_sql} AS {select_sql(plan.source, cols, snapshot)}")
     except duckdb.Error as exc:
+        lake_sum.wait()
         raise ServeError(f"cannot load {plan.source} into {plan.schema}.{plan.stage}: "
                          f"{redact(str(exc).strip().splitlines()[0])}") from None
     stage = _id(plan.schema, plan.stage)
@@ -185,14 +189,15 @@ def _publish_one(
         stage_oid = pg.execute(_s("SELECT %s::regclass::oid"),
                                [f"{quote_ident(plan.schema)}.{quote_ident(plan.stage)}"]).fetchone()[0]
     except Exception as exc:
+        lake_sum.wait()
         _drop_quietly(pg, stage)
         raise ServeError(f"cannot create the primary key/indexes of {plan.qualified}: "
                          f"{redact(str(exc).strip().splitlines()[0])}",
                          hint="a primary key needs unique, non-null values") from None
 
     # fetchall, not fetchone: a half-read DuckDB result keeps its PostgreSQL transaction (and lock) open
-    expected = con.execute(checksum_sql(f"({select_sql(plan.source, cols, snapshot)})", cols, cast=False)).fetchall()[0]
     got = con.execute(checksum_sql(stage_sql, cols, cast=True)).fetchall()[0]
+    expected = lake_sum.result()
     if tuple(expected) != tuple(got):
         _drop_quietly(pg, stage)
         raise ServeError(
@@ -213,6 +218,33 @@ def _publish_one(
                  "checksum": str(got[1]), "primary_key": served.primary_key, "indexes": served.indexes,
                  "swap_attempts": attempts, "seconds": round(time.monotonic() - started, 3), "run_id": run_id},
     )
+
+
+class _Background:
+    """One query on its own cursor in a thread; `result()` waits for it and re-raises its error."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, sql: str) -> None:
+        self._cursor = con.cursor()
+        self._out: list[Any] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, args=(sql,), daemon=True)
+        self._thread.start()
+
+    def _work(self, sql: str) -> None:
+        try:
+            self._out = self._cursor.execute(sql).fetchall()
+        except BaseException as exc:
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+        self._cursor.close()
+
+    def result(self) -> tuple:
+        self.wait()
+        if self._error is not None:
+            raise ServeError(f"cannot compute the lake checksum: {redact(str(self._error).splitlines()[0])}")
+        return self._out[0]
 
 
 def _drop_quietly(pg: Any, stage: Any) -> None:
