@@ -81,6 +81,15 @@ def test_missing_catalog_database_names_the_fix(tmp_path, pg_database):
         Lakehouse.open(root).current_snapshot()
 
 
+@pytest.fixture
+def seeded(local_projects):
+    """An embedded lake with bronze.t (10 rows)."""
+    with Lakehouse.open(local_projects.make()) as lh:
+        with write(lh.con, "seed"):
+            lh.con.execute("CREATE TABLE bronze.t AS SELECT range AS i FROM range(10)")
+        yield lh
+
+
 @pytest.mark.parametrize("statement", [
     "CREATE TABLE bronze.x (i INT)",
     "INSERT INTO bronze.t VALUES (1)",
@@ -93,14 +102,10 @@ def test_missing_catalog_database_names_the_fix(tmp_path, pg_database):
     "SELECT 1; DROP TABLE bronze.t",
     "CALL ducklake_expire_snapshots('lake', older_than => now())",
 ])
-def test_sql_refuses_writes_and_side_effects(local_projects, statement):
-    root = local_projects.make()
-    with Lakehouse.open(root) as lh:
-        with write(lh.con, "seed"):
-            lh.con.execute("CREATE TABLE bronze.t AS SELECT range AS i FROM range(10)")
-        with pytest.raises(SqlError):
-            lh.sql(statement)
-        assert lh.describe("bronze.t").row_count == 10
+def test_sql_refuses_writes_and_side_effects(seeded, statement):
+    with pytest.raises(SqlError):
+        seeded.sql(statement)
+    assert seeded.describe("bronze.t").row_count == 10
     assert not Path("/tmp/airduck_leak.csv").exists()
 
 
@@ -118,16 +123,12 @@ def test_sql_refuses_writes_and_side_effects(local_projects, statement):
     "SELECT getenv('HOME')",
     "WITH x AS (SELECT * FROM sqlite_scan('/tmp/x.sqlite', 't')) SELECT * FROM x",
 ])
-def test_sql_cannot_touch_the_file_system_or_the_catalog(local_projects, query):
-    root = local_projects.make()
-    with Lakehouse.open(root) as lh:
-        with write(lh.con, "seed"):
-            lh.con.execute("CREATE TABLE bronze.t AS SELECT range AS i FROM range(10)")
-        before = len(lh.snapshots())
-        with pytest.raises(SqlError):
-            lh.sql(query)
-        lh.reconnect()
-        assert len(lh.snapshots()) == before
+def test_sql_cannot_touch_the_file_system_or_the_catalog(seeded, query):
+    before = len(seeded.snapshots())
+    with pytest.raises(SqlError):
+        seeded.sql(query)
+    seeded.reconnect()
+    assert len(seeded.snapshots()) == before
 
 
 def test_sql_reads_the_lake(local_projects):
