@@ -265,3 +265,15 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
 
 def worker_command(script: Path, *args: str) -> list[str]:
     return [sys.executable, str(script), *args]
+
+
+def failure_lines(summary: dict[str, Any], names: tuple[str, ...] | list[str]) -> list[str]:
+    """Report lines for every failed contender run (exit code, timeout, error, log tail)."""
+    out: list[str] = []
+    for name in names:
+        for f in (summary.get(name) or {}).get("failures", []):
+            wall = f", {f['wall_seconds']} s" if f.get("wall_seconds") is not None else ""
+            out += ["", f"!!! {name} failed (exit {f['exit_code']}, timed out: {f['timed_out']}{wall}): "
+                    f"{f['result'].get('error', '')}", f.get("log_tail", "")]
+    return out
+

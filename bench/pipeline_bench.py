@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
-from bench.common import Measurement, fmt_rate, fmt_ratio, fmt_seconds, markdown_table, median
+from bench.common import Measurement, failure_lines, fmt_rate, fmt_ratio, fmt_seconds, markdown_table, median
 
 SCRIPT = Path(__file__).resolve()
 NAMES = ("pandas", "duckdb", "airduck")
@@ -154,10 +154,7 @@ def report(rows: int, summary: dict[str, Any], expected: dict[str, int]) -> str:
         out += ["", "!!! COUNT MISMATCH !!!", *(f"!!! {p}" for p in summary["_mismatches"])]
     else:
         out += ["", "counts: all contenders match the manifest"]
-    for name in NAMES:
-        for f in (summary.get(name) or {}).get("failures", []):
-            out += ["", f"!!! {name} failed (exit {f['exit_code']}, timed out: {f['timed_out']}, "
-                    f"{f['wall_seconds']} s): {f['result'].get('error', '')}", f.get("log_tail", "")]
+    out += failure_lines(summary, NAMES)
     return "\n".join(out)
 
 

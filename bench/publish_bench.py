@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
-from bench.common import Measurement, fmt_rate, fmt_ratio, fmt_seconds, markdown_table, median
+from bench.common import Measurement, failure_lines, fmt_rate, fmt_ratio, fmt_seconds, markdown_table, median
 
 SCRIPT = Path(__file__).resolve()
 NAMES = ("pandas", "copy_rows", "copy_csv", "airduck")
@@ -200,10 +200,7 @@ def report(summary: dict[str, Any]) -> str:
         out += ["", "!!! PUBLISHED TABLE MISMATCH !!!", *(f"!!! {n}: {c}" for n, c in bad)]
     else:
         out += ["", "checks: every published table has the lake's row count and sum(vacancies)"]
-    for name in NAMES:
-        for f in (summary.get(name) or {}).get("failures", []):
-            out += ["", f"!!! {name} failed (exit {f['exit_code']}, timed out: {f['timed_out']}): "
-                    f"{f['result'].get('error', '')}", f.get("log_tail", "")]
+    out += failure_lines(summary, NAMES)
     return "\n".join(out)
 
 

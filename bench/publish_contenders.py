@@ -105,37 +105,10 @@ def run_pandas(project_dir: str | Path, dsn: str, table: str, rows: int | None) 
 
 # -- (b) plain psycopg COPY ------------------------------------------------------------------------------------------
 
-def run_copy_csv(project_dir: str | Path, dsn: str, table: str, rows: int | None) -> dict[str, Any]:
-    """DuckDB Arrow record batches -> CSV text (pyarrow) -> psycopg `COPY ... FROM STDIN (FORMAT csv)`."""
-    import psycopg
-    import pyarrow.csv as pacsv
-
-    steps = Steps()
-    con = _open(project_dir)
-    pg = psycopg.connect(dsn)  # one transaction: the table appears complete or not at all
-    n = 0
-    try:
-        _create_pg_table(pg, table)
-        with steps("copy"):
-            reader = con.execute(_select(rows)).to_arrow_reader(BATCH_ROWS)
-            with pg.cursor() as cur, cur.copy(f'COPY "{table}" FROM STDIN (FORMAT csv)') as copy:
-                opts = pacsv.WriteOptions(include_header=False)
-                for batch in reader:
-                    buf = io.BytesIO()
-                    pacsv.write_csv(batch, buf, opts)
-                    copy.write(buf.getbuffer())
-                    n += batch.num_rows
-        with steps("commit"):
-            pg.commit()
-    finally:
-        pg.close()
-        con.close()
-    return {"rows": n, "steps": steps.seconds,
-            "how": "Arrow batches of 100k rows -> pyarrow CSV -> COPY FROM STDIN (FORMAT csv), one transaction"}
-
-
-def run_copy_rows(project_dir: str | Path, dsn: str, table: str, rows: int | None) -> dict[str, Any]:
-    """DuckDB Arrow record batches -> Python rows -> psycopg binary COPY with `write_row` (the documented way)."""
+def _copy(project_dir: str | Path, dsn: str, table: str, rows: int | None, fmt: str,
+          write_batch: Any) -> tuple[int, dict[str, float]]:
+    """The shared part of the plain COPY contenders: DuckDB Arrow batches of the mart into one `COPY ... FROM
+    STDIN` in one transaction (the table appears complete or not at all); `write_batch(copy, batch)` differs."""
     import psycopg
 
     steps = Steps()
@@ -146,19 +119,45 @@ def run_copy_rows(project_dir: str | Path, dsn: str, table: str, rows: int | Non
         _create_pg_table(pg, table)
         with steps("copy"):
             reader = con.execute(_select(rows)).to_arrow_reader(BATCH_ROWS)
-            with pg.cursor() as cur, cur.copy(f'COPY "{table}" FROM STDIN (FORMAT binary)') as copy:
-                copy.set_types([t.split("(")[0] for _, _, t in MART_COLUMNS])
+            with pg.cursor() as cur, cur.copy(f'COPY "{table}" FROM STDIN (FORMAT {fmt})') as copy:
+                if fmt == "binary":
+                    copy.set_types([t.split("(")[0] for _, _, t in MART_COLUMNS])
                 for batch in reader:
-                    columns = [col.to_pylist() for col in batch.columns]
-                    for row in zip(*columns, strict=True):
-                        copy.write_row(row)
+                    write_batch(copy, batch)
                     n += batch.num_rows
         with steps("commit"):
             pg.commit()
     finally:
         pg.close()
         con.close()
-    return {"rows": n, "steps": steps.seconds,
+    return n, steps.seconds
+
+
+def run_copy_csv(project_dir: str | Path, dsn: str, table: str, rows: int | None) -> dict[str, Any]:
+    """DuckDB Arrow record batches -> CSV text (pyarrow) -> psycopg `COPY ... FROM STDIN (FORMAT csv)`."""
+    import pyarrow.csv as pacsv
+
+    opts = pacsv.WriteOptions(include_header=False)
+
+    def write_batch(copy: Any, batch: Any) -> None:
+        buf = io.BytesIO()
+        pacsv.write_csv(batch, buf, opts)
+        copy.write(buf.getbuffer())
+
+    n, seconds = _copy(project_dir, dsn, table, rows, "csv", write_batch)
+    return {"rows": n, "steps": seconds,
+            "how": "Arrow batches of 100k rows -> pyarrow CSV -> COPY FROM STDIN (FORMAT csv), one transaction"}
+
+
+def run_copy_rows(project_dir: str | Path, dsn: str, table: str, rows: int | None) -> dict[str, Any]:
+    """DuckDB Arrow record batches -> Python rows -> psycopg binary COPY with `write_row` (the documented way)."""
+
+    def write_batch(copy: Any, batch: Any) -> None:
+        for row in zip(*(col.to_pylist() for col in batch.columns), strict=True):
+            copy.write_row(row)
+
+    n, seconds = _copy(project_dir, dsn, table, rows, "binary", write_batch)
+    return {"rows": n, "steps": seconds,
             "how": "Arrow batches of 100k rows -> Python tuples -> binary COPY write_row, one transaction"}
 
 

@@ -5,23 +5,14 @@ from __future__ import annotations
 import pytest
 
 from airduck.errors import QualityGateFailed, RuleError
-from tests.unit.test_silver_harness import SilverLab
+from tests.unit.test_silver_harness import lab_factory_for
 
 V = "VARCHAR"
 
 
 @pytest.fixture
 def lab_factory(local_projects):
-    labs: list[SilverLab] = []
-
-    def make(silver):
-        lab = SilverLab.lake(local_projects, silver)
-        labs.append(lab)
-        return lab
-
-    yield make
-    for lab in labs:
-        lab.close()
+    yield from lab_factory_for(local_projects)
 
 
 def test_a_failed_gate_leaves_the_lake_at_the_same_snapshot(lab_factory):

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.unit.test_silver_harness import SilverLab
+from tests.unit.test_silver_harness import lab_factory_for
 
 V = "VARCHAR"
 COLS = {"id": V, "amount": V, "city": V, "updated_at": V, "deleted": V}
@@ -15,16 +15,7 @@ COLS = {"id": V, "amount": V, "city": V, "updated_at": V, "deleted": V}
 
 @pytest.fixture
 def lab_factory(projects):
-    labs: list[SilverLab] = []
-
-    def make(silver):
-        lab = SilverLab.lake(projects, silver)
-        labs.append(lab)
-        return lab
-
-    yield make
-    for lab in labs:
-        lab.close()
+    yield from lab_factory_for(projects)
 
 
 def row(id_, amount, city, at, deleted=None):

@@ -186,3 +186,18 @@ def test_a_failed_build_rolls_back_like_the_runner(memory_lab):
         lab.run()
     tables = {r[0] for r in lab.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = 'silver'")}
     assert tables == set()
+
+
+def lab_factory_for(factory: Any) -> Any:
+    """A generator for a pytest fixture: `make(silver)` opens a SilverLab on `factory`; all are closed after."""
+    labs: list[SilverLab] = []
+
+    def make(silver: dict[str, Any]) -> SilverLab:
+        lab = SilverLab.lake(factory, silver)
+        labs.append(lab)
+        return lab
+
+    yield make
+    for lab in labs:
+        lab.close()
+
