@@ -136,6 +136,85 @@ def test_mixed_line_endings_and_quoting_errors_are_accounted(local_projects) -> 
     assert rejects == [(4, '3,"q"junk'), (6, "5,w,extra")]
 
 
+# --------------------------------------------------------------------------------------------------
+# many CSV files in one run: one scan per header (files._CsvGroup), or file by file (streamed)
+
+GROUP_FILES = {
+    "a.csv": b"id,name\n1,ann\n2,bob,extra\n3,cy\n4,dee\n",  # line 3 is ragged
+    "b.csv": b"id,name\n5,eve\n6,caf\xe9\n7,fay\n",  # line 3 is not UTF-8
+    "c.csv": b"id,name,city\n8,gus,rome\n9,hal,oslo\n",  # a new column
+    "d.csv": b"id,name\n",  # a header only
+    "e.csv": b"id,name\n10,ivy\n11,jo\n",
+}
+
+
+def _group_snapshot(root: Path) -> dict[str, Any]:
+    return {
+        "rows": query(root, "SELECT regexp_extract(_source_file, '[a-e][.]csv'), id, name, city, _row_number, "
+                            "_source_version, _landing_key FROM bronze.people ORDER BY id"),
+        "rejects": query(root, "SELECT regexp_extract(_source_file, '[a-e][.]csv'), _line_number, _raw, "
+                               "_landing_key FROM bronze.people__rejects ORDER BY 1, 2"),
+        "files": query(root, "SELECT regexp_extract(path, '[a-e][.]csv'), rows, rejects, sha256, landing_key "
+                             "FROM airduck.bronze_files ORDER BY 1"),
+    }
+
+
+@pytest.mark.parametrize("stage_bytes", [None, 1], ids=["one-scan-per-header", "file-by-file"])
+def test_many_csv_files_keep_per_file_accounting_row_numbers_and_landing(local_projects, monkeypatch,
+                                                                         stage_bytes) -> None:
+    from airduck.bronze import files
+
+    if stage_bytes is not None:  # every file larger than a group: each is streamed on its own
+        monkeypatch.setattr(files, "STAGE_BYTES", stage_bytes)
+    root = files_project(local_projects, {"people": {"type": "files", "path": "data/*.csv"}})
+    for name, data in GROUP_FILES.items():
+        (root / "data" / name).write_bytes(data)
+
+    result = ingest(root, "people", "run-1")
+
+    assert (result.rows_out, result.rows_rejected, result.files) == (9, 2, 5)
+    assert result.details["new_columns"] == ["id", "name", "city"]
+    snap = _group_snapshot(root)
+    sha = {n: hashlib.sha256(d).hexdigest() for n, d in GROUP_FILES.items()}
+    # the record number counts the records that loaded, per file and in file order
+    assert [(r[0], r[1], r[2], r[3], r[4]) for r in snap["rows"]] == [
+        ("a.csv", 1, "ann", None, 1), ("a.csv", 3, "cy", None, 2), ("a.csv", 4, "dee", None, 3),
+        ("b.csv", 5, "eve", None, 1), ("b.csv", 7, "fay", None, 2),
+        ("c.csv", 8, "gus", "rome", 1), ("c.csv", 9, "hal", "oslo", 2),
+        ("e.csv", 10, "ivy", None, 1), ("e.csv", 11, "jo", None, 2),
+    ]
+    assert all(r[5] == sha[r[0]] and r[6] == f"people/run-1/{r[0]}" for r in snap["rows"])
+    assert snap["rejects"] == [("a.csv", 3, "2,bob,extra", "people/run-1/a.csv"),
+                               ("b.csv", 3, "6,caf\\xe9", "people/run-1/b.csv")]
+    assert snap["files"] == [
+        ("a.csv", 3, 1, sha["a.csv"], "people/run-1/a.csv"), ("b.csv", 2, 1, sha["b.csv"], "people/run-1/b.csv"),
+        ("c.csv", 2, 0, sha["c.csv"], "people/run-1/c.csv"), ("d.csv", 0, 0, sha["d.csv"], "people/run-1/d.csv"),
+        ("e.csv", 2, 0, sha["e.csv"], "people/run-1/e.csv"),
+    ]
+    for name, data in GROUP_FILES.items():  # every line of every file is in bronze or in the rejects
+        loaded = sum(1 for r in snap["rows"] if r[0] == name) + sum(1 for r in snap["rejects"] if r[0] == name)
+        assert loaded == data_lines(data), name
+    # nothing of the scans is left behind in the DuckDB instance
+    assert not [d for d in query(root, "SELECT database_name FROM duckdb_databases()") if "stage" in d[0]]
+
+
+def test_a_file_the_group_scan_cannot_read_is_read_on_its_own_and_the_others_still_load(local_projects) -> None:
+    """Mixed line endings stop DuckDB's strict reader for the whole multi-file scan: the group falls back to
+    reading file by file, which repairs that file, and every line is still accounted for."""
+    root = files_project(local_projects, {"t": {"type": "files", "path": "data/*.csv"}})
+    good = b"a,b\n1,x\n2,y\n"
+    mixed = b"a,b\r\n3,p\r\n4,q\n5,r,extra\n6,s\n"
+    (root / "data" / "1.csv").write_bytes(good)
+    (root / "data" / "2.csv").write_bytes(mixed)
+    (root / "data" / "3.csv").write_bytes(good.replace(b"1,", b"7,").replace(b"2,", b"8,"))
+    result = ingest(root, "t", "run-1")
+    assert result.rows_out + result.rows_rejected == data_lines(good) * 2 + data_lines(mixed)
+    assert sorted(r[0] for r in query(root, "SELECT a FROM bronze.t")) == [1, 2, 3, 4, 6, 7, 8]
+    assert query(root, "SELECT _line_number, _raw FROM bronze.t__rejects") == [(4, "5,r,extra")]
+    assert query(root, "SELECT regexp_extract(path, '[0-9][.]csv'), rows, rejects FROM airduck.bronze_files "
+                       "ORDER BY 1") == [("1.csv", 2, 0), ("2.csv", 3, 1), ("3.csv", 2, 0)]
+
+
 def test_broken_ndjson_lines_are_rejected_with_their_text(local_projects) -> None:
     root = files_project(local_projects, {"events": {"type": "files", "path": "data/*.jsonl"}})
     data = (

@@ -99,6 +99,34 @@ def test_put_from_file_and_download(store: LocalStore, tmp_path: Path) -> None:
     assert [p.name for p in dest.parent.iterdir()] == ["copy.bin"], "no temp file left beside the download"
 
 
+@pytest.mark.parametrize("failure", [None, "exdev", "partial"])
+def test_put_from_file_copies_every_byte_in_the_kernel_or_in_python(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str | None
+) -> None:
+    """copy_file_range where the file system allows it; a refusal (another file system) or a failure after part
+    of the file was copied starts again in Python, and the copy is still exact."""
+    import errno
+
+    src = tmp_path / "src.bin"
+    payload = os.urandom(2 * 1024 * 1024 + 13)
+    src.write_bytes(payload)
+    calls: list[int] = []
+    real = os.copy_file_range
+
+    def flaky(fd_in: int, fd_out: int, count: int, *args: object) -> int:
+        calls.append(count)
+        if failure == "exdev":
+            raise OSError(errno.EXDEV, "cross-device")
+        if failure == "partial" and len(calls) > 1:
+            raise OSError(errno.EINVAL, "invalid")
+        return real(fd_in, fd_out, min(count, 1024 * 1024) if failure == "partial" else count)
+
+    monkeypatch.setattr(os, "copy_file_range", flaky)
+    store.put("blobs/copy.bin", src)
+    assert store.get("blobs/copy.bin") == payload
+    assert calls, "the kernel copy was tried first"
+
+
 def test_list_is_recursive_sorted_and_relative(store: LocalStore) -> None:
     for key in ["b/2.txt", "a/bc/3.txt", "a/b/1.txt", "top.txt", "a/b/0.txt"]:
         store.put(key, key.encode())

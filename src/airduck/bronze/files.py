@@ -38,6 +38,7 @@ import re
 import tempfile
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -86,6 +87,9 @@ _MAX_LINE_FIXES = 10_000  # beyond this many undecodable lines, NDJSON rows keep
 _REJ = "__airduck_rej"  # the probe's rejects table (temp, on the probe connection)
 T = TypeVar("T")
 _DETAIL_FILES = 100  # files listed in StepResult.details
+#: CSV files are read in groups of up to this many bytes, one parallel scan per group (see _CsvGroup); a larger
+#: file is streamed on its own. The staging copy of a group lives in memory (DuckDB spills it if it must).
+STAGE_BYTES = 1 << 30
 
 
 # --------------------------------------------------------------------------------------------------
@@ -316,17 +320,32 @@ def ingest_files(ctx: RunContext, name: str, cfg: FilesSource) -> StepResult:
     skipped = 0
     reporter = ctx.reporter
     with tempfile.TemporaryDirectory(prefix="airduck-bronze-") as tmp:
+        group: list[Landed] = []
+
+        def flush() -> None:
+            for result in _read_csv_group(ctx, name, cfg, opts, group, Path(tmp)):
+                results.append(result)
+                reporter.advance("bronze", table, rows=result.rows, done=len(results))
+            group.clear()
+
         for i, cand in enumerate(candidates, 1):
             prev = previous.get(cand.path)
             if prev is not None and prev.size == cand.size and cand.etag is not None and prev.etag == cand.etag:
                 skipped += 1
                 continue
-            result = _ingest_one(ctx, name, cfg, opts, cand, prev, Path(tmp), i)
-            if result is None:
+            landed = _land(ctx, name, cand, prev, Path(tmp), i)
+            if landed is None:
                 skipped += 1
                 continue
-            results.append(result)
-            reporter.advance("bronze", table, rows=result.rows, done=len(results))
+            if file_format(cfg, cand.path) in ("csv", "tsv") and landed.size <= STAGE_BYTES:
+                if group and sum(g.size for g in group) + landed.size > STAGE_BYTES:
+                    flush()
+                group.append(landed)
+                continue
+            flush()  # keep the files in order
+            results.append(_read_one(ctx, name, cfg, opts, landed, Path(tmp)))
+            reporter.advance("bronze", table, rows=results[-1].rows, done=len(results))
+        flush()
     ensure_meta_only_table(con, name)
     rows = sum(r.rows for r in results)
     rejects = sum(r.rejects for r in results)
@@ -353,10 +372,34 @@ def _rescued_count(con: duckdb.DuckDBPyConnection, name: str, load_id: str) -> i
                    {"l": load_id}).fetchall()[0][0])
 
 
-def _ingest_one(
-    ctx: RunContext, name: str, cfg: FilesSource, opts: dict[str, str], cand: Candidate,
-    prev: state.FileState | None, tmp: Path, index: int,
-) -> FileResult | None:
+@dataclass
+class Landed:
+    """A new or changed file whose bytes are in the landing zone, ready to be read."""
+
+    cand: Candidate
+    local: Path  # the bytes as received: the source file, or a downloaded copy of an S3 object
+    read_path: Path  # what DuckDB reads: the landing copy when the landing zone is local
+    size: int
+    digest: str
+    version_id: str | None  # object version of the source on a versioned bucket
+    key: str  # landing key
+    landing_version_id: str | None
+
+    @property
+    def source_version(self) -> str:
+        return self.version_id or self.digest
+
+    def params(self, ctx: RunContext, name: str) -> dict[str, Any]:
+        return {**base_params(ctx, name), "path": str(self.read_path), "src_file": self.cand.path,
+                "src_version": self.source_version, "landing": self.key}
+
+    def result(self) -> FileResult:
+        return FileResult(self.cand.path, landing_key=self.key, version=self.source_version)
+
+
+def _land(ctx: RunContext, name: str, cand: Candidate, prev: state.FileState | None, tmp: Path,
+          index: int) -> Landed | None:
+    """Copy a candidate to the landing zone (downloading it first from S3); None if its bytes are unchanged."""
     version_id: str | None = None
     if cand.local is not None:
         local = cand.local
@@ -369,34 +412,59 @@ def _ingest_one(
         except StorageError as exc:
             raise SourceError(f"source {name}: cannot download {cand.path}: {exc.message}", hint=exc.hint) from None
     try:
-        return _land_and_read(ctx, name, cfg, opts, cand, prev, tmp, local, version_id)
-    finally:
-        if cand.local is None:  # a downloaded copy: the landing zone keeps the bytes
-            local.unlink(missing_ok=True)
-
-
-def _land_and_read(
-    ctx: RunContext, name: str, cfg: FilesSource, opts: dict[str, str], cand: Candidate,
-    prev: state.FileState | None, tmp: Path, local: Path, version_id: str | None,
-) -> FileResult | None:
-    size = local.stat().st_size
-    digest = sha256_of(local)
-    if not ctx.full_refresh and state.unchanged(prev, size, None, digest):
-        return None
-    key = landing_key(name, ctx.run_id, cand.rel)
-    try:
-        put = ctx.landing.put(key, local)
-    except StorageError as exc:
-        raise StorageError(f"source {name}: cannot copy {cand.path} to the landing zone: {exc.message}", hint=exc.hint) from None
+        size = local.stat().st_size
+        key = landing_key(name, ctx.run_id, cand.rel)
+        if prev is None or prev.size != size:
+            # certainly a new version: hash on a second thread while the bytes are copied (both release the GIL)
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                hashing = pool.submit(sha256_of, local)
+                put = _put_landing(ctx, name, cand, key, local)
+                digest = hashing.result()
+        else:
+            digest = sha256_of(local)
+            if not ctx.full_refresh and state.unchanged(prev, size, None, digest):
+                _drop_download(cand, local)
+                return None
+            put = _put_landing(ctx, name, cand, key, local)
+    except BaseException:
+        _drop_download(cand, local)
+        raise
     read_path = Path(ctx.landing.url_for(key)) if isinstance(ctx.landing, LocalStore) else local
-    source_version = version_id or digest
-    result = FileResult(cand.path, landing_key=key, version=source_version)
-    params = {
-        **base_params(ctx, name), "path": str(read_path), "src_file": cand.path, "src_version": source_version,
-        "landing": key,
-    }
-    fmt = file_format(cfg, cand.path)
-    reader = _Reader(ctx, name, cfg, opts, read_path, params, result, tmp)
+    return Landed(cand, local, read_path, size, digest, version_id, key, put.version_id)
+
+
+def _put_landing(ctx: RunContext, name: str, cand: Candidate, key: str, local: Path) -> Any:
+    try:
+        return ctx.landing.put(key, local)
+    except StorageError as exc:
+        raise StorageError(f"source {name}: cannot copy {cand.path} to the landing zone: {exc.message}",
+                           hint=exc.hint) from None
+
+
+def _drop_download(cand: Candidate, local: Path) -> None:
+    if cand.local is None:  # a downloaded copy: the landing zone keeps the bytes
+        local.unlink(missing_ok=True)
+
+
+def _finish(ctx: RunContext, name: str, landed: Landed, result: FileResult) -> FileResult:
+    """Record the file version in the run's state and remove a downloaded copy."""
+    c = landed.cand
+    state.record_file(
+        ctx.con,
+        state.FileRecord(name, c.path, landed.size, c.etag, landed.digest, landed.version_id, landed.key,
+                         landed.landing_version_id, result.rows, result.rejects),
+        ctx.run_id, int(ctx.batch),
+    )
+    _drop_download(c, landed.local)
+    return result
+
+
+def _read_one(ctx: RunContext, name: str, cfg: FilesSource, opts: dict[str, str], landed: Landed,
+              tmp: Path) -> FileResult:
+    """Read one landed file on its own (streaming): Parquet, JSON, large CSVs and CSVs a group scan could not read."""
+    result = landed.result()
+    reader = _Reader(ctx, name, cfg, opts, landed.read_path, landed.params(ctx, name), result, tmp)
+    fmt = file_format(cfg, landed.cand.path)
     try:
         if fmt in ("csv", "tsv"):
             reader.csv(fmt)
@@ -404,15 +472,134 @@ def _land_and_read(
             reader.parquet()
         else:
             reader.json(fmt)
+    except BaseException:
+        _drop_download(landed.cand, landed.local)
+        raise
     finally:
         reader.drop_scratch()
-    state.record_file(
-        ctx.con,
-        state.FileRecord(name, cand.path, size, cand.etag, digest, version_id, key, put.version_id,
-                         result.rows, result.rejects),
-        ctx.run_id, int(ctx.batch),
-    )
-    return result
+    return _finish(ctx, name, landed, result)
+
+
+def _read_csv_group(ctx: RunContext, name: str, cfg: FilesSource, opts: dict[str, str], group: list[Landed],
+                    tmp: Path) -> list[FileResult]:
+    """Read landed CSV files with one parallel scan per header (see :class:`_CsvGroup`); files the scan cannot
+    read (mixed line endings, a broken file) are read one by one, which rejects or repairs them."""
+    if not group:
+        return []
+    readers = [(landed, _Reader(ctx, name, cfg, opts, landed.read_path, landed.params(ctx, name), landed.result(),
+                                tmp)) for landed in group]
+    out: dict[int, FileResult] = {}
+    buckets: dict[tuple[str, ...], list[tuple[Landed, _Reader]]] = {}
+    try:
+        for i, (landed, reader) in enumerate(readers):
+            fmt = file_format(cfg, landed.cand.path)
+            names = reader._header(reader.csv_options(fmt))
+            if names is None:  # an empty file: nothing in, nothing out
+                out[i] = _finish(ctx, name, landed, reader.result)
+                continue
+            cols = tuple(dedupe_names(names) if cfg.header else [f"column{j}" for j in range(len(names))])
+            buckets.setdefault((fmt, *cols), []).append((landed, reader))
+        for (fmt, *cols), members in buckets.items():
+            if _CsvGroup(ctx, name, fmt, list(cols), members).load():
+                for landed, reader in members:
+                    out[group.index(landed)] = _finish(ctx, name, landed, reader.result)
+            else:
+                for landed, _reader in members:
+                    out[group.index(landed)] = _read_one(ctx, name, cfg, opts, landed, tmp)
+    except BaseException:
+        for landed in group:
+            _drop_download(landed.cand, landed.local)
+        raise
+    return [out[i] for i in sorted(out)]
+
+
+class _CsvGroup:
+    """CSV files with the same header read by ONE parallel DuckDB scan into an in-memory staging database.
+
+    The scan runs on a cursor (its own transaction), so a file DuckDB cannot read fails only the scan, never the
+    run's transaction; the caller then reads the files one by one. The staging table keeps the reader's order
+    (DuckDB preserves insertion order), so a row's `rowid` gives its record number in its file without the
+    single-threaded `WITH ORDINALITY`. Bronze gets the rows with one INSERT on the run's connection.
+    Measured at 10 files / 10M rows / 1 GB: one scan of all files 2.9 s, one scan per file 4.1 s.
+    """
+
+    def __init__(self, ctx: RunContext, name: str, fmt: str, cols: list[str],
+                 members: list[tuple[Landed, _Reader]]) -> None:
+        self.ctx, self.name, self.fmt, self.cols, self.members = ctx, name, fmt, cols, members
+        self.db = f"__airduck_stage_{uuid.uuid4().hex[:12]}"
+
+    def load(self) -> bool:
+        """Load the group into bronze; False (nothing written) if DuckDB cannot scan one of its files."""
+        first = self.members[0][1]
+        aliases = [f"c{i}" for i in range(len(self.cols))]
+        raw = f"{self.db}.main.raw"
+        paths = [str(landed.read_path) for landed, _ in self.members]
+        with contextlib.closing(self.ctx.con.cursor()) as cur:
+            cur.execute(f"ATTACH ':memory:' AS {self.db}")
+            try:
+                scan = first.csv_scan("$paths", len(self.cols), self.fmt) + f", store_rejects=true, rejects_table='{_REJ}', rejects_scan='{_REJ}_scan')"
+                try:
+                    run(cur, f"CREATE TABLE {raw} AS SELECT {', '.join(aliases)}, file_index AS __fi FROM {scan}",
+                        {"paths": paths})
+                except duckdb.Error as exc:
+                    first._config_error(exc)
+                    return False
+                errors = self._errors(cur, paths)
+                counts = {int(fi): (int(n), int(lo), int(hi)) for fi, n, lo, hi in cur.execute(
+                    f"SELECT __fi, count(*), min(rowid), max(rowid) FROM {raw} GROUP BY __fi").fetchall()}
+                total = sum(n for n, _, _ in counts.values())
+                if total:
+                    self._insert(cur, raw, aliases, counts, total)
+                for i, (_landed, reader) in enumerate(self.members):
+                    reader.result.rows = counts.get(i, (0, 0, 0))[0]
+                    reader.insert_reject_rows([(int(line), reader._raw_line(pos, bad, csv_line), reason)
+                                               for line, pos, reason, bad, csv_line in errors.get(i, [])])
+                return True
+            finally:
+                with contextlib.suppress(duckdb.Error):
+                    cur.execute(f"DETACH {self.db}")
+
+    def _errors(self, cur: duckdb.DuckDBPyConnection, paths: list[str]) -> dict[int, list[tuple]]:
+        """The scan's rejects per file index, grouped by line as `_Reader._probe` groups them."""
+        index = {p: i for i, p in enumerate(paths)}
+        rows = cur.execute(
+            "SELECT s.file_path, e.line, min(e.line_byte_position), "
+            "string_agg(DISTINCT e.error_type || ': ' || e.error_message, '; '), bool_or(e.error_type = 'INVALID ENCODING'), "
+            f"arg_min(e.csv_line, e.byte_position) FROM temp.main.{_REJ} AS e JOIN temp.main.{_REJ}_scan AS s "
+            "USING (scan_id, file_id) GROUP BY s.file_path, e.line ORDER BY s.file_path, e.line"
+        ).fetchall()
+        out: dict[int, list[tuple]] = {}
+        for path, *err in rows:
+            out.setdefault(index[path], []).append(tuple(err))
+        return out
+
+    def _insert(self, cur: duckdb.DuckDBPyConnection, raw: str, aliases: list[str],
+                counts: dict[int, tuple[int, int, int]], total: int) -> None:
+        ctx, name = self.ctx, self.name
+        contiguous = all(hi - lo + 1 == n for n, lo, hi in counts.values())
+        rows = []
+        for i, (landed, _) in enumerate(self.members):
+            lo = counts.get(i, (0, 0, 0))[1]
+            rows.append(f"({i}, {lo}, {quote_literal(landed.cand.path)}, {quote_literal(landed.source_version)}, "
+                        f"{quote_literal(landed.key)})")
+        files = f"{self.db}.main.files"
+        cur.execute(f"CREATE TABLE {files} (__fi BIGINT, __start BIGINT, __src_file VARCHAR, __src_version VARCHAR, "
+                    f"__landing VARCHAR)")
+        cur.execute(f"INSERT INTO {files} VALUES {', '.join(rows)}")
+        staged = [StagedColumn(a, n) for a, n in zip(aliases, self.cols, strict=True)]
+        sample = f"SELECT * FROM {raw} WHERE __fi = (SELECT min(__fi) FROM {raw})"  # types from the first file, as before
+        plan, self.members[0][1].result.new_columns = plan_columns(
+            ctx.con, name, staged, lambda c: infer_types(cur, sample, None, c))
+        # rowid is the position in the scan; a file's rows are contiguous and in file order
+        rn = ("r.rowid - f.__start + 1" if contiguous
+              else "row_number() OVER (PARTITION BY r.__fi ORDER BY r.rowid)")
+        staging = (f"SELECT {', '.join(f'r.{a}' for a in aliases)}, {rn} AS __rn, f.__src_file, f.__src_version, "
+                   f"f.__landing FROM {raw} AS r JOIN {files} AS f USING (__fi)")
+        meta = {"_source_file": "__src_file", "_source_version": "__src_version", "_landing_key": "__landing"}
+        inserted = int(run(ctx.con, insert_sql(name, plan, staging, meta), base_params(ctx, name)).fetchall()[0][0])
+        if inserted != total:  # never lose rows silently: stop the run (nothing is committed)
+            raise SourceError(f"source {name}: loaded {inserted} rows but the staged files hold {total}; "
+                              "nothing of this run was written", hint="report this; meanwhile move the files out")
 
 
 _META = {"_source_file": "$src_file", "_source_version": "$src_version", "_landing_key": "$landing"}
@@ -478,18 +665,26 @@ class _Reader:
 
     # -- CSV
 
-    def csv(self, fmt: str) -> None:
+    def csv_options(self, fmt: str) -> dict[str, str]:
         cfg = self.cfg
         opts = {"delim": quote_literal(cfg.delimiter or ("\t" if fmt == "tsv" else ",")),
                 "quote": "'\"'", "escape": "'\"'", "encoding": quote_literal(cfg.encoding)}
         opts.update({("delim" if k in ("sep", "delimiter") else k): v for k, v in self.opts.items()})
-        names = self._header(opts)
+        return opts
+
+    def csv_scan(self, path: str, ncols: int, fmt: str) -> str:
+        """`read_csv(<path>, ...` (left open for more options) with every column as text, no sniffing."""
+        columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(ncols)) + "}"
+        return (f"read_csv({path}, auto_detect=false, header={'true' if self.cfg.header else 'false'}, "
+                f"columns={columns}, null_padding=false, {_options_sql(self.csv_options(fmt))}")
+
+    def csv(self, fmt: str) -> None:
+        cfg = self.cfg
+        names = self._header(self.csv_options(fmt))
         if names is None:
             return  # an empty file: nothing in, nothing out
         cols = dedupe_names(names) if cfg.header else [f"column{i}" for i in range(len(names))]
-        columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(cols))) + "}"
-        base = (f"read_csv($path, auto_detect=false, header={'true' if cfg.header else 'false'}, columns={columns}, "
-                f"null_padding=false, {_options_sql(opts)}")
+        base = self.csv_scan("$path", len(cols), fmt)
         reads = ", ".join(f"count(c{i})" for i in range(len(cols)))
         probe_sql = (f"SELECT count(*), {reads} FROM {base}, store_rejects=true, "
                      f"rejects_table='{_REJ}', rejects_scan='{_REJ}_scan')")

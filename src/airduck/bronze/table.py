@@ -331,13 +331,14 @@ def insert_sql(name: str, plan: Sequence[ColumnPlan], staging: str, meta: dict[s
 
     `meta` maps `_source_file`, `_source_version`, `_landing_key` to SQL over the staging relation or to
     parameters; `_load_id`, `_batch`, `_source` are the parameters `$load_id`, `$batch`, `$source`.
-    Three levels, all streaming: casts once, then values and the rescue list, then the rescued JSON.
+    Three levels, all streaming: casts once, then values, then the rescued JSON (only where something is rescued).
     """
     ref = bronze_ref(name)
     targets: list[str] = []
     casts: list[str] = []
     values: list[str] = []
     rescues: list[str] = []
+    conds: list[str] = []
     for i, p in enumerate(plan):
         x = quote_ident(f"__x{i}")
         cast, value, cond, raw = _cast_exprs(p, x)
@@ -345,12 +346,15 @@ def insert_sql(name: str, plan: Sequence[ColumnPlan], staging: str, meta: dict[s
         casts.append(f"{cast} AS {x}")
         values.append(f"{value} AS {quote_ident(f'__v{i}')}")
         if cond is not None:
+            conds.append(cond)
             rescues.append(f"{{'key': {_lit(p.staged.name)}, 'value': CASE WHEN {cond} THEN {raw} END}}")
     level1 = f"SELECT *{''.join(', ' + c for c in casts)} FROM ({staging}) AS __s"
-    rescue_list = f"list_filter([{', '.join(rescues)}], x -> x.value IS NOT NULL)" if rescues else "[]"
-    level2 = f"SELECT *{''.join(', ' + v for v in values)}, {rescue_list} AS __resc FROM ({level1}) AS __c"
+    level2 = f"SELECT *{''.join(', ' + v for v in values)} FROM ({level1}) AS __c"
+    # the list is built only for rows that rescue something (CASE evaluates it for those rows alone): building it
+    # for every row made the 10M-row bench INSERT 5.0 s instead of 4.3-4.5 s
     rescued = (
-        "CASE WHEN len(__resc) = 0 THEN NULL ELSE CAST(to_json(map_from_entries(__resc)) AS VARCHAR) END"
+        f"CASE WHEN {' OR '.join(f'({c})' for c in conds)} THEN CAST(to_json(map_from_entries(list_filter("
+        f"[{', '.join(rescues)}], x -> x.value IS NOT NULL))) AS VARCHAR) END"
         if rescues else "CAST(NULL AS VARCHAR)"
     )
     meta_targets = [quote_ident(c) for c, _ in META_COLUMNS]

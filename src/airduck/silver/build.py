@@ -161,7 +161,10 @@ def _build(ctx: RunContext, plan: Plan) -> StepResult:
         con.execute(sql.create_table(quarantine, list(QUARANTINE_COLUMNS)))
     incremental = not rebuild and watermark is not None
     params: dict[str, Any] = {"__ad_wm": watermark, "__ad_run": ctx.run_id, "__ad_batch": ctx.batch}
-    rows_in, max_batch = _one(con, sql.source_count(plan, incremental), params)
+    # a rebuild from bronze de-duplicates file versions loaded twice only when there are such versions
+    reloaded = (not incremental and plan.checked.source.schema == "bronze"
+                and bool(_one(con, sql.reloaded_versions(plan))[0]))
+    rows_in, max_batch = _one(con, sql.source_count(plan, incremental, reloaded), params)
     new_watermark = max_batch if max_batch is not None else (None if rebuild else watermark)
     details: dict[str, Any] = {
         "source": plan.checked.source.qualified, "mode": rule.mode, "full_refresh": bool(ctx.full_refresh),
@@ -174,7 +177,7 @@ def _build(ctx: RunContext, plan: Plan) -> StepResult:
     result.rows_in = int(rows_in)
     result.details = details
     if rows_in:
-        stage_sql, stage_params = sql.stage(plan, incremental)
+        stage_sql, stage_params = sql.stage(plan, incremental, reloaded)
         _run(con, f"CREATE OR REPLACE TEMP TABLE __ad_stage AS {stage_sql}", {**params, **stage_params})
         flagged = _measure(con, plan, result)
         if flagged:
