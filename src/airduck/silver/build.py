@@ -179,9 +179,7 @@ def _build(ctx: RunContext, plan: Plan) -> StepResult:
     if rows_in:
         stage_sql, stage_params = sql.stage(plan, incremental, reloaded)
         _run(con, f"CREATE OR REPLACE TEMP TABLE __ad_stage AS {stage_sql}", {**params, **stage_params})
-        flagged = _measure(con, plan, result)
-        if flagged:
-            _run(con, sql.raws(plan, incremental), params)
+        _measure(con, plan, result)
         _gates(con, plan, result)
         if result.rows_quarantined:
             _run(con, sql.insert_quarantine(quarantine), params)
@@ -198,10 +196,10 @@ def _build(ctx: RunContext, plan: Plan) -> StepResult:
     return result
 
 
-def _measure(con: duckdb.DuckDBPyConnection, plan: Plan, result: StepResult) -> int:
-    """Counts of the stage into `result`; returns the number of flagged rows (quarantined or failing a gate)."""
+def _measure(con: duckdb.DuckDBPyConnection, plan: Plan, result: StepResult) -> None:
+    """Counts of the stage into `result`."""
     row = _one(con, sql.metrics(plan))
-    staged, quarantined, flagged = int(row[0]), int(row[1]), int(row[2])
+    staged, quarantined = int(row[0]), int(row[1])
     fails = row[3:3 + len(plan.checks)]
     misses = row[3 + len(plan.checks):]
     details = result.details
@@ -211,7 +209,6 @@ def _measure(con: duckdb.DuckDBPyConnection, plan: Plan, result: StepResult) -> 
     details["lookup_unmatched"] = {lk.lookup.name: int(n) for lk, n in zip(plan.lookups, misses, strict=True)}
     details["quarantine_reasons"] = {r: int(n) for r, n in con.execute(sql.reason_counts()).fetchall()}
     result.rows_quarantined = quarantined
-    return flagged
 
 
 def _sample(con: duckdb.DuckDBPyConnection, condition: str) -> str:

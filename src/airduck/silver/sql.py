@@ -12,11 +12,12 @@ One *stage* query turns the new source rows into silver rows, every rule applied
     -> checked:  one pass/fail column per expectation (NULL passes, as in SQL CHECK), valid_from
     -> reasoned: the list of reasons to quarantine a row (cast:<col>, required:<col>, lookup:<name>, <expectation>),
                  built only for rows that have one (an empty list for the others)
-    -> final:    `__ad_flag`: the row is quarantined or fails a gate (its raw row is needed)
+    -> final:    `__ad_flag`: the row is quarantined or fails a gate; `__ad_raw`: its original row as JSON
 
 The stage is materialized once as a temp table; counts, gates, quarantine and the write of each mode read it.
-The original rows (`_raw`, as JSON) are fetched afterwards by rowid for the flagged rows only: carrying the whole
-row through the dedup window made the stage about 1.8x slower (1M rows: 3.1 s instead of 1.7 s).
+The original row travels as a struct (never through the window: that sorts only the narrow key columns) and
+becomes JSON for the flagged rows only. Measured at 10M rows against fetching the raw rows afterwards by rowid:
+the whole silver step 0.7 s faster (median of 3 runs).
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from airduck.silver.rules import DATELIKE, META_COLUMNS, SCD2_COLUMNS, TEMPORAL,
 
 STAGE = "temp.main.__ad_stage"
 ACTIONS = "temp.main.__ad_actions"
-RAWS = "temp.main.__ad_raws"
-TEMP_TABLES = (STAGE, ACTIONS, RAWS)
+TEMP_TABLES = (STAGE, ACTIONS)
 
 NORMALIZERS = {
     "trim": "trim({})",
@@ -92,6 +92,7 @@ def stage(plan: Plan, incremental: bool, reloaded: bool = True) -> Sql:
     where = source_where(plan, incremental, reloaded)
     pre = [
         "__ad_s.__ad_rowid",
+        "__ad_s.__ad_orow",
         '__ad_s."_batch" AS __ad_batch',
         '__ad_s."_row_number" AS __ad_rn' if plan.row_number else "CAST(NULL AS BIGINT) AS __ad_rn",
         f"CAST(__ad_s.{q(plan.ingest_column)} AS TIMESTAMPTZ) AS __ad_ingested" if plan.ingest_column
@@ -199,7 +200,8 @@ def stage(plan: Plan, incremental: bool, reloaded: bool = True) -> Sql:
     flag = " OR ".join(["len(__ad_reasons) > 0", *gates])
     exclude = f" EXCLUDE ({', '.join(raw_names)})" if raw_names else ""
     sql = (
-        f"WITH __ad_src AS NOT MATERIALIZED (SELECT *, rowid AS __ad_rowid FROM {plan.checked.source.sql} AS __ad_o{where}),\n"
+        f"WITH __ad_src AS NOT MATERIALIZED (SELECT *, rowid AS __ad_rowid, __ad_o AS __ad_orow "
+        f"FROM {plan.checked.source.sql} AS __ad_o{where}),\n"
         f"__ad_pre AS NOT MATERIALIZED (SELECT {', '.join(pre)} FROM __ad_src AS __ad_s),\n"
         f"__ad_typed AS NOT MATERIALIZED (SELECT *{''.join(', ' + t for t in typed)} FROM __ad_pre),\n"
         f"__ad_flagged AS NOT MATERIALIZED (SELECT *, {deleted} AS __ad_del FROM __ad_typed),\n"
@@ -207,8 +209,9 @@ def stage(plan: Plan, incremental: bool, reloaded: bool = True) -> Sql:
         f"{win}"
         f"__ad_ranked AS ({ranked}),\n"
         f"__ad_checked AS (SELECT *, {', '.join(checks)} FROM __ad_ranked),\n"
-        f"__ad_reasoned AS (SELECT *, {reason_list} AS __ad_reasons FROM __ad_checked)\n"
-        f"SELECT *{exclude}, {flag} AS __ad_flag FROM __ad_reasoned"
+        f"__ad_reasoned AS (SELECT *, {reason_list} AS __ad_reasons FROM __ad_checked),\n"
+        f"__ad_final AS (SELECT *{exclude}, {flag} AS __ad_flag FROM __ad_reasoned)\n"
+        "SELECT * EXCLUDE (__ad_orow), CASE WHEN __ad_flag THEN to_json(__ad_orow) END AS __ad_raw FROM __ad_final"
     )
     return sql, params
 
@@ -232,23 +235,14 @@ def reason_counts() -> str:
             "GROUP BY r ORDER BY r")
 
 
-def raws(plan: Plan, incremental: bool) -> str:
-    """The original source row, as JSON, of every flagged stage row (looked up by rowid)."""
-    where = ' AND "_batch" > $__ad_wm' if incremental else ""
-    return (f"CREATE OR REPLACE TEMP TABLE __ad_raws AS SELECT rowid AS __ad_rowid, to_json(__ad_s) AS __ad_raw "
-            f"FROM {plan.checked.source.sql} AS __ad_s WHERE rowid IN (SELECT __ad_rowid FROM {STAGE} WHERE __ad_flag)"
-            f"{where}")
-
-
 def samples(condition: str, limit: int = 3) -> str:
-    return (f"SELECT r.__ad_raw FROM {STAGE} AS s JOIN {RAWS} AS r USING (__ad_rowid) WHERE {condition} "
-            f"ORDER BY s.__ad_batch, s.__ad_rn NULLS LAST LIMIT {int(limit)}")
+    return (f"SELECT __ad_raw FROM {STAGE} WHERE {condition} "
+            f"ORDER BY __ad_batch, __ad_rn NULLS LAST LIMIT {int(limit)}")
 
 
 def insert_quarantine(quarantine: TableRef) -> str:
     return (f"INSERT INTO {quarantine.sql} (_run_id, _batch, _reasons, _raw, _quarantined_at) "
-            f"SELECT $__ad_run, s.__ad_batch, s.__ad_reasons, r.__ad_raw, now() FROM {STAGE} AS s "
-            f"LEFT JOIN {RAWS} AS r USING (__ad_rowid) WHERE len(s.__ad_reasons) > 0")
+            f"SELECT $__ad_run, __ad_batch, __ad_reasons, __ad_raw, now() FROM {STAGE} WHERE len(__ad_reasons) > 0")
 
 
 def _insert_head(plan: Plan, extra: tuple[str, ...] = ()) -> str:
