@@ -88,8 +88,11 @@ _REJ = "__airduck_rej"  # the probe's rejects table (temp, on the probe connecti
 T = TypeVar("T")
 _DETAIL_FILES = 100  # files listed in StepResult.details
 #: CSV files are read in groups of up to this many bytes, one parallel scan per group (see _CsvGroup); a larger
-#: file is streamed on its own. The staging copy of a group lives in memory (DuckDB spills it if it must).
+#: file is streamed on its own. The staging copy of a group lives in memory (DuckDB spills it to the lake
+#: connection's temp_directory if it must) and is released only when the run's transaction ends, so a run stages
+#: at most STAGE_RUN_BYTES in all; the files after that are streamed one by one.
 STAGE_BYTES = 1 << 30
+STAGE_RUN_BYTES = 2 << 30
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,20 +215,38 @@ def file_format(cfg: FilesSource, path: str) -> str:
 
 
 def sha256_of(path: Path) -> str:
+    return _digest(path, None)[0]
+
+
+def _digest(path: Path, count: bytes | None) -> tuple[str, int]:
+    """The sha256 of a file and how often the byte `count` occurs in it (0 when `count` is None)."""
     h = hashlib.sha256()
+    n = 0
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
-    return h.hexdigest()
+            if count is not None:
+                n += chunk.count(count)
+    return h.hexdigest(), n
 
 
-def landing_key(source: str, load_id: str, rel: str) -> str:
+def landing_key(source: str, load_id: str, rel: str, taken: set[str] | None = None) -> str:
+    """`<source>/<load_id>/<rel>`, made a valid key; a key already in `taken` (two paths that read the same once
+    made valid, like `a\\b.csv` and `a_b.csv`) gets `~2`, `~3` ... before its extensions, so no copy replaces another."""
     key = f"{source}/{load_id}/{rel}"
     try:
-        return validate_key(key)
+        key = validate_key(key)
     except StorageError:
         safe = "/".join(re.sub(r"[^A-Za-z0-9._=-]", "_", seg) or "_" for seg in rel.split("/") if seg not in ("", ".", ".."))
-        return validate_key(f"{source}/{load_id}/{safe or 'file'}")
+        key = validate_key(f"{source}/{load_id}/{safe or 'file'}")
+    if taken is None or key not in taken:
+        return key
+    folder, _, name = key.rpartition("/")
+    stem, dot, exts = name.partition(".")
+    n = 2
+    while f"{folder}/{stem}~{n}{dot}{exts}" in taken:
+        n += 1
+    return f"{folder}/{stem}~{n}{dot}{exts}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -259,6 +280,14 @@ def user_options(cfg: FilesSource, source: str) -> dict[str, str]:
 
 def _options_sql(opts: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in opts.items())
+
+
+def _csv_options(cfg: FilesSource, user: dict[str, str], fmt: str) -> dict[str, str]:
+    """The CSV reader options (SQL literals): airduck's dialect, then the source's `options:`."""
+    opts = {"delim": quote_literal(cfg.delimiter or ("\t" if fmt == "tsv" else ",")),
+            "quote": "'\"'", "escape": "'\"'", "encoding": quote_literal(cfg.encoding)}
+    opts.update({("delim" if k in ("sep", "delimiter") else k): v for k, v in user.items()})
+    return opts
 
 
 def _open_binary(path: Path) -> Any:
@@ -319,28 +348,37 @@ def ingest_files(ctx: RunContext, name: str, cfg: FilesSource) -> StepResult:
     results: list[FileResult] = []
     skipped = 0
     reporter = ctx.reporter
+    keys: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="airduck-bronze-") as tmp:
         group: list[Landed] = []
+        group_bytes = 0
 
         def flush() -> None:
+            nonlocal group_bytes
             for result in _read_csv_group(ctx, name, cfg, opts, group, Path(tmp)):
                 results.append(result)
                 reporter.advance("bronze", table, rows=result.rows, done=len(results))
+            ctx.staged_bytes += group_bytes
             group.clear()
+            group_bytes = 0
 
         for i, cand in enumerate(candidates, 1):
             prev = previous.get(cand.path)
             if prev is not None and prev.size == cand.size and cand.etag is not None and prev.etag == cand.etag:
                 skipped += 1
                 continue
-            landed = _land(ctx, name, cand, prev, Path(tmp), i)
+            fmt = file_format(cfg, cand.path)
+            key = landing_key(name, ctx.run_id, cand.rel, keys)
+            landed = _land(ctx, name, cand, prev, Path(tmp), i, key, _group_quote(cfg, opts, fmt, cand.path))
             if landed is None:
                 skipped += 1
                 continue
-            if file_format(cfg, cand.path) in ("csv", "tsv") and landed.size <= STAGE_BYTES:
-                if group and sum(g.size for g in group) + landed.size > STAGE_BYTES:
+            keys.add(key)
+            if landed.groupable and ctx.staged_bytes + group_bytes + landed.size <= STAGE_RUN_BYTES:
+                if group and group_bytes + landed.size > STAGE_BYTES:
                     flush()
                 group.append(landed)
+                group_bytes += landed.size
                 continue
             flush()  # keep the files in order
             results.append(_read_one(ctx, name, cfg, opts, landed, Path(tmp)))
@@ -384,6 +422,7 @@ class Landed:
     version_id: str | None  # object version of the source on a versioned bucket
     key: str  # landing key
     landing_version_id: str | None
+    groupable: bool = False  # may be read by a group scan (see _group_quote)
 
     @property
     def source_version(self) -> str:
@@ -397,9 +436,31 @@ class Landed:
         return FileResult(self.cand.path, landing_key=self.key, version=self.source_version)
 
 
+def _group_quote(cfg: FilesSource, opts: dict[str, str], fmt: str, path: str) -> bytes | bool:
+    """Whether a file may be read by a group scan, and which byte to count for that.
+
+    DuckDB 1.5.5's multi-file `read_csv` with `store_rejects` drops a record whose quote stays open to the end of
+    its file (neither a row nor a reject) when the scan has more than 2 x threads files. With the escape equal to
+    the quote, a quote is open at the end exactly when the file holds an odd number of quote bytes, so each file's
+    quotes are counted while it is hashed; a file with an odd count is read on its own (streamed), where DuckDB
+    rejects the record. Returns the quote byte to count, True (no quoting: nothing to count), or False: read on
+    its own (not CSV, compressed, a multi-byte or distinct escape or quote).
+    """
+    if fmt not in ("csv", "tsv") or path.lower().endswith(_COMPRESSION):
+        return False
+    o = _csv_options(cfg, opts, fmt)
+    quote, escape = _unquote(o.get("quote"), '"'), _unquote(o.get("escape"), '"')
+    if quote == "":
+        return True
+    if len(quote.encode()) != 1 or escape != quote:
+        return False
+    return quote.encode()
+
+
 def _land(ctx: RunContext, name: str, cand: Candidate, prev: state.FileState | None, tmp: Path,
-          index: int) -> Landed | None:
-    """Copy a candidate to the landing zone (downloading it first from S3); None if its bytes are unchanged."""
+          index: int, key: str, quote: bytes | bool = False) -> Landed | None:
+    """Copy a candidate to the landing zone under `key` (downloading it first from S3); None if its bytes are
+    unchanged. `quote` (see _group_quote) decides whether the file may be read by a group scan."""
     version_id: str | None = None
     if cand.local is not None:
         local = cand.local
@@ -413,15 +474,15 @@ def _land(ctx: RunContext, name: str, cand: Candidate, prev: state.FileState | N
             raise SourceError(f"source {name}: cannot download {cand.path}: {exc.message}", hint=exc.hint) from None
     try:
         size = local.stat().st_size
-        key = landing_key(name, ctx.run_id, cand.rel)
+        counted = quote if isinstance(quote, bytes) else None
         if prev is None or prev.size != size:
             # certainly a new version: hash on a second thread while the bytes are copied (both release the GIL)
             with ThreadPoolExecutor(max_workers=1) as pool:
-                hashing = pool.submit(sha256_of, local)
+                hashing = pool.submit(_digest, local, counted)
                 put = _put_landing(ctx, name, cand, key, local)
-                digest = hashing.result()
+                digest, quotes = hashing.result()
         else:
-            digest = sha256_of(local)
+            digest, quotes = _digest(local, counted)
             if not ctx.full_refresh and state.unchanged(prev, size, None, digest):
                 _drop_download(cand, local)
                 return None
@@ -430,7 +491,9 @@ def _land(ctx: RunContext, name: str, cand: Candidate, prev: state.FileState | N
         _drop_download(cand, local)
         raise
     read_path = Path(ctx.landing.url_for(key)) if isinstance(ctx.landing, LocalStore) else local
-    return Landed(cand, local, read_path, size, digest, version_id, key, put.version_id)
+    groupable = quote is True or (counted is not None and quotes % 2 == 0)
+    return Landed(cand, local, read_path, size, digest, version_id, key, put.version_id,
+                  groupable and size <= STAGE_BYTES)
 
 
 def _put_landing(ctx: RunContext, name: str, cand: Candidate, key: str, local: Path) -> Any:
@@ -446,8 +509,10 @@ def _drop_download(cand: Candidate, local: Path) -> None:
         local.unlink(missing_ok=True)
 
 
-def _finish(ctx: RunContext, name: str, landed: Landed, result: FileResult) -> FileResult:
+def _finish(ctx: RunContext, name: str, landed: Landed, result: FileResult | _Reader) -> FileResult:
     """Record the file version in the run's state and remove a downloaded copy."""
+    if isinstance(result, _Reader):
+        result = result.result
     c = landed.cand
     state.record_file(
         ctx.con,
@@ -488,8 +553,10 @@ def _read_csv_group(ctx: RunContext, name: str, cfg: FilesSource, opts: dict[str
         return []
     readers = [(landed, _Reader(ctx, name, cfg, opts, landed.read_path, landed.params(ctx, name), landed.result(),
                                 tmp)) for landed in group]
-    out: dict[int, FileResult] = {}
-    buckets: dict[tuple[str, ...], list[tuple[Landed, _Reader]]] = {}
+    out: list[FileResult | None] = [None] * len(group)
+    # runs of consecutive files with the same header, so that files are loaded in their order (a new column's
+    # type is inferred from the first file that has it, as when files are read one by one)
+    runs: list[tuple[tuple[str, ...], list[int]]] = []
     try:
         for i, (landed, reader) in enumerate(readers):
             fmt = file_format(cfg, landed.cand.path)
@@ -497,20 +564,23 @@ def _read_csv_group(ctx: RunContext, name: str, cfg: FilesSource, opts: dict[str
             if names is None:  # an empty file: nothing in, nothing out
                 out[i] = _finish(ctx, name, landed, reader.result)
                 continue
-            cols = tuple(dedupe_names(names) if cfg.header else [f"column{j}" for j in range(len(names))])
-            buckets.setdefault((fmt, *cols), []).append((landed, reader))
-        for (fmt, *cols), members in buckets.items():
-            if _CsvGroup(ctx, name, fmt, list(cols), members).load():
-                for landed, reader in members:
-                    out[group.index(landed)] = _finish(ctx, name, landed, reader.result)
+            cols = (fmt, *(dedupe_names(names) if cfg.header else [f"column{j}" for j in range(len(names))]))
+            if runs and runs[-1][0] == cols:
+                runs[-1][1].append(i)
             else:
-                for landed, _reader in members:
-                    out[group.index(landed)] = _read_one(ctx, name, cfg, opts, landed, tmp)
+                runs.append((cols, [i]))
+        for (fmt, *cols), members in runs:
+            if _CsvGroup(ctx, name, fmt, list(cols), [readers[i] for i in members]).load():
+                for i in members:
+                    out[i] = _finish(ctx, name, *readers[i])
+            else:
+                for i in members:
+                    out[i] = _read_one(ctx, name, cfg, opts, group[i], tmp)
     except BaseException:
         for landed in group:
             _drop_download(landed.cand, landed.local)
         raise
-    return [out[i] for i in sorted(out)]
+    return [r for r in out if r is not None]
 
 
 class _CsvGroup:
@@ -666,11 +736,7 @@ class _Reader:
     # -- CSV
 
     def csv_options(self, fmt: str) -> dict[str, str]:
-        cfg = self.cfg
-        opts = {"delim": quote_literal(cfg.delimiter or ("\t" if fmt == "tsv" else ",")),
-                "quote": "'\"'", "escape": "'\"'", "encoding": quote_literal(cfg.encoding)}
-        opts.update({("delim" if k in ("sep", "delimiter") else k): v for k, v in self.opts.items()})
-        return opts
+        return _csv_options(self.cfg, self.opts, fmt)
 
     def csv_scan(self, path: str, ncols: int, fmt: str) -> str:
         """`read_csv(<path>, ...` (left open for more options) with every column as text, no sniffing."""

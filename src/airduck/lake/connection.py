@@ -148,6 +148,9 @@ def open_lake(project: Project, *, read_only: bool = False, threads: int | None 
     con = duckdb.connect(config={"threads": threads} if threads else {})
     try:
         load_extensions(con)
+        # what DuckDB spills (large sorts, staged CSV groups) goes to the project's state folder, not to `.tmp`
+        # in whatever folder the command runs from; DuckDB removes its files when the connection closes
+        con.execute(f"SET temp_directory = {quote_literal(str(project.state_dir / 'tmp'))}")
         path = data_path(project)
         if path.startswith("s3://") or project.config.lake.landing.startswith("s3://"):
             create_s3_secret(con, project)

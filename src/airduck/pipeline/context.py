@@ -29,6 +29,7 @@ class RunContext:
     landing: Any  # airduck.storage.ObjectStore of the landing zone
     full_refresh: bool = False
     reporter: Reporter = field(default_factory=Reporter)
+    staged_bytes: int = 0  # bytes of CSV files staged in memory by this run's bronze steps (airduck.bronze.files)
 
 
 @dataclass

@@ -148,7 +148,7 @@ def stage(plan: Plan, incremental: bool, reloaded: bool = True) -> Sql:
         flt = " WHERE is_current" if lk.current_only else ""
         joins.append(
             f"LEFT JOIN (SELECT {', '.join(sub_cols)} FROM {lk.table.sql}{flt} "
-            f"QUALIFY row_number() OVER (PARTITION BY {part}) = 1) AS __ad_l{i} ON "
+            f"QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY rowid) = 1) AS __ad_l{i} ON "
             + " AND ".join(f"__ad_t.{q(this)} = __ad_l{i}.__ad_k{i}_{m}" for m, (this, _) in enumerate(ons))
         )
         joined_cols += [f"__ad_l{i}.__ad_v{i}_{j} AS {q(new)}" for j, new in enumerate(lk.lookup.columns)]

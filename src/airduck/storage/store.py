@@ -278,7 +278,7 @@ def copy_file(src: Any, out: Any) -> None:
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM, errno.EBADF):
                 raise
-        # not possible here (another file system, an old kernel) or the file grew: start again in Python
+        # not possible here (another file system, an old kernel) or the file shrank: start again in Python
         out.seek(0)
         out.truncate()
     src.seek(0)
