@@ -1,4 +1,4 @@
-"""The three contenders of the pipeline benchmark, each doing the same cleaning of the generated orders.
+"""The contenders of the pipeline benchmark, each doing the same cleaning of the generated orders.
 
 Each ``run_<name>(dataset_folder, work_dir) -> dict`` reads ``orders_*.csv`` in `dataset_folder`, writes its
 outputs under `work_dir` and returns ``{"counts": {...}, "steps": {step: seconds}, "output": ...}``, where
@@ -141,10 +141,15 @@ def _duckdb_connect(threads: int | None = None):
     return con
 
 
-def plain_duckdb_sql(glob_pattern: str) -> list[str]:
-    """The floor: hand-written SQL (no airduck), in the order it runs inside one transaction."""
+def _read_csv_sql(glob_pattern: str, extra: str = "") -> str:
     lit = "'" + glob_pattern.replace("'", "''") + "'"
     cols = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in COLUMNS) + "}"
+    return (f"read_csv({lit}, header = true, delim = ',', quote = '\"', columns = {cols}, ignore_errors = true, "
+            f"store_rejects = true, rejects_table = 'orders_reject_errors', rejects_scan = 'orders_reject_scans'{extra})")
+
+
+def _cleaning_sql(source: str) -> list[str]:
+    """Typed values + reasons (read once), dedup, quarantine, clean rows: the same rules over `source` AS r."""
     ts1, ts2 = (f"'{f}'" for f in TS_FORMATS)
     typed = {
         "order_id": "TRY_CAST(r.order_id AS BIGINT)",
@@ -168,9 +173,7 @@ def plain_duckdb_sql(glob_pattern: str) -> list[str]:
             SELECT {', '.join(f'{expr} AS {name}' for name, expr in typed.items())},
                    {reason_list} AS _reasons,
                    CASE WHEN len(_reasons) > 0 THEN to_json(r) END AS _raw
-            FROM read_csv({lit}, header = true, delim = ',', quote = '"', columns = {cols},
-                          ignore_errors = true, store_rejects = true,
-                          rejects_table = 'orders_reject_errors', rejects_scan = 'orders_reject_scans') AS r""",
+            FROM {source} AS r""",
         # dedup first (latest updated_at per order_id; rows without a key pass), then split clean / quarantine
         """CREATE TEMP TABLE staged AS
             SELECT * FROM typed
@@ -179,16 +182,51 @@ def plain_duckdb_sql(glob_pattern: str) -> list[str]:
             SELECT _reasons, _raw FROM staged WHERE len(_reasons) > 0""",
         """CREATE TABLE lake.silver.orders AS
             SELECT * EXCLUDE (_reasons, _raw) FROM staged WHERE len(_reasons) = 0""",
-        """CREATE TABLE lake.silver.orders__rejects AS
+    ]
+
+
+_REJECTS_SQL = """CREATE TABLE lake.{schema}.orders__rejects AS
             SELECT s.file_path, e.line, any_value(e.csv_line) AS raw,
                    string_agg(DISTINCT CAST(e.error_type AS VARCHAR), ', ') AS reason
             FROM orders_reject_errors e JOIN orders_reject_scans s USING (scan_id, file_id)
-            GROUP BY s.file_path, e.line  -- a line missing two fields has two errors""",
-    ]
+            GROUP BY s.file_path, e.line  -- a line missing two fields has two errors"""
+
+
+def plain_duckdb_sql(glob_pattern: str) -> list[str]:
+    """The silver-only floor: hand-written SQL (no airduck, no bronze), in the order it runs inside one transaction."""
+    typed, staged, quarantine, silver = _cleaning_sql(_read_csv_sql(glob_pattern))
+    return [typed, staged, quarantine, silver, _REJECTS_SQL.format(schema="silver")]
+
+
+def plain_duckdb_bronze_sql(glob_pattern: str) -> list[str]:
+    """The same work by hand: the CSVs land as text in a bronze table with load metadata (file, load id, time) and
+    their rejects, then the same cleaning reads bronze; one transaction. Less than airduck does: no landing copy,
+    no inferred bronze types or rescued values, no record numbers, no incremental state."""
+    bronze = (f"""CREATE TABLE lake.bronze.orders AS
+            SELECT r.* EXCLUDE (filename), 'bench-load' AS _load_id, r.filename AS _source_file,
+                   now() AS _ingested_at
+            FROM {_read_csv_sql(glob_pattern, ", filename = true")} AS r""")
+    return [bronze, _REJECTS_SQL.format(schema="bronze"), *_cleaning_sql("lake.bronze.orders")]
+
+
+def run_duckdb_bronze(folder: str | Path, work: str | Path, threads: int | None = None) -> dict[str, Any]:
+    """read_csv -> bronze (text + load metadata) -> cleaning SQL -> silver, DuckLake on a local SQLite catalog, one
+    transaction."""
+    return _run_plain(folder, work, threads, plain_duckdb_bronze_sql,
+                      ("bronze", "rejects", "read+type", "dedup", "quarantine", "write"),
+                      ("bronze", "silver"),
+                      rejects="lake.bronze.orders__rejects", read="lake.bronze.orders")
 
 
 def run_duckdb(folder: str | Path, work: str | Path, threads: int | None = None) -> dict[str, Any]:
     """read_csv -> cleaning SQL -> DuckLake tables on a local SQLite catalog, in one transaction."""
+    return _run_plain(folder, work, threads, plain_duckdb_sql,
+                      ("read+type", "dedup", "quarantine", "write", "rejects"), ("silver",),
+                      rejects="lake.silver.orders__rejects", read="typed")
+
+
+def _run_plain(folder: str | Path, work: str | Path, threads: int | None, make_sql: Callable[[str], list[str]],
+               names: tuple[str, ...], schemas: tuple[str, ...], *, rejects: str, read: str) -> dict[str, Any]:
     work = Path(work)
     (work / "data").mkdir(parents=True, exist_ok=True)
     steps = Steps()
@@ -197,17 +235,18 @@ def run_duckdb(folder: str | Path, work: str | Path, threads: int | None = None)
         with steps("attach"):
             con.execute(f"ATTACH 'ducklake:sqlite:{work / 'catalog.sqlite'}' AS lake (DATA_PATH '{work / 'data'}/')")
             con.execute("CREATE SCHEMA IF NOT EXISTS lake.silver")
+            if "bronze" in schemas:
+                con.execute("CREATE SCHEMA IF NOT EXISTS lake.bronze")
         glob_pattern = str(Path(folder) / "orders_*.csv")
-        names = ("read+type", "dedup", "quarantine", "write", "rejects")
         con.execute("BEGIN")
-        for name, sql in zip(names, plain_duckdb_sql(glob_pattern), strict=True):
+        for name, sql in zip(names, make_sql(glob_pattern), strict=True):
             with steps(name):
                 con.execute(sql)
         with steps("commit"):
             con.execute("COMMIT")
         counts = {
-            "rejected": con.execute("SELECT count(*) FROM lake.silver.orders__rejects").fetchone()[0],
-            "read": con.execute("SELECT count(*) FROM typed").fetchone()[0],
+            "rejected": con.execute(f"SELECT count(*) FROM {rejects}").fetchone()[0],
+            "read": con.execute(f"SELECT count(*) FROM {read}").fetchone()[0],
             "quarantined": con.execute("SELECT count(*) FROM lake.silver.orders__quarantine").fetchone()[0],
             "clean": con.execute("SELECT count(*) FROM lake.silver.orders").fetchone()[0],
             "clean_null_amount": con.execute(
@@ -215,7 +254,8 @@ def run_duckdb(folder: str | Path, work: str | Path, threads: int | None = None)
         }
     finally:
         con.close()
-    return {"counts": counts, "steps": steps.seconds, "output": "DuckLake (SQLite catalog) lake.silver.orders"}
+    return {"counts": counts, "steps": steps.seconds, "output": "DuckLake (SQLite catalog) " + ", ".join(
+        f"lake.{s}.orders" for s in schemas)}
 
 
 # -- (c) airduck ---------------------------------------------------------------------------------------------------
@@ -386,5 +426,6 @@ def _hotspots(prof: Any, limit: int = 20) -> list[dict[str, Any]]:
 CONTENDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "pandas": run_pandas,
     "duckdb": run_duckdb,
+    "duckdb_bronze": run_duckdb_bronze,
     "airduck": run_airduck,
 }

@@ -60,7 +60,7 @@ def test_generator_is_deterministic_and_cached(dataset: gen_orders.Dataset, tmp_
     assert other.paths[0].read_bytes() != again.paths[0].read_bytes()
 
 
-@pytest.mark.parametrize("name", ["pandas", "duckdb", "airduck"])
+@pytest.mark.parametrize("name", ["pandas", "duckdb", "duckdb_bronze", "airduck"])
 def test_contenders_match_the_oracle(dataset: gen_orders.Dataset, tmp_path: Path, name: str) -> None:
     out = pipeline_contenders.CONTENDERS[name](dataset.folder, tmp_path / name)
     counts = out["counts"]
@@ -74,11 +74,13 @@ def test_summary_reports_a_count_mismatch_loudly() -> None:
     runs = {
         "pandas": [common.Measurement("pandas", 2.0, 100, 0, {"counts": good, "steps": {}})],
         "duckdb": [common.Measurement("duckdb", 1.0, 50, 0, {"counts": {**good, "clean": 6}, "steps": {}})],
+        "duckdb_bronze": [common.Measurement("duckdb_bronze", 1.5, 60, 0, {"counts": good, "steps": {}})],
         "airduck": [common.Measurement("airduck", 1.2, 60, 0, {"counts": good, "steps": {}})],
     }
     summary = pipeline_bench.summarize(10, runs, good)
     assert summary["_mismatches"] == ["duckdb: clean = 6, expected 7"]
     assert summary["_ratios"]["airduck_over_duckdb"] == pytest.approx(1.2)
+    assert summary["_ratios"]["airduck_over_duckdb_bronze"] == pytest.approx(0.8)
     assert summary["_ratios"]["airduck_speedup_vs_pandas"] == pytest.approx(2.0 / 1.2)
     assert "COUNT MISMATCH" in pipeline_bench.report(10, summary, good)
 
