@@ -377,8 +377,7 @@ def run_airduck(folder: str | Path, work: str | Path, profile: bool = False) -> 
             finally:
                 if prof is not None:
                     prof.disable()
-        lh.reconnect()
-        con = lh.con
+        con = lh.con  # the run's connection, after its commit (the floors count on theirs too)
         q = "silver.orders__quarantine"
         counts = {
             "rejected": con.execute("SELECT count(*) FROM bronze.orders__rejects").fetchone()[0],
