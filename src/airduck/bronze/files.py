@@ -214,10 +214,6 @@ def file_format(cfg: FilesSource, path: str) -> str:
     return _EXTENSIONS.get(Path(lower).suffix, "csv")
 
 
-def sha256_of(path: Path) -> str:
-    return _digest(path, None)[0]
-
-
 def _digest(path: Path, count: bytes | None) -> tuple[str, int]:
     """The sha256 of a file and how often the byte `count` occurs in it (0 when `count` is None)."""
     h = hashlib.sha256()
