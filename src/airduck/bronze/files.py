@@ -505,10 +505,8 @@ def _drop_download(cand: Candidate, local: Path) -> None:
         local.unlink(missing_ok=True)
 
 
-def _finish(ctx: RunContext, name: str, landed: Landed, result: FileResult | _Reader) -> FileResult:
+def _finish(ctx: RunContext, name: str, landed: Landed, result: FileResult) -> FileResult:
     """Record the file version in the run's state and remove a downloaded copy."""
-    if isinstance(result, _Reader):
-        result = result.result
     c = landed.cand
     state.record_file(
         ctx.con,
@@ -568,7 +566,7 @@ def _read_csv_group(ctx: RunContext, name: str, cfg: FilesSource, opts: dict[str
         for (fmt, *cols), members in runs:
             if _CsvGroup(ctx, name, fmt, list(cols), [readers[i] for i in members]).load():
                 for i in members:
-                    out[i] = _finish(ctx, name, *readers[i])
+                    out[i] = _finish(ctx, name, group[i], readers[i][1].result)
             else:
                 for i in members:
                     out[i] = _read_one(ctx, name, cfg, opts, group[i], tmp)
@@ -577,6 +575,16 @@ def _read_csv_group(ctx: RunContext, name: str, cfg: FilesSource, opts: dict[str
             _drop_download(landed.cand, landed.local)
         raise
     return [r for r in out if r is not None]
+
+
+def _rejects_by_line() -> str:
+    """The rejects a scan stored in the `_REJ` tables, one row per file and line: (file path, line, byte position,
+    reasons, undecodable?, DuckDB's copy of the line)."""
+    return ("SELECT s.file_path, e.line, min(e.line_byte_position), "
+            "string_agg(DISTINCT e.error_type || ': ' || e.error_message, '; '), "
+            "bool_or(e.error_type = 'INVALID ENCODING'), arg_min(e.csv_line, e.byte_position) "
+            f"FROM temp.main.{_REJ} AS e JOIN temp.main.{_REJ}_scan AS s USING (scan_id, file_id) "
+            "GROUP BY s.file_path, e.line ORDER BY s.file_path, e.line")
 
 
 class _CsvGroup:
@@ -628,14 +636,8 @@ class _CsvGroup:
     def _errors(self, cur: duckdb.DuckDBPyConnection, paths: list[str]) -> dict[int, list[tuple]]:
         """The scan's rejects per file index, grouped by line as `_Reader._probe` groups them."""
         index = {p: i for i, p in enumerate(paths)}
-        rows = cur.execute(
-            "SELECT s.file_path, e.line, min(e.line_byte_position), "
-            "string_agg(DISTINCT e.error_type || ': ' || e.error_message, '; '), bool_or(e.error_type = 'INVALID ENCODING'), "
-            f"arg_min(e.csv_line, e.byte_position) FROM temp.main.{_REJ} AS e JOIN temp.main.{_REJ}_scan AS s "
-            "USING (scan_id, file_id) GROUP BY s.file_path, e.line ORDER BY s.file_path, e.line"
-        ).fetchall()
         out: dict[int, list[tuple]] = {}
-        for path, *err in rows:
+        for path, *err in cur.execute(_rejects_by_line()).fetchall():
             out.setdefault(index[path], []).append(tuple(err))
         return out
 
@@ -788,11 +790,7 @@ class _Reader:
             probe.execute(f"DROP TABLE IF EXISTS temp.main.{_REJ}")
             probe.execute(f"DROP TABLE IF EXISTS temp.main.{_REJ}_scan")
             out = scan()
-        errors = probe.execute(
-            "SELECT line, min(line_byte_position), string_agg(DISTINCT error_type || ': ' || error_message, '; '), "
-            f"bool_or(error_type = 'INVALID ENCODING'), arg_min(csv_line, byte_position) FROM temp.main.{_REJ} "
-            "GROUP BY line ORDER BY line"
-        ).fetchall()
+        errors = [tuple(r[1:]) for r in probe.execute(_rejects_by_line()).fetchall()]
         return out, errors
 
     def _normalize(self) -> bool:

@@ -200,8 +200,8 @@ def _measure(con: duckdb.DuckDBPyConnection, plan: Plan, result: StepResult) -> 
     """Counts of the stage into `result`."""
     row = _one(con, sql.metrics(plan))
     staged, quarantined = int(row[0]), int(row[1])
-    fails = row[3:3 + len(plan.checks)]
-    misses = row[3 + len(plan.checks):]
+    fails = row[2:2 + len(plan.checks)]
+    misses = row[2 + len(plan.checks):]
     details = result.details
     details["superseded"] = result.rows_in - staged
     details["expectations"] = {e.name: {"on_fail": e.on_fail, "failed": int(n)} for (e, _), n in zip(plan.checks, fails, strict=True)}

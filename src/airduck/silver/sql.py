@@ -222,9 +222,8 @@ def source_count(plan: Plan, incremental: bool, reloaded: bool = True) -> str:
 
 
 def metrics(plan: Plan) -> str:
-    """One row: staged rows, quarantined, flagged (quarantined or failing a gate), a failure count per expectation,
-    a miss count per lookup."""
-    cols = ["count(*)", "count(*) FILTER (WHERE len(__ad_reasons) > 0)", "count(*) FILTER (WHERE __ad_flag)"]
+    """One row: staged rows, quarantined, a failure count per expectation, a miss count per lookup."""
+    cols = ["count(*)", "count(*) FILTER (WHERE len(__ad_reasons) > 0)"]
     cols += [f"count(*) FILTER (WHERE NOT __ad_ok{j})" for j in range(len(plan.checks))]
     cols += [f"count(*) FILTER (WHERE __ad_miss{lk.index})" for lk in plan.lookups]
     return f"SELECT {', '.join(cols)} FROM {STAGE}"
