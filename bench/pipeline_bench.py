@@ -1,9 +1,10 @@
-"""Benchmark 1: bronze + silver on messy order CSVs: pandas+pyarrow vs plain DuckDB SQL vs airduck.
+"""Benchmark 1: bronze + silver on messy order CSVs: pandas+pyarrow vs plain DuckDB SQL (silver only, and
+bronze + silver: the same work by hand) vs airduck.
 
     uv run python bench/pipeline_bench.py --rows 10000000
 
 Generates (or reuses) the data under bench/out/, then runs each contender in its own process, `--repeat` times,
-interleaved (pandas, duckdb, airduck, pandas, ...), each on a fresh output folder. Reports the median wall seconds
+interleaved (pandas, duckdb, duckdb_bronze, airduck, pandas, ...), each on a fresh output folder. Reports the median wall seconds
 of the process (spawn to exit), rows/s, peak RSS, the contenders' own step timings, the ratios, and whether
 all contenders produced the same counts as the generator's manifest (a mismatch is printed loudly).
 Results go to bench/out/pipeline_<rows>.json (and .md). `--profile` adds one untimed airduck run that logs
