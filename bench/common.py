@@ -127,10 +127,24 @@ class Measurement:
                 **({"log_tail": self.log_tail} if not self.ok else {})}
 
 
+def worker_env() -> dict[str, str]:
+    """The workers' environment: this one, but Python may cache the modules it compiles.
+
+    An installed tool starts from compiled modules (pip compiles them at install; uv writes them on first import).
+    A shell with PYTHONDONTWRITEBYTECODE set (as on the sandboxes this was measured on) would make every worker
+    compile airduck, pandas, sqlglot ... from source again: about 2 s per airduck process, 0.3 s per DuckDB one.
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def run_child(name: str, cmd: list[str], result_file: Path, log_file: Path, timeout: float,
               env: dict[str, str] | None = None) -> Measurement:
-    """Run `cmd` (a worker) and measure it: wall seconds, peak RSS (MiB), the JSON it wrote to `result_file`."""
+    """Run `cmd` (a worker) and measure it: wall seconds, peak RSS (MiB), the JSON it wrote to `result_file`.
+    `env` defaults to :func:`worker_env`."""
     result_file.unlink(missing_ok=True)
+    env = worker_env() if env is None else env
     busy_before = cpu_busy_seconds()
     with open(log_file, "wb") as log:
         started = time.perf_counter()

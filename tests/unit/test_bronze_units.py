@@ -127,3 +127,32 @@ def test_timeouts_are_retried_then_reported_as_transient() -> None:
         fetcher.fetch()
     assert len(calls) == 3 and slept == [0.1, 0.2]
     assert "zzz-secret" not in str(info.value)
+
+
+_TRICKY = ["1", " 1 ", "+5", "-7", "007", "1.5", " 1.5", "1e3", "0x1F", "1_000", "1,000", "5.", ".5", "inf", "NaN",
+           "\t7", "7\n", " ", "", "  x ", "true", " FALSE ", "t", "2024-01-02", " 2024-01-02 ", "2024-01-02 03:04:05",
+           " 2024-01-02T03:04:05Z ", "2024-01-02 03:04:05+02:00", "03:04:05", " 03:04:05 ", "99999999999999999999",
+           "00000000-0000-0000-0000-000000000001", " 00000000-0000-0000-0000-000000000001 ", "1 day", None]
+
+
+@pytest.mark.parametrize("target", ["BIGINT", "INTEGER", "SMALLINT", "UBIGINT", "BOOLEAN", "DOUBLE", "DECIMAL(12,2)",
+                                    "DATE", "TIMESTAMP", "TIMESTAMPTZ", "TIME", "UUID", "INTERVAL"])
+def test_typed_values_parse_text_strictly(target: str) -> None:
+    """The bronze casts (untrimmed first, for speed) give exactly the strict rule: the value with its spaces
+    trimmed casts (integers: plain digits only), else it is NULL and its text is rescued (blank is just NULL)."""
+    from airduck.bronze.table import ColumnPlan, typed_sql
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (n INTEGER, c0 VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate(_TRICKY)))
+    plan = [ColumnPlan(StagedColumn("c0", "col"), "col", target)]
+    got = con.execute(f"SELECT n, CAST(__v0 AS VARCHAR), __rescued FROM ({typed_sql(plan, 'SELECT * FROM t')}) "
+                      "ORDER BY n").fetchall()
+    is_int = target in ("BIGINT", "INTEGER", "SMALLINT", "UBIGINT")
+    strict = (f"CASE WHEN regexp_full_match(tr, '[+-]?[0-9]+') THEN TRY_CAST(tr AS {target}) END" if is_int
+              else f"TRY_CAST(tr AS {target})")
+    want = con.execute(
+        f"SELECT n, CAST(x AS VARCHAR), CASE WHEN tr IS NOT NULL AND x IS NULL THEN to_json(map {{'col': c0}})::VARCHAR END "
+        f"FROM (SELECT *, {strict} AS x FROM (SELECT *, nullif(trim(c0), '') AS tr FROM t)) ORDER BY n").fetchall()
+    assert got == want
+    assert any(r[1] is not None for r in got) and any(r[2] is not None for r in got)  # both kinds are exercised

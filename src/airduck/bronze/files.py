@@ -49,6 +49,7 @@ from airduck.bronze import state
 from airduck.bronze.config import FilesSource
 from airduck.bronze.records import Loaded, Probe, load_records, probe_records
 from airduck.bronze.table import (
+    ColumnPlan,
     StagedColumn,
     base_params,
     bronze_ref,
@@ -61,6 +62,7 @@ from airduck.bronze.table import (
     rejects_insert_sql,
     rejects_ref,
     run,
+    typed_sql,
 )
 from airduck.config.secrets import redact
 from airduck.errors import ConfigError, SourceError, StorageError
@@ -564,12 +566,16 @@ def _read_csv_group(ctx: RunContext, name: str, cfg: FilesSource, opts: dict[str
             else:
                 runs.append((cols, [i]))
         for (fmt, *cols), members in runs:
-            if _CsvGroup(ctx, name, fmt, list(cols), [readers[i] for i in members]).load():
+            scan = _CsvGroup(ctx, name, fmt, list(cols), [readers[i] for i in members])
+            if scan.load():
                 for i in members:
                     out[i] = _finish(ctx, name, group[i], readers[i][1].result)
             else:
                 for i in members:
                     out[i] = _read_one(ctx, name, cfg, opts, group[i], tmp)
+                if scan.new_columns:  # the scan's plan added them before it failed: report them all the same
+                    first = next(r for r in (out[i] for i in members) if r is not None)
+                    first.new_columns = scan.new_columns + [c for c in first.new_columns if c not in scan.new_columns]
     except BaseException:
         for landed in group:
             _drop_download(landed.cand, landed.local)
@@ -601,6 +607,8 @@ class _CsvGroup:
                  members: list[tuple[Landed, _Reader]]) -> None:
         self.ctx, self.name, self.fmt, self.cols, self.members = ctx, name, fmt, cols, members
         self.db = f"__airduck_stage_{uuid.uuid4().hex[:12]}"
+        self.planned = False
+        self.new_columns: list[str] = []
 
     def load(self) -> bool:
         """Load the group into bronze; False (nothing written) if DuckDB cannot scan one of its files."""
@@ -608,12 +616,25 @@ class _CsvGroup:
         aliases = [f"c{i}" for i in range(len(self.cols))]
         raw = f"{self.db}.main.raw"
         paths = [str(landed.read_path) for landed, _ in self.members]
+        rejects = f", store_rejects=true, rejects_table='{_REJ}', rejects_scan='{_REJ}_scan')"
+        staged = [StagedColumn(a, n) for a, n in zip(aliases, self.cols, strict=True)]
         with contextlib.closing(self.ctx.con.cursor()) as cur:
+            try:
+                inferred = self._infer(cur, staged, paths)
+            except duckdb.Error as exc:
+                first._config_error(exc)
+                return False
+            plan = self._plan(staged, inferred)
+            # Attached only now: the run's transaction sees the staged tables only if its first look at this
+            # database (any information_schema query looks at every database) comes after they were committed.
             cur.execute(f"ATTACH ':memory:' AS {self.db}")
             try:
-                scan = first.csv_scan("$paths", len(self.cols), self.fmt) + f", store_rejects=true, rejects_table='{_REJ}', rejects_scan='{_REJ}_scan')"
+                # the values are cast while staging: the staging table holds typed values (smaller than text)
+                # and the rescued JSON, so the INSERT into bronze only adds the load metadata
+                scan = f"SELECT *, file_index AS __fi FROM {first.csv_scan('$paths', len(self.cols), self.fmt)}{rejects}"
+                values = ", ".join(f"__v{i}" for i in range(len(plan)))
                 try:
-                    run(cur, f"CREATE TABLE {raw} AS SELECT {', '.join(aliases)}, file_index AS __fi FROM {scan}",
+                    run(cur, f"CREATE TABLE {raw} AS SELECT {values}, __rescued, __fi FROM ({typed_sql(plan, scan)})",
                         {"paths": paths})
                 except duckdb.Error as exc:
                     first._config_error(exc)
@@ -622,8 +643,10 @@ class _CsvGroup:
                 counts = {int(fi): (int(n), int(lo), int(hi)) for fi, n, lo, hi in cur.execute(
                     f"SELECT __fi, count(*), min(rowid), max(rowid) FROM {raw} GROUP BY __fi").fetchall()}
                 total = sum(n for n, _, _ in counts.values())
+                if total and not self.planned:
+                    return False  # the samples found no record but the scan did: read the files one by one
                 if total:
-                    self._insert(cur, raw, aliases, counts, total)
+                    self._insert(cur, raw, plan, counts, total)
                 for i, (_landed, reader) in enumerate(self.members):
                     reader.result.rows = counts.get(i, (0, 0, 0))[0]
                     reader.insert_reject_rows([(int(line), reader._raw_line(pos, bad, csv_line), reason)
@@ -633,6 +656,30 @@ class _CsvGroup:
                 with contextlib.suppress(duckdb.Error):
                     cur.execute(f"DETACH {self.db}")
 
+    def _infer(self, cur: duckdb.DuckDBPyConnection, staged: list[StagedColumn],
+               paths: list[str]) -> tuple[int, dict[str, str]] | None:
+        """(member index, {alias: type}) from the first records of the first file that has any; None if none has
+        a readable record. Runs on the cursor only (an error here fails the scan, not the run)."""
+        tag = uuid.uuid4().hex[:10]  # the samples' rejects are thrown away with the cursor (the scan finds them)
+        for i, (path, (_landed, reader)) in enumerate(zip(paths, self.members, strict=True)):
+            sample = (f"SELECT * FROM {reader.csv_scan('$path', len(self.cols), self.fmt)}, store_rejects=true, "
+                      f"rejects_table='__airduck_sj_{tag}', rejects_scan='__airduck_ss_{tag}')")
+            if run(cur, f"SELECT count(*) FROM (SELECT 1 FROM ({sample}) LIMIT 1)", {"path": path}).fetchall()[0][0]:
+                return i, infer_types(cur, sample, {"path": path}, staged)
+        return None
+
+    def _plan(self, staged: list[StagedColumn], inferred: tuple[int, dict[str, str]] | None) -> list[ColumnPlan]:
+        """The bronze columns (new ones added to the table in the run's transaction). Without a readable record,
+        a text plan that leaves the table alone (`self.planned` False): such a scan has no row to insert."""
+        if inferred is None:
+            return [ColumnPlan(c, c.name, "VARCHAR") for c in staged]
+        index, types = inferred
+        plan, self.new_columns = plan_columns(
+            self.ctx.con, self.name, staged, lambda cols: {c.alias: types[c.alias] for c in cols})
+        self.members[index][1].result.new_columns = list(self.new_columns)
+        self.planned = True
+        return plan
+
     def _errors(self, cur: duckdb.DuckDBPyConnection, paths: list[str]) -> dict[int, list[tuple]]:
         """The scan's rejects per file index, grouped by line as `_Reader._probe` groups them."""
         index = {p: i for i, p in enumerate(paths)}
@@ -641,7 +688,7 @@ class _CsvGroup:
             out.setdefault(index[path], []).append(tuple(err))
         return out
 
-    def _insert(self, cur: duckdb.DuckDBPyConnection, raw: str, aliases: list[str],
+    def _insert(self, cur: duckdb.DuckDBPyConnection, raw: str, plan: list[ColumnPlan],
                 counts: dict[int, tuple[int, int, int]], total: int) -> None:
         ctx, name = self.ctx, self.name
         contiguous = all(hi - lo + 1 == n for n, lo, hi in counts.values())
@@ -654,17 +701,15 @@ class _CsvGroup:
         cur.execute(f"CREATE TABLE {files} (__fi BIGINT, __start BIGINT, __src_file VARCHAR, __src_version VARCHAR, "
                     f"__landing VARCHAR)")
         cur.execute(f"INSERT INTO {files} VALUES {', '.join(rows)}")
-        staged = [StagedColumn(a, n) for a, n in zip(aliases, self.cols, strict=True)]
-        sample = f"SELECT * FROM {raw} WHERE __fi = (SELECT min(__fi) FROM {raw})"  # types from the first file, as before
-        plan, self.members[0][1].result.new_columns = plan_columns(
-            ctx.con, name, staged, lambda c: infer_types(cur, sample, None, c))
         # rowid is the position in the scan; a file's rows are contiguous and in file order
         rn = ("r.rowid - f.__start + 1" if contiguous
               else "row_number() OVER (PARTITION BY r.__fi ORDER BY r.rowid)")
-        staging = (f"SELECT {', '.join(f'r.{a}' for a in aliases)}, {rn} AS __rn, f.__src_file, f.__src_version, "
-                   f"f.__landing FROM {raw} AS r JOIN {files} AS f USING (__fi)")
+        values = ", ".join(f"r.__v{i}" for i in range(len(plan)))
+        staging = (f"SELECT {values}, r.__rescued, {rn} AS __rn, f.__src_file, f.__src_version, f.__landing "
+                   f"FROM {raw} AS r JOIN {files} AS f USING (__fi)")
         meta = {"_source_file": "__src_file", "_source_version": "__src_version", "_landing_key": "__landing"}
-        inserted = int(run(ctx.con, insert_sql(name, plan, staging, meta), base_params(ctx, name)).fetchall()[0][0])
+        sql = insert_sql(name, plan, staging, meta, typed=True)
+        inserted = int(run(ctx.con, sql, base_params(ctx, name)).fetchall()[0][0])
         if inserted != total:  # never lose rows silently: stop the run (nothing is committed)
             raise SourceError(f"source {name}: loaded {inserted} rows but the staged files hold {total}; "
                               "nothing of this run was written", hint="report this; meanwhile move the files out")
