@@ -137,3 +137,51 @@ def test_lookups_and_silver_from_silver_in_one_run(lab_factory):
     assert lab.rows("SELECT id, company FROM lake.silver.orders") == [(1, "Acme")]
     assert [(q[0], q[1]["company_id"]) for q in lab.quarantine("orders")] == [(["lookup:company"], "99")]
     assert results["orders"].details["lookup_unmatched"] == {"company": 1}
+
+
+def test_the_stage_is_a_parquet_file_only_for_types_it_keeps_exactly(lab_factory, monkeypatch):
+    """The stage is read back from Parquet (parallel) unless a column type would not come back exactly
+    (INTERVAL keeps milliseconds only, HUGEINT becomes DOUBLE): those stay a temp table, values intact. Stage
+    files go when the step ends; a killed run's file is swept by the next run."""
+    import datetime as dt
+    from decimal import Decimal
+
+    import airduck.silver.build as build
+
+    lab = lab_factory({
+        "plain": {"from": "orders", "columns": {"id": {"type": "BIGINT"}, "amount": {"type": "DECIMAL(12,2)"},
+                                                "at": {"type": "TIMESTAMP"}}},
+        "exact": {"from": "orders", "columns": {"id": {"type": "BIGINT"}, "big": {"type": "HUGEINT"},
+                                                "span": {"type": "INTERVAL"}}},
+    })
+    folder = lab.project.state_dir / build.STAGE_DIR
+    seen: dict[str, tuple[set[str], list[str]]] = {}
+    measure = build._measure
+
+    def spy(con, plan, result):
+        kinds = {r[0] for r in con.execute(
+            "SELECT 'view' FROM duckdb_views() WHERE view_name = '__ad_stage' "
+            "UNION ALL SELECT 'table' FROM duckdb_tables() WHERE table_name = '__ad_stage'").fetchall()}
+        seen[plan.name] = (kinds, sorted(p.name for p in folder.glob("*.parquet")))
+        return measure(con, plan, result)
+
+    monkeypatch.setattr(build, "_measure", spy)
+    folder.mkdir(parents=True, exist_ok=True)
+    stale = folder / "stage-999999999-deadbeef.parquet"  # no such process
+    stale.write_bytes(b"left by a killed run")
+    cols = {"id": V, "amount": V, "at": V, "big": V, "span": V}
+    lab.bronze("orders", cols, [
+        {"id": "1", "amount": "1.25", "at": "2024-01-02 03:04:05.123456",
+         "big": "170141183460469231731687303715884105727", "span": "1 day 00:00:00.123456"},
+        {"id": "2", "amount": "oops", "at": "2024-01-02", "big": "-5", "span": "2 hours"},
+    ])
+    lab.run()
+    assert seen["plain"][0] == {"view"} and len(seen["plain"][1]) == 1 and stale.name not in seen["plain"][1]
+    assert seen["exact"][0] == {"table"}
+    assert not stale.exists() and list(folder.glob("*.parquet")) == []
+    assert lab.rows('SELECT id, amount, "at" FROM lake.silver.plain') == [
+        (1, Decimal("1.25"), dt.datetime(2024, 1, 2, 3, 4, 5, 123456))]
+    assert [r for r, _ in lab.quarantine("plain")] == [["cast:amount"]]
+    assert lab.rows("SELECT id, big, span FROM lake.silver.exact ORDER BY id") == [
+        (1, 170141183460469231731687303715884105727, dt.timedelta(days=1, microseconds=123456)),
+        (2, -5, dt.timedelta(hours=2))]

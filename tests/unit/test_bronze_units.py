@@ -76,6 +76,20 @@ def test_infer_types_on_real_duckdb() -> None:
     assert infer_types(con, big, None, [StagedColumn("n", "n")]) == {"n": "VARCHAR"}  # too big for BIGINT: exact text
 
 
+def test_infer_types_looks_past_the_first_records() -> None:
+    """The first pass rules candidates out on the first records only: what comes later still counts."""
+    con = duckdb.connect()
+    rel = ("SELECT CASE WHEN i < 3000 THEN NULL ELSE CAST(i AS VARCHAR) END AS late, "
+           "CASE WHEN i = 2500 THEN 'n/a' ELSE CAST(i AS VARCHAR) END AS spoilt, "
+           "CAST(i AS VARCHAR) AS num, CASE WHEN i = 60000 THEN 'x' ELSE '1.5' END AS beyond "
+           "FROM range(70000) t(i)")
+    cols = [StagedColumn(c, c) for c in ("late", "spoilt", "num", "beyond")]
+    assert infer_types(con, rel, None, cols) == {
+        "late": "BIGINT", "spoilt": "VARCHAR", "num": "BIGINT",
+        "beyond": "DOUBLE",  # past the 50,000-record sample
+    }
+
+
 def test_json_path_reaches_any_key() -> None:
     keys = ["$ref", 'q"k', "back\\slash", "a.b", "ünï", "/x"]
     doc = {k: i for i, k in enumerate(keys)}

@@ -265,37 +265,55 @@ def plan_columns(
     return plan, new_names
 
 
-def inference_sql(relation: str, cols: Sequence[StagedColumn], sample: int = INFER_SAMPLE_ROWS) -> str:
-    """One aggregate over the first `sample` records: per column, the non-blank count and per candidate the misses."""
+#: the first pass of the inference: a candidate type that a value of the first records misses is out
+INFER_PROBE_ROWS = 1_000
+
+
+def inference_sql(relation: str, checks: Sequence[tuple[StagedColumn, Sequence[str]]],
+                  sample: int = INFER_SAMPLE_ROWS) -> str:
+    """One aggregate over the first `sample` records: per column, the non-blank count and, per candidate type
+    named in its check list, the number of non-blank values that miss it."""
+    conds = dict(_CANDIDATES)
     exprs = ["count(*)"]
-    for col in cols:
+    for col, types in checks:
         v = f"nullif(trim({quote_ident(col.alias)}), '')"
         exprs.append(f"count({v})")
-        for _type, cond in _CANDIDATES:
-            exprs.append(f"count({v}) FILTER (WHERE NOT coalesce({cond.replace('{v}', v)}, false))")
+        for type_ in types:
+            exprs.append(f"count({v}) FILTER (WHERE NOT coalesce({conds[type_].replace('{v}', v)}, false))")
     return f"SELECT {', '.join(exprs)} FROM (SELECT * FROM ({relation}) AS __r LIMIT {int(sample)}) AS __s"
+
+
+def _misses(con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, Any] | None,
+            checks: Sequence[tuple[StagedColumn, Sequence[str]]], sample: int) -> dict[str, tuple[int, list[str]]]:
+    """{alias: (non-blank count, the candidates of its check list that no sampled value misses)}."""
+    row = run(con, inference_sql(relation, checks, sample), params).fetchall()[0]
+    out: dict[str, tuple[int, list[str]]] = {}
+    i = 1
+    for col, types in checks:
+        misses = row[i + 1 : i + 1 + len(types)]
+        out[col.alias] = (int(row[i] or 0), [t for t, miss in zip(types, misses, strict=True) if miss == 0])
+        i += 1 + len(types)
+    return out
 
 
 def infer_types(
     con: duckdb.DuckDBPyConnection, relation: str, params: dict[str, Any] | None, cols: Sequence[StagedColumn],
 ) -> dict[str, str]:
-    """{alias: DuckDB type} for text columns: the first candidate every sampled non-blank value fits, else VARCHAR."""
+    """{alias: DuckDB type} for text columns: the first candidate every sampled non-blank value fits, else VARCHAR.
+
+    Two passes: the first records rule out most candidates cheaply (a name is no number), then only the ones
+    left are checked on the whole sample (54 regex checks per record cost 1.1 s per 50,000 records).
+    """
     if not cols:
         return {}
-    row = run(con, inference_sql(relation, cols), params).fetchall()[0]
+    every = [t for t, _ in _CANDIDATES]
+    probe = _misses(con, relation, params, [(c, every) for c in cols], min(INFER_PROBE_ROWS, INFER_SAMPLE_ROWS))
+    left = [(c, probe[c.alias][1]) for c in cols if probe[c.alias][1]]
+    full = _misses(con, relation, params, left, INFER_SAMPLE_ROWS) if left else {}
     out: dict[str, str] = {}
-    i = 1
     for col in cols:
-        nonblank = row[i]
-        misses = row[i + 1 : i + 1 + len(_CANDIDATES)]
-        i += 1 + len(_CANDIDATES)
-        chosen = "VARCHAR"
-        if nonblank:
-            for (type_, _), miss in zip(_CANDIDATES, misses, strict=True):
-                if miss == 0:
-                    chosen = type_
-                    break
-        out[col.alias] = chosen
+        nonblank, fits = full.get(col.alias, (0, []))
+        out[col.alias] = fits[0] if nonblank and fits else "VARCHAR"
     return out
 
 

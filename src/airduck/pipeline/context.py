@@ -19,7 +19,8 @@ class RunContext:
 
     `con` has the lake attached as `lake` (and in use) and an OPEN transaction that the runner commits
     at the end of the run (write-audit-publish): steps must not BEGIN/COMMIT/ROLLBACK themselves, and
-    must not write anything outside the lake except idempotent, content-addressed copies to the landing zone.
+    must not write anything outside the lake except idempotent, content-addressed copies to the landing zone
+    and scratch files under the project's `.airduck/` that they remove when they end (staged silver rows).
     """
 
     project: Project
