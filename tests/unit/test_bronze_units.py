@@ -170,3 +170,33 @@ def test_typed_values_parse_text_strictly(target: str) -> None:
         f"FROM (SELECT *, {strict} AS x FROM (SELECT *, nullif(trim(c0), '') AS tr FROM t)) ORDER BY n").fetchall()
     assert got == want
     assert any(r[1] is not None for r in got) and any(r[2] is not None for r in got)  # both kinds are exercised
+
+
+def test_files_are_landed_ahead_in_order_and_errors_surface_in_turn() -> None:
+    """Landing runs on two threads ahead of the reader, yet files come out in their order, no more than two
+    are started before they are used, and a failure surfaces when its file's turn comes."""
+    import threading
+    import time
+
+    from airduck.bronze.files import _ahead
+
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def land(i: int) -> int:
+        with lock:
+            started.append(i)
+        time.sleep(0.02 * (5 - i % 5))  # later files finish first
+        if i == 6:
+            raise ValueError("file 6 is broken")
+        return i * 10
+
+    gen = _ahead(land, list(range(10)), 2)
+    got = []
+    with pytest.raises(ValueError, match="file 6"):
+        for x in gen:
+            got.append(x)
+            with lock:
+                assert len(started) <= len(got) + 2  # bounded look-ahead
+    assert got == [0, 10, 20, 30, 40, 50]
+    assert max(started) <= 8  # never ran far past the failure

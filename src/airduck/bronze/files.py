@@ -32,13 +32,15 @@ import glob as globlib
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
 import tempfile
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,6 +87,7 @@ _RESERVED_OPTIONS = frozenset({
 _OPTION_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _LINE_DELIM = "\x1f"  # never in valid JSON text (control characters must be escaped): a JSON line is one field
 _CHUNK = 1024 * 1024
+_DIGEST_CHUNK = 4 * 1024 * 1024  # read into one buffer: no new bytes object per chunk
 _MAX_LINE_FIXES = 10_000  # beyond this many undecodable lines, NDJSON rows keep the reader's ordinal
 _REJ = "__airduck_rej"  # the probe's rejects table (temp, on the probe connection)
 T = TypeVar("T")
@@ -220,11 +223,13 @@ def _digest(path: Path, count: bytes | None) -> tuple[str, int]:
     """The sha256 of a file and how often the byte `count` occurs in it (0 when `count` is None)."""
     h = hashlib.sha256()
     n = 0
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
+    buf = bytearray(_DIGEST_CHUNK)
+    view = memoryview(buf)
+    with path.open("rb", buffering=0) as f:
+        while got := f.readinto(buf):
+            h.update(view[:got])
             if count is not None:
-                n += chunk.count(count)
+                n += buf.count(count, 0, got)
     return h.hexdigest(), n
 
 
@@ -360,6 +365,7 @@ def ingest_files(ctx: RunContext, name: str, cfg: FilesSource) -> StepResult:
             group.clear()
             group_bytes = 0
 
+        todo: list[tuple[int, Candidate, state.FileState | None, str, bytes | bool]] = []
         for i, cand in enumerate(candidates, 1):
             prev = previous.get(cand.path)
             if prev is not None and prev.size == cand.size and cand.etag is not None and prev.etag == cand.etag:
@@ -367,20 +373,27 @@ def ingest_files(ctx: RunContext, name: str, cfg: FilesSource) -> StepResult:
                 continue
             fmt = file_format(cfg, cand.path)
             key = landing_key(name, ctx.run_id, cand.rel, keys)
-            landed = _land(ctx, name, cand, prev, Path(tmp), i, key, _group_quote(cfg, opts, fmt, cand.path))
-            if landed is None:
-                skipped += 1
-                continue
             keys.add(key)
-            if landed.groupable and ctx.staged_bytes + group_bytes + landed.size <= STAGE_RUN_BYTES:
-                if group and group_bytes + landed.size > STAGE_BYTES:
-                    flush()
-                group.append(landed)
-                group_bytes += landed.size
-                continue
-            flush()  # keep the files in order
-            results.append(_read_one(ctx, name, cfg, opts, landed, Path(tmp)))
-            reporter.advance("bronze", table, rows=results[-1].rows, done=len(results))
+            todo.append((i, cand, prev, key, _group_quote(cfg, opts, fmt, cand.path)))
+
+        def land(item: tuple[int, Candidate, state.FileState | None, str, bytes | bool]) -> Landed | None:
+            i, cand, prev, key, quote = item
+            return _land(ctx, name, cand, prev, Path(tmp), i, key, quote)
+
+        with contextlib.closing(_ahead(land, todo, LAND_AHEAD)) as landed_files:  # stop the pool on errors
+            for landed in landed_files:
+                if landed is None:
+                    skipped += 1
+                    continue
+                if landed.groupable and ctx.staged_bytes + group_bytes + landed.size <= STAGE_RUN_BYTES:
+                    if group and group_bytes + landed.size > STAGE_BYTES:
+                        flush()
+                    group.append(landed)
+                    group_bytes += landed.size
+                    continue
+                flush()  # keep the files in order
+                results.append(_read_one(ctx, name, cfg, opts, landed, Path(tmp)))
+                reporter.advance("bronze", table, rows=results[-1].rows, done=len(results))
         flush()
     ensure_meta_only_table(con, name)
     rows = sum(r.rows for r in results)
@@ -401,6 +414,34 @@ def ingest_files(ctx: RunContext, name: str, cfg: FilesSource) -> StepResult:
         layer="bronze", table=table, status=status, rows_in=rows + rejects, rows_out=rows,
         rows_rejected=rejects, files=len(results), details=details,
     )
+
+
+#: files landed (copied, hashed) at once, ahead of the one being read: the copy and the hash of one file take
+#: about one core, so two at once use both cores (10 files / 1 GB: 2.8 s one at a time)
+LAND_AHEAD = 2
+
+
+def _ahead(fn: Callable[[Any], T], items: list[Any], ahead: int) -> Iterator[T]:
+    """fn(item) for each item, in order, computed on `ahead` threads up to `ahead` items before they are used."""
+    if ahead <= 1 or len(items) <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="airduck-land") as pool:
+        pending: deque[Future[T]] = deque()
+        rest = iter(items)
+        try:
+            for item in itertools.islice(rest, ahead):
+                pending.append(pool.submit(fn, item))
+            while pending:
+                done = pending.popleft().result()
+                nxt = next(rest, None)
+                if nxt is not None:
+                    pending.append(pool.submit(fn, nxt))
+                yield done
+        finally:
+            for fut in pending:
+                fut.cancel()
 
 
 def _rescued_count(con: duckdb.DuckDBPyConnection, name: str, load_id: str) -> int:
