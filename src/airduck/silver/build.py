@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -232,7 +233,7 @@ def _materialize(ctx: RunContext, plan: Plan, stage_sql: str, params: dict[str, 
     DuckDB reads a table written in the open transaction (a temp table) on ONE thread, so writing silver from a
     temp stage took 6.3 s for 10M rows on 2 cores; from the Parquet copy 3.1 s, for 1.3 s more to write it
     (the stage itself is computed in parallel either way). The file goes when the step ends (`scratch`); files
-    of killed runs are swept by the next one. A stage with a type Parquet does not give back exactly stays a
+    of killed runs are swept by a later one (see _sweep). A stage with a type Parquet does not give back exactly stays a
     temp table.
     """
     con = ctx.con
@@ -248,12 +249,16 @@ def _materialize(ctx: RunContext, plan: Plan, stage_sql: str, params: dict[str, 
     con.execute(f"CREATE OR REPLACE TEMP VIEW __ad_stage AS SELECT * FROM read_parquet({quote_literal(str(path))})")
 
 
-def _sweep(folder: Path) -> None:
-    """Remove the stage files of processes that are gone (killed mid-run)."""
+def _sweep(folder: Path, min_age: float = 3600.0) -> None:
+    """Remove the stage files of runs that are gone: the process that wrote one is not alive here and the file
+    is over an hour old (a project folder shared between machines may hold a live run's file)."""
+    now = time.time()
     for path in folder.glob("stage-*.parquet"):
         try:
             pid = int(path.name.split("-")[1])
-        except (IndexError, ValueError):
+            if now - path.stat().st_mtime < min_age:
+                continue
+        except (IndexError, ValueError, OSError):
             continue
         try:
             os.kill(pid, 0)
