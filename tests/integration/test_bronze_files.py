@@ -214,6 +214,8 @@ def test_a_file_the_group_scan_cannot_read_is_read_on_its_own_and_the_others_sti
     assert query(root, "SELECT _line_number, _raw FROM bronze.t__rejects") == [(4, "5,r,extra")]
     assert query(root, "SELECT regexp_extract(path, '[0-9][.]csv'), rows, rejects FROM airduck.bronze_files "
                        "ORDER BY 1") == [("1.csv", 2, 0), ("2.csv", 3, 1), ("3.csv", 2, 0)]
+    # the group's plan added the columns before its scan failed: the step still reports them as new
+    assert result.details["new_columns"] == ["a", "b"]
 
 
 def test_a_quote_open_to_the_end_of_a_file_is_rejected_also_among_many_files(local_projects) -> None:

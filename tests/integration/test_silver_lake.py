@@ -145,14 +145,15 @@ def test_the_stage_is_a_parquet_file_only_for_types_it_keeps_exactly(lab_factory
     files go when the step ends; a killed run's file is swept by the next run."""
     import datetime as dt
     import os
-    import time
     from decimal import Decimal
 
     import airduck.silver.build as build
 
     lab = lab_factory({
-        "plain": {"from": "orders", "columns": {"id": {"type": "BIGINT"}, "amount": {"type": "DECIMAL(12,2)"},
-                                                "at": {"type": "TIMESTAMP"}}},
+        "plain": {"from": "orders", "columns": {
+            "id": {"type": "BIGINT"}, "amount": {"type": "DECIMAL(12,2)"}, "at": {"type": "TIMESTAMP"},
+            "tz": {"type": "TIMESTAMPTZ"}, "tm": {"type": "TIME"}, "u": {"type": "UUID"}, "j": {"type": "JSON"},
+            "b": {"type": "BLOB"}, "f": {"type": "DOUBLE"}}},
         "exact": {"from": "orders", "columns": {"id": {"type": "BIGINT"}, "big": {"type": "HUGEINT"},
                                                 "span": {"type": "INTERVAL"}}},
     })
@@ -169,25 +170,32 @@ def test_the_stage_is_a_parquet_file_only_for_types_it_keeps_exactly(lab_factory
 
     monkeypatch.setattr(build, "_measure", spy)
     folder.mkdir(parents=True, exist_ok=True)
-    stale = folder / "stage-999999999-deadbeef.parquet"  # no such process
+    stale = folder / "stage-dead.parquet"  # a killed run's: its lock file is held by nobody
     stale.write_bytes(b"left by a killed run")
-    recent = folder / "stage-999999998-cafecafe.parquet"  # as old as a live run's file on another machine
-    recent.write_bytes(b"maybe in use")
-    os.utime(stale, (time.time() - 7200, time.time() - 7200))
-    cols = {"id": V, "amount": V, "at": V, "big": V, "span": V}
+    stale.with_suffix(".lock").touch()
+    live = folder / "stage-live.parquet"  # a running step's (another process, another machine): lock held
+    live.write_bytes(b"in use")
+    held = build._hold(live.with_suffix(".lock"))
+    cols = {"id": V, "amount": V, "at": V, "big": V, "span": V, "tz": V, "tm": V, "u": V, "j": V, "b": V, "f": V}
+    one = {"tz": "2024-01-02 03:04:05.123456+02", "tm": "03:04:05.123456", "u": "00000000-0000-0000-0000-00000000002a",
+           "j": '{"a": [1, 2.5, null]}', "b": "\\x00\\xFFab", "f": "-inf"}
     lab.bronze("orders", cols, [
         {"id": "1", "amount": "1.25", "at": "2024-01-02 03:04:05.123456",
-         "big": "170141183460469231731687303715884105727", "span": "1 day 00:00:00.123456"},
+         "big": "170141183460469231731687303715884105727", "span": "1 day 00:00:00.123456", **one},
         {"id": "2", "amount": "oops", "at": "2024-01-02", "big": "-5", "span": "2 hours"},
     ])
     lab.run()
+    os.close(held)
     assert seen["plain"][0] == {"view"} and stale.name not in seen["plain"][1]
-    assert len([n for n in seen["plain"][1] if n != recent.name]) == 1
+    assert len([n for n in seen["plain"][1] if n != live.name]) == 1
     assert seen["exact"][0] == {"table"}
-    assert not stale.exists() and recent.exists()
-    assert [p.name for p in folder.glob("*.parquet")] == [recent.name]  # the stage files went with their steps
-    assert lab.rows('SELECT id, amount, "at" FROM lake.silver.plain') == [
-        (1, Decimal("1.25"), dt.datetime(2024, 1, 2, 3, 4, 5, 123456))]
+    assert not stale.exists() and not stale.with_suffix(".lock").exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["stage-live.lock", "stage-live.parquet"]  # ours are gone
+    want = lab.rows("SELECT CAST(? AS TIMESTAMPTZ), CAST(? AS TIME), CAST(? AS UUID), CAST(? AS JSON), CAST(? AS BLOB), "
+                    "CAST(? AS DOUBLE)", [one["tz"], one["tm"], one["u"], one["j"], one["b"], one["f"]])[0]
+    assert lab.rows('SELECT id, amount, "at", tz, tm, u, j, b, f FROM lake.silver.plain') == [
+        (1, Decimal("1.25"), dt.datetime(2024, 1, 2, 3, 4, 5, 123456), *want)]
+    assert want[4] == b"\x00\xffab" and want[5] == float("-inf")
     assert [r for r, _ in lab.quarantine("plain")] == [["cast:amount"]]
     assert lab.rows("SELECT id, big, span FROM lake.silver.exact ORDER BY id") == [
         (1, 170141183460469231731687303715884105727, dt.timedelta(days=1, microseconds=123456)),

@@ -182,10 +182,13 @@ def test_files_are_landed_ahead_in_order_and_errors_surface_in_turn() -> None:
 
     started: list[int] = []
     lock = threading.Lock()
+    both = threading.Barrier(2, timeout=10)  # files 0 and 1 must be landed at the same time
 
     def land(i: int) -> int:
         with lock:
             started.append(i)
+        if i < 2:
+            both.wait()
         time.sleep(0.02 * (5 - i % 5))  # later files finish first
         if i == 6:
             raise ValueError("file 6 is broken")

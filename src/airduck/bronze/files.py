@@ -634,6 +634,14 @@ def _rejects_by_line() -> str:
             "GROUP BY s.file_path, e.line ORDER BY s.file_path, e.line")
 
 
+class _SampleFailed(Exception):
+    """The type sample could not be read (on the cursor, before the table was touched)."""
+
+    def __init__(self, error: duckdb.Error) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _CsvGroup:
     """CSV files with the same header read by ONE parallel DuckDB scan into an in-memory staging database.
 
@@ -652,7 +660,9 @@ class _CsvGroup:
         self.new_columns: list[str] = []
 
     def load(self) -> bool:
-        """Load the group into bronze; False (nothing written) if DuckDB cannot scan one of its files."""
+        """Load the group into bronze; False if DuckDB cannot scan one of its files: then no row was written,
+        but columns new to bronze may have been added already (the files are read one by one next, and the
+        columns stay even if every line of every file is rejected)."""
         first = self.members[0][1]
         aliases = [f"c{i}" for i in range(len(self.cols))]
         raw = f"{self.db}.main.raw"
@@ -661,11 +671,15 @@ class _CsvGroup:
         staged = [StagedColumn(a, n) for a, n in zip(aliases, self.cols, strict=True)]
         with contextlib.closing(self.ctx.con.cursor()) as cur:
             try:
-                inferred = self._infer(cur, staged, paths)
+                sample = self._sample(cur, paths)
             except duckdb.Error as exc:
                 first._config_error(exc)
                 return False
-            plan = self._plan(staged, inferred)
+            try:
+                plan = self._plan(cur, staged, sample)
+            except _SampleFailed as exc:
+                first._config_error(exc.error)
+                return False
             # Attached only now: the run's transaction sees the staged tables only if its first look at this
             # database (any information_schema query looks at every database) comes after they were committed.
             cur.execute(f"ATTACH ':memory:' AS {self.db}")
@@ -697,26 +711,33 @@ class _CsvGroup:
                 with contextlib.suppress(duckdb.Error):
                     cur.execute(f"DETACH {self.db}")
 
-    def _infer(self, cur: duckdb.DuckDBPyConnection, staged: list[StagedColumn],
-               paths: list[str]) -> tuple[int, dict[str, str]] | None:
-        """(member index, {alias: type}) from the first records of the first file that has any; None if none has
-        a readable record. Runs on the cursor only (an error here fails the scan, not the run)."""
+    def _sample(self, cur: duckdb.DuckDBPyConnection, paths: list[str]) -> tuple[int, str, str] | None:
+        """(member index, sample relation, its path) of the first file that has a readable record; None if none
+        has. Runs on the cursor only (an error here fails the scan, not the run)."""
         tag = uuid.uuid4().hex[:10]  # the samples' rejects are thrown away with the cursor (the scan finds them)
         for i, (path, (_landed, reader)) in enumerate(zip(paths, self.members, strict=True)):
             sample = (f"SELECT * FROM {reader.csv_scan('$path', len(self.cols), self.fmt)}, store_rejects=true, "
                       f"rejects_table='__airduck_sj_{tag}', rejects_scan='__airduck_ss_{tag}')")
             if run(cur, f"SELECT count(*) FROM (SELECT 1 FROM ({sample}) LIMIT 1)", {"path": path}).fetchall()[0][0]:
-                return i, infer_types(cur, sample, {"path": path}, staged)
+                return i, sample, path
         return None
 
-    def _plan(self, staged: list[StagedColumn], inferred: tuple[int, dict[str, str]] | None) -> list[ColumnPlan]:
-        """The bronze columns (new ones added to the table in the run's transaction). Without a readable record,
-        a text plan that leaves the table alone (`self.planned` False): such a scan has no row to insert."""
-        if inferred is None:
+    def _plan(self, cur: duckdb.DuckDBPyConnection, staged: list[StagedColumn],
+              sample: tuple[int, str, str] | None) -> list[ColumnPlan]:
+        """The bronze columns; new ones are added to the table in the run's transaction, their types inferred
+        from the sample on the cursor (only when there are new columns). Without a readable record, a text plan
+        that leaves the table alone (`self.planned` False): such a scan has no row to insert."""
+        if sample is None:
             return [ColumnPlan(c, c.name, "VARCHAR") for c in staged]
-        index, types = inferred
-        plan, self.new_columns = plan_columns(
-            self.ctx.con, self.name, staged, lambda cols: {c.alias: types[c.alias] for c in cols})
+        index, relation, path = sample
+
+        def infer(cols: list[StagedColumn]) -> dict[str, str]:
+            try:
+                return infer_types(cur, relation, {"path": path}, cols)
+            except duckdb.Error as exc:  # on the cursor, before the table is touched: read file by file
+                raise _SampleFailed(exc) from exc
+
+        plan, self.new_columns = plan_columns(self.ctx.con, self.name, staged, infer)
         self.members[index][1].result.new_columns = list(self.new_columns)
         self.planned = True
         return plan

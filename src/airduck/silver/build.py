@@ -21,9 +21,9 @@ column IS NOT DISTINCT FROM the stored row) are not rewritten at all.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from typing import Any
 import duckdb
 
 from airduck.config.secrets import redact
-from airduck.errors import QualityGateFailed, RuleError
+from airduck.errors import QualityGateFailed, RuleError, StorageError
 from airduck.lake.catalog import TableRef, columns, table_exists
 from airduck.lake.commit import is_conflict
 from airduck.lake.connection import quote_literal
@@ -149,8 +149,7 @@ def build_silver(ctx: RunContext, name: str, rule: SilverTable) -> StepResult:
                                 else f"DROP TABLE IF EXISTS {temp}")
             except duckdb.Error:  # the transaction is aborted; the runner rolls it back (temp tables too)
                 pass
-        for path in scratch:
-            path.unlink(missing_ok=True)
+        _release(scratch)
 
 
 def _build(ctx: RunContext, plan: Plan, scratch: list[Path]) -> StepResult:
@@ -232,40 +231,74 @@ def _materialize(ctx: RunContext, plan: Plan, stage_sql: str, params: dict[str, 
 
     DuckDB reads a table written in the open transaction (a temp table) on ONE thread, so writing silver from a
     temp stage took 6.3 s for 10M rows on 2 cores; from the Parquet copy 3.1 s, for 1.3 s more to write it
-    (the stage itself is computed in parallel either way). The file goes when the step ends (`scratch`); files
-    of killed runs are swept by a later one (see _sweep). A stage with a type Parquet does not give back exactly stays a
-    temp table.
+    (the stage itself is computed in parallel either way). The file goes when the step ends (`scratch`); a
+    lock file held while it is in use lets a later run sweep the files of killed runs. A stage with a type
+    Parquet does not give back exactly stays a temp table.
     """
     con = ctx.con
     if not _parquet_exact(plan):
         _run(con, f"CREATE OR REPLACE TEMP TABLE __ad_stage AS {stage_sql}", params)
         return
     folder = ctx.project.state_dir / STAGE_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    _sweep(folder)
-    path = folder / f"stage-{os.getpid()}-{uuid.uuid4().hex[:12]}.parquet"
-    scratch.append(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _sweep(folder)
+        path = folder / f"stage-{uuid.uuid4().hex}.parquet"
+        lock = _hold(path.with_suffix(".lock"))
+    except OSError as exc:
+        raise StorageError(f"cannot write the silver stage under {folder}: {exc.strerror or exc}",
+                           hint="free disk space or fix the permissions of the project's .airduck folder") from None
+    scratch += [path, path.with_suffix(".lock")]
+    _LOCKS[path] = lock
     _run(con, f"COPY ({stage_sql}) TO {quote_literal(str(path))} (FORMAT parquet)", params)
     con.execute(f"CREATE OR REPLACE TEMP VIEW __ad_stage AS SELECT * FROM read_parquet({quote_literal(str(path))})")
 
 
-def _sweep(folder: Path, min_age: float = 3600.0) -> None:
-    """Remove the stage files of runs that are gone: the process that wrote one is not alive here and the file
-    is over an hour old (a project folder shared between machines may hold a live run's file)."""
-    now = time.time()
-    for path in folder.glob("stage-*.parquet"):
-        try:
-            pid = int(path.name.split("-")[1])
-            if now - path.stat().st_mtime < min_age:
-                continue
-        except (IndexError, ValueError, OSError):
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+_LOCKS: dict[Path, int] = {}  # stage file -> the descriptor holding its lock file
+
+
+def _hold(lock: Path) -> int:
+    """Create `lock` and hold an exclusive lock on it (released when the descriptor is closed, or the process dies)."""
+    import fcntl
+
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _release(scratch: list[Path]) -> None:
+    """Remove the step's scratch files and release their locks; never raises (the step's own error matters)."""
+    for path in scratch:
+        fd = _LOCKS.pop(path, None)
+        with contextlib.suppress(OSError):
             path.unlink(missing_ok=True)
-        except OSError:  # alive but not ours to signal
-            pass
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _sweep(folder: Path) -> None:
+    """Remove the stage files of runs that are gone (killed mid-step): their lock file is no longer held."""
+    for lock in folder.glob("stage-*.lock"):
+        try:
+            fd = _hold(lock)
+        except OSError:
+            continue  # held: a running step (here or on another machine sharing the folder)
+        try:
+            with contextlib.suppress(OSError):
+                lock.with_suffix(".parquet").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                lock.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    for stray in folder.glob("stage-*.parquet"):  # a file whose lock file is gone
+        if not stray.with_suffix(".lock").exists():
+            with contextlib.suppress(OSError):
+                stray.unlink(missing_ok=True)
 
 
 def _measure(con: duckdb.DuckDBPyConnection, plan: Plan, result: StepResult) -> None:
