@@ -25,6 +25,7 @@ import contextlib
 import os
 import re
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,7 @@ def build_silver(ctx: RunContext, name: str, rule: SilverTable) -> StepResult:
         ctx.reporter.message(f"{table}: {checked.source} does not exist yet; nothing to build", "warning")
         return StepResult(layer="silver", table=table, status="skipped",
                           details={"reason": f"{checked.source} does not exist yet"})
-    scratch: list[Path] = []
+    scratch: list[_StageFile] = []  # the stage's Parquet file, once written
     try:
         return _build(ctx, plan, scratch)
     except duckdb.Error as exc:
@@ -149,10 +150,11 @@ def build_silver(ctx: RunContext, name: str, rule: SilverTable) -> StepResult:
                                 else f"DROP TABLE IF EXISTS {temp}")
             except duckdb.Error:  # the transaction is aborted; the runner rolls it back (temp tables too)
                 pass
-        _release(scratch)
+        for stage_file in scratch:
+            stage_file.release()
 
 
-def _build(ctx: RunContext, plan: Plan, scratch: list[Path]) -> StepResult:
+def _build(ctx: RunContext, plan: Plan, scratch: list[_StageFile]) -> StepResult:
     con, rule = ctx.con, plan.rule
     target, quarantine = plan.checked.target, plan.checked.quarantine
     table = target.qualified
@@ -226,7 +228,8 @@ def _parquet_exact(plan: Plan) -> bool:
     return True
 
 
-def _materialize(ctx: RunContext, plan: Plan, stage_sql: str, params: dict[str, Any], scratch: list[Path]) -> None:
+def _materialize(ctx: RunContext, plan: Plan, stage_sql: str, params: dict[str, Any],
+                 scratch: list[_StageFile]) -> None:
     """Compute the stage once, as `temp.main.__ad_stage`: a view over a Parquet file under `.airduck/stage/`.
 
     DuckDB reads a table written in the open transaction (a temp table) on ONE thread, so writing silver from a
@@ -244,17 +247,28 @@ def _materialize(ctx: RunContext, plan: Plan, stage_sql: str, params: dict[str, 
         folder.mkdir(parents=True, exist_ok=True)
         _sweep(folder)
         path = folder / f"stage-{uuid.uuid4().hex}.parquet"
-        lock = _hold(path.with_suffix(".lock"))
+        scratch.append(_StageFile(path, _hold(path.with_suffix(".lock"))))
     except OSError as exc:
         raise StorageError(f"cannot write the silver stage under {folder}: {exc.strerror or exc}",
                            hint="free disk space or fix the permissions of the project's .airduck folder") from None
-    scratch += [path, path.with_suffix(".lock")]
-    _LOCKS[path] = lock
     _run(con, f"COPY ({stage_sql}) TO {quote_literal(str(path))} (FORMAT parquet)", params)
     con.execute(f"CREATE OR REPLACE TEMP VIEW __ad_stage AS SELECT * FROM read_parquet({quote_literal(str(path))})")
 
 
-_LOCKS: dict[Path, int] = {}  # stage file -> the descriptor holding its lock file
+@dataclass
+class _StageFile:
+    """A stage Parquet file and the descriptor that holds its lock file while the step uses it."""
+
+    path: Path
+    lock_fd: int
+
+    def release(self) -> None:
+        """Remove the file and its lock file; never raises (the step's own error matters)."""
+        for path in (self.path, self.path.with_suffix(".lock")):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.close(self.lock_fd)
 
 
 def _hold(lock: Path) -> int:
@@ -270,17 +284,6 @@ def _hold(lock: Path) -> int:
     return fd
 
 
-def _release(scratch: list[Path]) -> None:
-    """Remove the step's scratch files and release their locks; never raises (the step's own error matters)."""
-    for path in scratch:
-        fd = _LOCKS.pop(path, None)
-        with contextlib.suppress(OSError):
-            path.unlink(missing_ok=True)
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
 def _sweep(folder: Path) -> None:
     """Remove the stage files of runs that are gone (killed mid-step): their lock file is no longer held."""
     for lock in folder.glob("stage-*.lock"):
@@ -288,13 +291,7 @@ def _sweep(folder: Path) -> None:
             fd = _hold(lock)
         except OSError:
             continue  # held: a running step (here or on another machine sharing the folder)
-        try:
-            with contextlib.suppress(OSError):
-                lock.with_suffix(".parquet").unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                lock.unlink(missing_ok=True)
-        finally:
-            os.close(fd)
+        _StageFile(lock.with_suffix(".parquet"), fd).release()
     for stray in folder.glob("stage-*.parquet"):  # a file whose lock file is gone
         if not stray.with_suffix(".lock").exists():
             with contextlib.suppress(OSError):
