@@ -16,7 +16,7 @@ from airduck.events import Reporter
 from airduck.lake import catalog, history, maintenance
 from airduck.lake.catalog import TableRef
 from airduck.lake.connection import data_path, open_lake, storage_settings
-from airduck.lake.sqlguard import check_read_only, lock_down
+from airduck.lake.sqlguard import check_read_only, lake_relations, lock_down, run_with_time_limit
 
 
 @dataclass
@@ -28,6 +28,24 @@ class Check:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix}
+
+
+@dataclass
+class SqlResult:
+    """The answer of `Lakehouse.sql`. Unpacks as ``columns, rows = lh.sql(...)``.
+
+    `truncated` is True when `limit` cut the result (more rows exist); `total` is the number of rows the
+    query returned, when known (always when not truncated; when truncated only if `count_all` was asked).
+    """
+
+    columns: list[str]
+    rows: list[tuple]
+    truncated: bool = False
+    total: int | None = None
+    limit: int | None = None
+
+    def __iter__(self):
+        return iter((self.columns, self.rows))
 
 
 class Lakehouse:
@@ -93,21 +111,29 @@ class Lakehouse:
         rel = self.read(name, at=at, at_time=at_time, limit=n)
         return rel.columns, rel.fetchall()
 
-    def sql(self, query: str, limit: int | None = None) -> tuple[list[str], list[tuple]]:
-        """Run one read-only query in a locked-down session (no writes, no files outside the lake)."""
+    def sql(self, query: str, limit: int | None = None, *, timeout: float | None = None,
+            count_all: bool = False) -> SqlResult:
+        """Run one read-only query in a locked-down session (no writes, no files outside the lake, no secrets).
+
+        `limit`: at most this many rows (None: all; 0: none, the columns only); the result says whether it cut.
+        `timeout`: seconds before the query is interrupted (QueryTimeout); None: the project's
+        `lake.sql_timeout_seconds` (default 300 s), 0: no limit. `count_all`: when the limit cut the result,
+        count the rest of it (streamed once, not kept) so `total` is known; a time limit hit while counting
+        leaves `total` None instead of failing.
+        """
+        if limit is not None and limit < 0:
+            raise SqlError(f"limit must be 0 or more, not {limit}")
+        if timeout is None:
+            timeout = self.project.config.lake.sql_timeout_seconds
+        if timeout is not None and timeout < 0:
+            raise SqlError(f"timeout must be 0 (no limit) or more seconds, not {timeout}")
         con = open_lake(self.project, read_only=True)
         try:
-            check_read_only(con, query)
-            allowed = [data_path(self.project)]
-            lock_down(con, allowed)
-            try:
-                rel = con.sql(query)
-                if rel is None:
-                    raise SqlError("the statement returned no result")
-                rows = rel.fetchmany(limit) if limit else rel.fetchall()
-                return rel.columns, rows
-            except duckdb.Error as exc:
-                raise SqlError(redact(str(exc).splitlines()[0])) from None
+            checked = check_read_only(query, lake_relations(con))
+            lock_down(con, [data_path(self.project)])
+            return run_with_time_limit(con, timeout, lambda: _fetch(con, checked, limit, count_all))
+        except duckdb.Error as exc:
+            raise SqlError(redact(str(exc).splitlines()[0])) from None
         finally:
             con.close()
 
@@ -212,3 +238,25 @@ class Lakehouse:
                 checks.append(Check(f"storage ({label})", False, exc.message,
                                     exc.hint or "run `airduck setup`, check lake.s3 / AWS_* variables"))
         return checks
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, query: str, limit: int | None, count_all: bool) -> SqlResult:
+    """Run `query` once; keep at most `limit` rows and tell whether there were more (one extra row is read)."""
+    rel = con.sql(query)
+    if rel is None:
+        raise SqlError("the statement returned no result")
+    if limit is None:
+        rows = rel.fetchall()
+        return SqlResult(rel.columns, rows, False, len(rows), None)
+    rows = rel.fetchmany(limit + 1)
+    if len(rows) <= limit:
+        return SqlResult(rel.columns, rows, False, len(rows), limit)
+    total: int | None = None
+    if count_all:
+        try:
+            total = len(rows)
+            while chunk := rel.fetchmany(100_000):
+                total += len(chunk)
+        except duckdb.InterruptException:
+            total = None
+    return SqlResult(rel.columns, rows[:limit], True, total, limit)

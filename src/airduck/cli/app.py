@@ -252,15 +252,21 @@ def head(
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="One read-only SELECT; tables as schema.table.")],
-    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 1000,
+    limit: Annotated[int | None, typer.Option(min=0, help="At most this many rows (0: the columns only). "
+                                              "Default: every row with --json; the table shows at most 1,000.")] = None,
+    timeout: Annotated[float | None, typer.Option(min=0, help="Stop the query after this many seconds (0: no limit). "
+                                                  "Default: lake.sql_timeout_seconds of airduck.yml (300).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a read-only SQL query on the lake (writes and file access are refused)."""
-    cols, rows = lakehouse().sql(query, limit=limit)
+    """Run a read-only SQL query on the lake (writes, files, system views and settings are refused)."""
+    shown = limit if as_json else min(limit, render.DISPLAY_ROWS) if limit is not None else render.DISPLAY_ROWS
+    with lakehouse() as lh:  # the table view counts the rows it does not show (one run of the query)
+        result = lh.sql(query, limit=shown, timeout=timeout, count_all=not as_json and shown != limit)
     if as_json:
-        render.print_json(render.rows_as_dicts(cols, rows))
+        render.print_json(render.rows_as_dicts(result.columns, result.rows))
     else:
-        render.table(cols, rows)
+        render.table(result.columns, result.rows)
+    render.sql_cut_note(result, limit, as_json)
 
 
 @app.command()

@@ -16,6 +16,8 @@ from airduck.config.secrets import redact
 
 console = Console()
 err_console = Console(stderr=True)
+#: at most this many rows in a table view (`airduck sql`); --json prints every row
+DISPLAY_ROWS = 1000
 
 
 def _default(value: Any) -> Any:
@@ -62,3 +64,22 @@ def error(message: str) -> None:
 
 def ok(message: str) -> None:
     console.print(f"[green]✓[/green] {message}", highlight=False)
+
+
+def note(message: str) -> None:
+    """A line for people on stderr (stdout stays the answer, e.g. JSON)."""
+    err_console.print(f"[yellow]note:[/yellow] {redact(message)}", highlight=False, soft_wrap=True)
+
+
+def sql_cut_note(result: Any, limit: int | None, as_json: bool) -> None:
+    """Say on stderr when `airduck sql` shows fewer rows than the query returned, and how to get the rest."""
+    if not result.truncated:
+        return
+    shown = len(result.rows)
+    if limit is not None and shown == limit:
+        note(f"{shown:,} row{'s' if shown != 1 else ''} shown (--limit {limit}); the query returned more: "
+             "raise --limit, or drop it" + (" for every row" if as_json else " and use --json for every row"))
+        return
+    total = f"{result.total:,}" if result.total is not None else f"more than {shown:,}"
+    note(f"{shown:,} of {total} rows shown (the table shows at most {DISPLAY_ROWS:,}); "
+         "--json prints every row, --limit N a given number")

@@ -9,6 +9,12 @@ from pydantic import Field, SecretStr
 from airduck.config.base import Model
 
 
+#: time limit of a read-only query (`airduck sql`, `Lakehouse.sql`) unless airduck.yml or `--timeout` says otherwise
+CLI_SQL_TIMEOUT_SECONDS = 300.0
+#: time limit of read-only queries that come over the network (the REST API): stricter than the CLI's
+API_SQL_TIMEOUT_SECONDS = 30.0
+
+
 class S3Config(Model):
     """Connection to an S3-compatible store. Credentials come from here or from AWS_* variables."""
 
@@ -38,3 +44,5 @@ class LakeConfig(Model):
     noncurrent_version_days: int | None = Field(30, ge=1)
     data_inlining_row_limit: int | None = Field(None, ge=0)
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
+    sql_timeout_seconds: float = Field(CLI_SQL_TIMEOUT_SECONDS, ge=0,
+                                       description="time limit of `airduck sql` queries; 0: no limit")

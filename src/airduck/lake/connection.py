@@ -100,6 +100,30 @@ def attach_target(project: Project) -> tuple[str, str]:
     return (f"ducklake:sqlite:{resolved}" if kind == "sqlite" else f"ducklake:{resolved}"), kind
 
 
+CATALOG_SECRET = "airduck_catalog"
+
+
+def split_catalog_password(target: str) -> tuple[str, str | None]:
+    """A `ducklake:postgres:` ATTACH string without its password, and the password (None if it has none).
+
+    The password then goes into a DuckDB secret (`catalog_secret_sql`), so the attach path that
+    `duckdb_databases()` and friends show never holds it. Other targets are returned unchanged.
+    """
+    prefix = "ducklake:postgres:"
+    if not target.startswith(prefix):
+        return target, None
+    from psycopg import conninfo
+
+    try:
+        params = conninfo.conninfo_to_dict(target[len(prefix):])
+    except Exception:  # noqa: BLE001 - libpq cannot parse it: let ATTACH report the error as before
+        return target, None
+    password = params.pop("password", None)
+    if not password:
+        return target, None
+    return prefix + conninfo.make_conninfo(**{k: str(v) for k, v in params.items()}), str(password)
+
+
 def data_path(project: Project) -> str:
     path = project.resolve(project.config.lake.data_path)
     if not path.endswith("/"):
@@ -154,8 +178,11 @@ def open_lake(project: Project, *, read_only: bool = False, threads: int | None 
         path = data_path(project)
         if path.startswith("s3://") or project.config.lake.landing.startswith("s3://"):
             create_s3_secret(con, project)
-        target, _kind = attach_target(project)
+        target, password = split_catalog_password(attach_target(project)[0])
         opts = [f"DATA_PATH {quote_literal(path)}"]
+        if password is not None:  # the password lives in a secret, never in the attach path (readable as SQL)
+            _create_catalog_secret(con, password)
+            opts.append(f"METADATA_PARAMETERS MAP {{'SECRET': {quote_literal(CATALOG_SECRET)}}}")
         if read_only:
             opts.append("READ_ONLY")
         if project.config.lake.data_inlining_row_limit is not None:
@@ -168,6 +195,13 @@ def open_lake(project: Project, *, read_only: bool = False, threads: int | None 
     except BaseException:
         con.close()
         raise
+
+
+def _create_catalog_secret(con: duckdb.DuckDBPyConnection, password: str) -> None:
+    try:
+        con.execute(f"CREATE OR REPLACE SECRET {CATALOG_SECRET} (TYPE postgres, PASSWORD {quote_literal(password)})")
+    except duckdb.Error as exc:
+        raise CatalogError(f"cannot configure the catalog password: {redact(str(exc)).replace(password, '***')}") from None
 
 
 def _attach(con: duckdb.DuckDBPyConnection, statement: str, catalog: str) -> None:
