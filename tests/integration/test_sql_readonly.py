@@ -79,7 +79,7 @@ def test_sql_cannot_read_the_lake_files(projects, lake_combo):
         for query in (f"SELECT count(*) FROM '{files}'", f'SELECT count(*) FROM "{files}"',
                       f"SELECT * FROM bronze.t UNION ALL SELECT * FROM '{files}'",
                       f"WITH x AS (SELECT 1) SELECT count(*) FROM x, '{files}'"):
-            with pytest.raises(SqlError, match="files cannot be read|not a table of the lake"):
+            with pytest.raises(SqlError, match=r"files cannot be read|not a table of the lake"):
                 lh.sql(query)
         assert lh.sql("SELECT count(*) FROM bronze.t").rows == [(50000,)]
 
@@ -97,7 +97,8 @@ def test_sql_checks_without_reading_files(local_projects, tmp_path):
             with pytest.raises(SqlError) as err:
                 lh.sql(query)
             assert "GARBAGE_CONTENT_42" not in str(err.value) and "nowhere_table_42" not in str(err.value)
-        assert "PRAGMA" in str(pytest.raises(SqlError, lh.sql, f"PRAGMA import_database('{folder}')").value)
+        with pytest.raises(SqlError, match="PRAGMA statements are not allowed"):
+            lh.sql(f"PRAGMA import_database('{folder}')")
 
 
 def test_sql_time_limit(local_projects):

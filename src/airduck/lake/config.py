@@ -8,7 +8,6 @@ from pydantic import Field, SecretStr
 
 from airduck.config.base import Model
 
-
 #: time limit of a read-only query (`airduck sql`, `Lakehouse.sql`) unless airduck.yml or `--timeout` says otherwise
 CLI_SQL_TIMEOUT_SECONDS = 300.0
 #: time limit of read-only queries that come over the network (the REST API): stricter than the CLI's

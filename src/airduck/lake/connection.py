@@ -116,7 +116,7 @@ def split_catalog_password(target: str) -> tuple[str, str | None]:
 
     try:
         params = conninfo.conninfo_to_dict(target[len(prefix):])
-    except Exception:  # noqa: BLE001 - libpq cannot parse it: let ATTACH report the error as before
+    except Exception:  # libpq cannot parse it: let ATTACH report the error as before
         return target, None
     password = params.pop("password", None)
     if not password:
