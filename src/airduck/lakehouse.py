@@ -190,6 +190,11 @@ class Lakehouse:
 
         checks = [Check("config", True, f"{self.project.file} is valid "
                         f"({len(self.project.config.sources)} sources, {len(self.project.config.silver)} silver tables)")]
+        for error in self.project.missing.values():
+            checks.append(Check("variables", False, error.message, error.hint))
+        if not self.project.has_something_to_run():
+            checks.append(Check("pipeline", False, "nothing to run: no sources, silver tables, gold or serve configured",
+                                f"add a source under `sources:` in {self.project.file}"))
         try:
             con = duckdb.connect()
             load_extensions(con)
