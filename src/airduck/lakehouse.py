@@ -166,6 +166,7 @@ class Lakehouse:
         """The landing zone's object store (raw files as received)."""
         from airduck.storage import open_store
 
+        self.project.require(("lake", "landing"))
         return open_store(self.project.config.lake.landing, storage_settings(self.project), base_dir=self.project.root)
 
     def data_store(self):

