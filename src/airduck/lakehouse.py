@@ -192,6 +192,7 @@ class Lakehouse:
         """The landing zone's object store (raw files as received)."""
         from airduck.storage import open_store
 
+        self.project.require(("lake", "landing"))
         return open_store(self.project.config.lake.landing, storage_settings(self.project), base_dir=self.project.root)
 
     def data_store(self):
@@ -216,6 +217,11 @@ class Lakehouse:
 
         checks = [Check("config", True, f"{self.project.file} is valid "
                         f"({len(self.project.config.sources)} sources, {len(self.project.config.silver)} silver tables)")]
+        for error in self.project.missing.values():
+            checks.append(Check("variables", False, error.message, error.hint))
+        if not self.project.has_something_to_run():
+            checks.append(Check("pipeline", False, "nothing to run: no sources, silver tables, gold or serve configured",
+                                f"add a source under `sources:` in {self.project.file}"))
         try:
             con = duckdb.connect()
             load_extensions(con)

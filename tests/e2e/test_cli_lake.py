@@ -43,6 +43,8 @@ def test_init_creates_a_commented_valid_project(project):
 
 
 def test_doctor_checks_everything(project):
+    text = (project / "airduck.yml").read_text()  # a fresh project has nothing to run yet: add a source
+    (project / "airduck.yml").write_text(text.replace("sources: {}", "sources:\n  orders: {type: files, path: 'o/*.csv'}"))
     proc = run("doctor", cwd=project)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("config", "extensions", "catalog", "storage (data)", "storage (landing)"):
@@ -104,7 +106,8 @@ def test_every_command_has_help():
 
 
 def test_setup_on_s3_turns_on_versioning_and_lifecycle(pg_s3_projects, s3_server):
-    root = pg_s3_projects.make({"lake": {"noncurrent_version_days": 9}})
+    root = pg_s3_projects.make({"lake": {"noncurrent_version_days": 9},
+                                "sources": {"orders": {"type": "files", "path": "o/*.csv"}}})
     steps = js(run("-p", str(root), "setup", "--json"))
     assert steps and not [s for s in steps if s["status"] == "failed"]
     client = boto3_client(s3_server)

@@ -54,11 +54,72 @@ def test_interpolation_from_env_and_dotenv(tmp_path):
     assert p.config.lake.landing == "dotenv/landing/"
 
 
-def test_missing_variable_is_an_error_naming_it(tmp_path):
-    write(tmp_path, "name: x\nsources:\n  s: {type: postgres, dsn: '${SOURCE_DSN}', table: t}\n")
+def test_missing_variable_is_an_error_where_the_setting_is_used(tmp_path):
+    write(tmp_path, "name: x\nsources:\n  s: {type: postgres, dsn: '${SOURCE_DSN}', table: t}\n"
+                    "  f: {type: files, path: 'data/*.csv'}\nserve:\n  postgres: {dsn: '${MARTS_DSN}', tables: []}\n")
+    p = load_project(tmp_path, environ={})  # loading (and every command that does not use the DSN) works
+    p.require(("lake",), ("sources", "f"))
     with pytest.raises(ConfigError) as err:
+        p.require(("sources", "s"))
+    assert "SOURCE_DSN is not set" in str(err.value) and "airduck.yml:3: sources.s.dsn" in str(err.value)
+    with pytest.raises(ConfigError, match=r"airduck.yml:6: serve.postgres.dsn: environment variable MARTS_DSN"):
+        p.require(("serve",))
+    # a variable of the name (used everywhere), or one in a value that cannot be valid without it, fails at once
+    write(tmp_path, "name: ${NAME}\n")
+    with pytest.raises(ConfigError, match=r"airduck.yml:1: name: environment variable NAME is not set"):
         load_project(tmp_path, environ={})
-    assert "SOURCE_DSN is not set" in str(err.value) and ":3:" in str(err.value)
+    write(tmp_path, "name: x\nsilver:\n  t: {from: s, keep_other_columns: '${KEEP}'}\n")
+    with pytest.raises(ConfigError, match=r"airduck.yml:3: silver.t.keep_other_columns: environment variable KEEP"):
+        load_project(tmp_path, environ={})
+    # a lake setting that an AIRDUCK_* variable overrides does not need its own variable
+    write(tmp_path, "name: x\nlake:\n  catalog: ${CATALOG}\n")
+    load_project(tmp_path, environ={"AIRDUCK_CATALOG": "other.sqlite"}).require(("lake",))
+    with pytest.raises(ConfigError, match="CATALOG is not set"):
+        load_project(tmp_path, environ={}).require(("lake",))
+
+
+def test_yaml_1_2_booleans_keep_on_off_yes_no_as_strings(tmp_path):
+    write(tmp_path, "name: x\nsources:\n  o: {type: files, path: 'o/*.csv', header: yes}\n"
+                    "  c: {type: files, path: 'c/*.csv', header: off}\n"
+                    "silver:\n  o:\n    from: o\n    keep_other_columns: True\n"
+                    "    lookups: [{name: c, table: silver.c, on: {c_id: id}, columns: {c_name: name}}]\n"
+                    "    columns:\n      yes: {type: VARCHAR}\n      no: {from: n}\n      y: {}\n      off: {}\n")
+    cfg = load_project(tmp_path, environ={}).config
+    assert cfg.silver["o"].lookups[0].on == {"c_id": "id"}
+    assert list(cfg.silver["o"].columns) == ["yes", "no", "y", "off"] and cfg.silver["o"].keep_other_columns is True
+    assert cfg.sources["o"].header is True and cfg.sources["c"].header is False  # values where a bool is meant
+
+
+def test_readme_yaml_examples_are_valid_as_written(tmp_path):
+    """Every ```yaml block of the README that is an airduck.yml validates (with its variables set)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    assert blocks
+    env = {"SOURCE_DSN": "postgresql://u:s3cret@127.0.0.1/src", "MARTS_DSN": "postgresql://u@127.0.0.1/marts",
+           "TOKEN": "tok-123456"}
+    checked = 0
+    for block in blocks:
+        if not re.search(r"^(name|lake|sources|silver|gold|serve):", block, re.M):
+            continue
+        p = load_project(write(tmp_path, block), environ=env)
+        assert not p.missing, p.missing
+        checked += 1
+    assert checked >= 1
+
+
+def test_empty_or_nameless_file_says_what_is_missing(tmp_path):
+    for text in ("", "# only a comment\n\n", "name:\n"):
+        write(tmp_path, text)
+        with pytest.raises(ConfigError) as err:
+            load_project(tmp_path, environ={})
+        assert "name: <project>" in str(err.value), text
+        if "name" not in text:
+            assert "empty" in str(err.value) and "sources:" in str(err.value)
+    p = load_project(write(tmp_path, "name: x\n"), environ={})  # enough for the read commands
+    assert not p.has_something_to_run()
 
 
 def test_environment_overrides(tmp_path):

@@ -77,7 +77,11 @@ def init(
 
         path = init_project(directory, name=name, force=force)
     render.ok(f"created {path}")
-    render.console.print(f"next: cd {directory} && airduck doctor && airduck run", highlight=False)
+    if demo:
+        render.console.print(f"next: cd {directory} && airduck doctor && airduck run", highlight=False)
+    else:
+        render.console.print(f"next: add a source to {path} (see its commented examples), then "
+                             f"cd {directory} && airduck doctor && airduck run", highlight=False)
 
 
 demo_app = typer.Typer(help="The job-market demo: `airduck demo` creates it (if needed) and runs it.",

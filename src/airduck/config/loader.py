@@ -1,4 +1,4 @@
-"""Reading airduck.yml: YAML with line numbers, `${VAR}` interpolation and a `.env` file."""
+"""Reading airduck.yml: YAML 1.2 with line numbers, `${VAR}` interpolation and a `.env` file."""
 
 from __future__ import annotations
 
@@ -19,7 +19,16 @@ Loc = tuple[str | int, ...]
 
 
 class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader that remembers the line of every mapping key and sequence item."""
+    """A SafeLoader with YAML 1.2 booleans: only true/false (any case style) are booleans, so `on:`, `off`,
+    `yes`, `no`, `y`, `n` stay strings (the documented `lookups: [{on: {id: id}}]` works unquoted)."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_LineLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_LineLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def _compose_lines(node: yaml.Node, path: Loc, lines: dict[Loc, int]) -> None:
@@ -78,13 +87,20 @@ def project_env(project_dir: Path, environ: Mapping[str, str] | None = None) -> 
     return env
 
 
-def interpolate(data: Any, env: Mapping[str, str], file: Path, lines: dict[Loc, int], path: Loc = ()) -> Any:
-    """Replace `${VAR}` and `${VAR:-default}` in every string of a parsed YAML document."""
+def interpolate(data: Any, env: Mapping[str, str], file: Path, lines: dict[Loc, int], path: Loc = (),
+                missing: dict[Loc, ConfigError] | None = None) -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string of a parsed YAML document.
+
+    An unset variable raises a ConfigError (naming it, the key and the line), or, when `missing` is given,
+    is recorded there under its key path and the string is left as written: the setting fails only where
+    it is used (see `Project.require`).
+    """
     if isinstance(data, dict):
-        return {k: interpolate(v, env, file, lines, (*path, k)) for k, v in data.items()}
+        return {k: interpolate(v, env, file, lines, (*path, k), missing) for k, v in data.items()}
     if isinstance(data, list):
-        return [interpolate(v, env, file, lines, (*path, i)) for i, v in enumerate(data)]
+        return [interpolate(v, env, file, lines, (*path, i), missing) for i, v in enumerate(data)]
     if isinstance(data, str) and "${" in data:
+        unset: list[ConfigError] = []
 
         def sub(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
@@ -92,12 +108,19 @@ def interpolate(data: Any, env: Mapping[str, str], file: Path, lines: dict[Loc, 
                 return env[name]
             if default is not None:
                 return default
-            raise ConfigError(
+            unset.append(ConfigError(
                 f"{where(file, lines, path)}: environment variable {name} is not set",
                 hint=f"export {name}=... or add it to {file.parent / '.env'}",
-            )
+            ))
+            return match.group(0)
 
-        return _VAR.sub(sub, data)
+        value = _VAR.sub(sub, data)
+        if unset:
+            if missing is None:
+                raise unset[0]
+            missing.setdefault(path, unset[0])
+            return data
+        return value
     return data
 
 

@@ -11,8 +11,16 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from airduck.config.base import Model
-from airduck.config.loader import PROJECT_FILE, find_project_dir, interpolate, project_env, read_yaml, where
-from airduck.config.secrets import dsn_password, register_secret
+from airduck.config.loader import (
+    PROJECT_FILE,
+    Loc,
+    find_project_dir,
+    interpolate,
+    project_env,
+    read_yaml,
+    where,
+)
+from airduck.config.secrets import normalize_dsn, register_dsn, register_secret
 from airduck.errors import ConfigError
 
 
@@ -23,6 +31,19 @@ class Project:
     root: Path
     config: ProjectConfig
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    #: settings whose `${VAR}` is unset, by key path: an error only where the setting is used (`require`)
+    missing: dict[Loc, ConfigError] = field(default_factory=dict, repr=False)
+
+    def require(self, *parts: Loc) -> None:
+        """Raise the error of an unset `${VAR}` in any of these parts of airduck.yml (key paths such as
+        ``("lake",)`` or ``("sources", "orders")``) before they are used."""
+        for loc, error in self.missing.items():
+            if any(loc[:len(part)] == part for part in parts):
+                raise error
+
+    def has_something_to_run(self) -> bool:
+        cfg = self.config
+        return bool(cfg.sources or cfg.silver or cfg.gold.dbt_project or cfg.serve.postgres or cfg.serve.export)
 
     @property
     def file(self) -> Path:
@@ -146,8 +167,19 @@ def load_project(path: str | Path | None = None, environ: Mapping[str, str] | No
     if not file.is_file():
         raise ConfigError(f"{file}: no {PROJECT_FILE} here", hint="create one with `airduck init DIR`")
     raw, lines = read_yaml(file)
+    if not raw:
+        raise ConfigError(f"{file}: the file is empty: it needs `name: <project>` and something to run "
+                          "(a source under `sources:`, silver tables, a gold dbt project or serving)",
+                          hint="see the commented example `airduck init DIR` writes")
+    if "name" in raw and raw["name"] is None:
+        raise ConfigError(f"{where(file, lines, ('name',))}: the project has no name",
+                          hint="write `name: <project>` (lower_snake_case)")
     env = project_env(root, environ)
-    data = interpolate(raw, env, file, lines)
+    missing: dict[Loc, ConfigError] = {}
+    data = interpolate(raw, env, file, lines, missing=missing)
+    for loc, error in missing.items():
+        if loc[0] not in _LAZY:
+            raise error
     lake = data.get("lake")
     if lake is not None and not isinstance(lake, dict):
         raise ConfigError(f"{where(file, lines, ('lake',))}: expected a mapping")
@@ -155,24 +187,37 @@ def load_project(path: str | Path | None = None, environ: Mapping[str, str] | No
     for var, key_path in ENV_OVERRIDES.items():
         if env.get(var):
             _set(data["lake"], key_path, env[var])
+            missing.pop(("lake", *key_path), None)
     try:
         config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
+        for err in exc.errors():  # a value that is invalid because its variable is unset: name the variable
+            loc = _data_loc(data, tuple(err["loc"]))
+            for mloc, error in missing.items():
+                if mloc[:len(loc)] == loc or loc[:len(mloc)] == mloc:
+                    raise error from None
         raise ConfigError(_format_error(file, lines, exc, data)) from None
-    _register_secrets(config)
-    return Project(root=root, config=config, env=env)
+    _secure_dsns(config)
+    return Project(root=root, config=config, env=env, missing=missing)
 
 
-def _register_secrets(config: ProjectConfig) -> None:
+#: top-level parts whose unset `${VAR}`s fail only when the part is used; any other one fails at load
+_LAZY = ("lake", "sources", "silver", "gold", "serve")
+
+
+def _secure_dsns(config: ProjectConfig) -> None:
+    """Register every secret of the config and percent-encode DSN passwords drivers would mis-parse."""
     secret: SecretStr | None = config.lake.s3.secret_access_key
     if secret is not None:
         register_secret(secret.get_secret_value())
-    dsns = [config.lake.catalog]
-    dsns += [s.dsn for s in config.sources.values() if getattr(s, "dsn", None)]
+    holders: list[tuple[Any, str]] = [(config.lake, "catalog")]
+    holders += [(s, "dsn") for s in config.sources.values() if getattr(s, "dsn", None)]
     if config.serve.postgres:
-        dsns.append(config.serve.postgres.dsn)
-    for dsn in dsns:
-        register_secret(dsn_password(dsn))
+        holders.append((config.serve.postgres, "dsn"))
+    for holder, attr in holders:
+        dsn = getattr(holder, attr)
+        register_dsn(dsn)
+        setattr(holder, attr, normalize_dsn(dsn))
     for src in config.sources.values():
         for name, value in (getattr(src, "headers", None) or {}).items():
             if name.lower() not in _PLAIN_HEADERS:

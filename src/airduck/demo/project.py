@@ -24,7 +24,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from airduck.config.loader import PROJECT_FILE
-from airduck.config.secrets import dsn_password, redact, register_secret
+from airduck.config.secrets import redact, register_dsn
 from airduck.demo.generator import DEFAULT_SEED, SOURCE_DSN_VAR, STATE_FILE, generate
 from airduck.errors import ConfigError
 
@@ -127,7 +127,7 @@ def create_demo_project(directory: Path | str, *, days: int = 14, seed: int = DE
         if dsn is not None and not dsn.strip():
             raise ConfigError("an empty DSN was given", hint="pass a postgresql://user@host:5432/db DSN or nothing")
         if dsn:
-            register_secret(dsn_password(dsn))
+            register_dsn(dsn)
     if not force and (directory / STATE_FILE).exists():
         raise ConfigError(f"{directory / STATE_FILE} already exists (demo data without a project)",
                           hint="use --force to start the demo over")

@@ -60,6 +60,8 @@ def storage_settings(project: Project):
     """The S3 settings of a project for the object-store module."""
     from airduck.storage import S3Settings
 
+    project.require(("lake", "s3"))
+
     a = s3_access(project)
     return S3Settings(
         endpoint=a.endpoint and (("https://" if a.use_ssl else "http://") + a.endpoint),
@@ -125,6 +127,7 @@ def split_catalog_password(target: str) -> tuple[str, str | None]:
 
 
 def data_path(project: Project) -> str:
+    project.require(("lake", "data_path"))
     path = project.resolve(project.config.lake.data_path)
     if not path.endswith("/"):
         path += "/"
@@ -169,6 +172,7 @@ def _catalog_error(exc: Exception, target: str) -> CatalogError:
 
 def open_lake(project: Project, *, read_only: bool = False, threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """A new in-memory DuckDB connection with the project's DuckLake attached as `lake` and in use."""
+    project.require(("lake",))
     con = duckdb.connect(config={"threads": threads} if threads else {})
     try:
         load_extensions(con)

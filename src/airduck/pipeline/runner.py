@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 
 from airduck.config.secrets import redact
-from airduck.errors import AirduckError, ConcurrentRunError
+from airduck.errors import AirduckError, ConcurrentRunError, ConfigError
 from airduck.lake.catalog import current_snapshot
 from airduck.lake.commit import command_line, is_conflict, set_message
 from airduck.pipeline import records
@@ -117,6 +117,11 @@ def _totals(rec: RunRecord, steps: list[StepResult]) -> None:
 
 
 def _validate(project, sel: Selection) -> None:
+    if sel.empty and not project.has_something_to_run():
+        raise ConfigError(f"{project.file}: nothing to run: no sources, silver tables, gold or serve are configured",
+                          hint="add a source under `sources:` (see the commented examples in airduck.yml)")
+    project.require(("lake",), *(("sources", n) for n in sel.sources), *(("silver", n) for n in sel.silver),
+                    *((("gold",),) if sel.gold else ()), *((("serve",),) if sel.serve else ()))
     if sel.silver:
         from airduck.silver import validate_rules
 
