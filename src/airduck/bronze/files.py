@@ -310,6 +310,24 @@ def _unquote(opt: str | None, default: str) -> str:
     return opt[1:-1].replace("''", "'") if opt.startswith("'") else opt
 
 
+_FIELD_COUNT = re.compile(r"(TOO MANY COLUMNS|MISSING COLUMNS): Expected Number of Columns: (\d+) Found: (\d+)")
+
+
+def _csv_reason(reason: str) -> str:
+    """One clear reason per ragged CSV line: DuckDB reports a line with 3 extra fields as 3 errors
+    ("Expected Number of Columns: 3 Found: 4; ... Found: 5; ... Found: 6"); say "line has 6 fields, expected 3"."""
+    counts = _FIELD_COUNT.findall(reason)
+    if not counts:
+        return reason
+    expected = int(counts[0][1])
+    too_many = [int(n) for kind, _exp, n in counts if kind == "TOO MANY COLUMNS"]
+    n = max(too_many) if too_many else min(int(n) for _kind, _exp, n in counts)
+    others = [part for part in reason.split("; ") if not _FIELD_COUNT.fullmatch(part)]
+    what = "too many fields" if n > expected else "too few fields"
+    field = "field" if n == 1 else "fields"
+    return "; ".join([f"{what}: line has {n} {field}, expected {expected}", *others])
+
+
 def _ndjson_reason(reason: str, bad_encoding: bool) -> str:
     if bad_encoding:
         return reason
@@ -704,7 +722,7 @@ class _CsvGroup:
                     self._insert(cur, raw, plan, counts, total)
                 for i, (_landed, reader) in enumerate(self.members):
                     reader.result.rows = counts.get(i, (0, 0, 0))[0]
-                    reader.insert_reject_rows([(int(line), reader._raw_line(pos, bad, csv_line), reason)
+                    reader.insert_reject_rows([(int(line), reader._raw_line(pos, bad, csv_line), _csv_reason(reason))
                                                for line, pos, reason, bad, csv_line in errors.get(i, [])])
                 return True
             finally:
@@ -880,7 +898,7 @@ class _Reader:
                                   f"file has {good} readable rows; nothing of this run was written",
                                   hint="report this file; meanwhile move it out of the source folder")
         self.insert_reject_rows([
-            (int(line), self._raw_line(pos, bad_encoding, csv_line), reason)
+            (int(line), self._raw_line(pos, bad_encoding, csv_line), _csv_reason(reason))
             for line, pos, reason, bad_encoding, csv_line in errors
         ])
 
