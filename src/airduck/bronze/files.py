@@ -71,6 +71,7 @@ from airduck.errors import ConfigError, SourceError, StorageError
 from airduck.lake.connection import quote_ident, quote_literal
 from airduck.pipeline.context import RunContext, StepResult
 from airduck.storage import LocalStore, ObjectStore, open_store, validate_key
+from airduck.text import plural
 
 _WILDCARD = re.compile(r"[*?\[]")
 _EXTENSIONS = {
@@ -426,7 +427,7 @@ def ingest_files(ctx: RunContext, name: str, cfg: FilesSource) -> StepResult:
         reporter.message(f"source {name}: no files match {cfg.path}", "warning")
         details["warning"] = f"no files match {cfg.path}"
     if rejects:
-        reporter.message(f"source {name}: {rejects} rejected line(s) kept in {rejects_ref(name)}", "warning")
+        reporter.message(f"source {name}: {plural(rejects, 'rejected line')} kept in {rejects_ref(name)}", "warning")
     status = "warn" if rejects or not candidates else ("ok" if results else "skipped")
     return StepResult(
         layer="bronze", table=table, status=status, rows_in=rows + rejects, rows_out=rows,
@@ -791,7 +792,7 @@ class _CsvGroup:
         sql = insert_sql(name, plan, staging, meta, typed=True)
         inserted = int(run(ctx.con, sql, base_params(ctx, name)).fetchall()[0][0])
         if inserted != total:  # never lose rows silently: stop the run (nothing is committed)
-            raise SourceError(f"source {name}: loaded {inserted} rows but the staged files hold {total}; "
+            raise SourceError(f"source {name}: loaded {plural(inserted, 'row')} but the staged files hold {total}; "
                               "nothing of this run was written", hint="report this; meanwhile move the files out")
 
 
@@ -894,7 +895,7 @@ class _Reader:
                        f"FROM {base}{self._skip_rejects()}) WITH ORDINALITY")
             self.result.rows = int(run(self.con, insert_sql(self.name, plan, staging, _META), self.params).fetchall()[0][0])
             if self.result.rows != good:  # never lose rows silently: stop the run (nothing is committed)
-                raise SourceError(f"source {self.name}: {self.result.path}: loaded {self.result.rows} rows but the "
+                raise SourceError(f"source {self.name}: {self.result.path}: loaded {plural(self.result.rows, 'row')} but the "
                                   f"file has {good} readable rows; nothing of this run was written",
                                   hint="report this file; meanwhile move it out of the source folder")
         self.insert_reject_rows([

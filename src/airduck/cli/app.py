@@ -10,6 +10,7 @@ import typer
 
 from airduck._version import __version__
 from airduck.cli import render
+from airduck.text import plural
 
 app = typer.Typer(
     name="airduck",
@@ -103,7 +104,7 @@ def demo_run(
         from airduck.demo import create_demo_project
 
         create_demo_project(directory, days=days)
-        render.ok(f"created the demo project in {directory}/ ({days} days of job-market data)")
+        render.ok(f"created the demo project in {directory}/ ({plural(days, 'day')} of job-market data)")
     else:
         render.console.print(f"using the existing demo project in {directory}/ (run `airduck demo generate` "
                              "for more days)", highlight=False)
@@ -145,7 +146,7 @@ def demo_generate(
         render.print_json({"days": [d.isoformat() for d in result.days], "files": [str(f) for f in result.files],
                            "vacancy_lines": result.vacancy_lines, "company_rows": result.company_rows})
         return
-    render.ok(f"added {len(result.days)} day(s): {result.first_day} .. {result.last_day} "
+    render.ok(f"added {plural(len(result.days), 'day')}: {result.first_day} .. {result.last_day} "
               f"({result.vacancy_lines:,} vacancy lines, {result.company_rows:,} company rows)")
 
 
@@ -205,8 +206,16 @@ def tables(as_json: JsonOpt = False, all_: Annotated[bool, typer.Option("--all",
         rows = []
         for t in refs:
             d = lh.describe(t.qualified)
-            rows.append((t.schema, t.name, d.row_count, d.file_count, _bytes(d.file_bytes)))
+            size = "in catalog" if d.inlined_rows and not d.file_count else _bytes(d.file_bytes)
+            rows.append((t.schema, t.name, d.row_count, _files(d), size))
     render.table(["schema", "table", "rows", "files", "size"], rows)
+
+
+def _files(d) -> str:
+    """The files of a table, saying when (some of) its rows are inlined in the catalog instead."""
+    if not d.inlined_rows:
+        return str(d.file_count)
+    return "inlined" if not d.file_count else f"{d.file_count} + inlined"
 
 
 def _bytes(n: int) -> str:
@@ -226,7 +235,8 @@ def describe(table: Annotated[str, typer.Argument(help="schema.table")], as_json
     if as_json:
         render.print_json(d.to_dict())
         return
-    render.console.print(f"[bold]{d.schema}.{d.name}[/bold]  rows={d.row_count}  files={d.file_count}  "
+    inlined = f" (+{d.inlined_rows} inlined in the catalog)" if d.inlined_rows else ""
+    render.console.print(f"[bold]{d.schema}.{d.name}[/bold]  rows={d.row_count}  files={d.file_count}{inlined}  "
                          f"size={_bytes(d.file_bytes)}  delete_files={d.delete_file_count}  snapshot={d.snapshot_id}",
                          highlight=False)
     render.table(["column", "type", "nullable"], [(c.name, c.type, "yes" if c.nullable else "no") for c in d.columns])
@@ -396,7 +406,7 @@ def _run_summary(rec) -> None:
     secs = f" in {rec.seconds:.1f}s" if rec.seconds is not None else ""
     color = "green" if rec.status == "ok" else "red"
     render.console.print(f"[{color}]{rec.status}[/{color}]{secs}: snapshot {rec.snapshot_before} -> {rec.snapshot_after}; "
-                         f"{rec.rows_in:,} rows in, {rec.rows_out:,} out, {rec.rows_quarantined:,} quarantined, "
+                         f"{plural(rec.rows_in, 'row', sep=True)} in, {rec.rows_out:,} out, {rec.rows_quarantined:,} quarantined, "
                          f"{rec.rows_rejected:,} rejected", highlight=False)
 
 
