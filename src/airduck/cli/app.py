@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from airduck._version import __version__
 from airduck.cli import render
@@ -81,15 +82,30 @@ def init(
     render.console.print(f"next: cd {directory} && airduck doctor && airduck run", highlight=False)
 
 
-demo_app = typer.Typer(help="The job-market demo: `airduck demo` creates it (if needed) and runs it.",
-                       invoke_without_command=True)
+class _DemoGroup(TyperGroup):
+    """`airduck demo [DIR]`: a first word that is not a subcommand (`generate`) is the demo folder (as `--dir`)."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        i = 0
+        while i < len(args) and args[i].startswith("-") and args[i] != "--":
+            i += 2 if args[i] in ("--dir", "--days") else 1
+        if i < len(args) and args[i] == "--":
+            i += 1
+        if i < len(args) and args[i] not in self.commands:
+            args = [*args[:i], "--dir", args[i], *args[i + 1:]]
+        return super().parse_args(ctx, args)
+
+
+demo_app = typer.Typer(cls=_DemoGroup, invoke_without_command=True, subcommand_metavar="[DIR] | generate [OPTIONS]",
+                       help="The job-market demo: `airduck demo [DIR]` creates it in DIR (default airduck-demo, "
+                       "the same as --dir DIR) if needed and runs it; `airduck demo generate` adds days of data.")
 app.add_typer(demo_app, name="demo")
 
 
 @demo_app.callback()
 def demo_run(
     ctx: typer.Context,
-    directory: Annotated[Path, typer.Option("--dir", help="Folder of the demo project.")] = Path("airduck-demo"),
+    directory: Annotated[Path, typer.Option("--dir", help="Folder of the demo project (or give it as DIR).")] = Path("airduck-demo"),
     days: Annotated[int, typer.Option(help="Days of data to generate when the project is created.", min=1)] = 14,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress display.")] = False,
 ) -> None:
@@ -114,21 +130,28 @@ def demo_run(
         marts = [t.qualified for t in lh.tables() if t.schema == "gold"]
     _run_summary(rec)
     export = lh.project.config.serve.export
-    render.console.print("\n[bold]Where to look[/bold]", highlight=False)
-    import shutil
+    render.console.print("\n[bold]Where to look[/bold] (from this folder)", highlight=False)
+    from airduck.cli.invocation import activate_command, command, command_prefix
 
-    if shutil.which("airduck") is None:
-        render.console.print("  (airduck is not on your PATH: `source .venv/bin/activate`, or prefix the commands "
-                             "with `python3 -m uv run`)", highlight=False)
-    render.console.print(f"  cd {directory}", highlight=False)
-    render.console.print("  airduck tables                      # every table with rows, files, size", highlight=False)
+    prefix = command_prefix()
+    here = ["-p", str(directory)]
+
+    def hint(words: list[str], note: str = "") -> None:
+        render.console.print(f"  {command(*words, *here, prefix=prefix)}" + (f"   # {note}" if note else ""),
+                             highlight=False, soft_wrap=True)
+
+    hint(["tables"], "every table with rows, files, size")
     for mart in marts[:3]:
-        render.console.print(f"  airduck head {mart}", highlight=False)
-    render.console.print("  airduck head silver.vacancies__quarantine   # rows that broke a rule, and why",
-                         highlight=False)
-    render.console.print("  airduck runs show " + rec.run_id, highlight=False)
+        hint(["head", mart])
+    hint(["head", "silver.vacancies__quarantine"], "rows that broke a rule, and why")
+    hint(["runs", "show", rec.run_id])
+    activate = activate_command()
+    if prefix != ["airduck"] and activate:
+        render.console.print(f"  (or run `{activate}` once, then type `airduck …` alone)", highlight=False,
+                             soft_wrap=True)
     if export:
-        render.console.print(f"  exported marts (Parquet): {lh.project.resolve(export.path)}", highlight=False)
+        render.console.print(f"  exported marts (Parquet): {lh.project.resolve(export.path)}", highlight=False,
+                             soft_wrap=True)
 
 
 @demo_app.command("generate")
@@ -138,9 +161,10 @@ def demo_generate(
 ) -> None:
     """Add new days of demo data to the current (demo) project; the next `airduck run` picks them up."""
     from airduck.config.loader import find_project_dir
-    from airduck.demo import generate
+    from airduck.demo import generate, require_demo_project
 
     root = state.project or find_project_dir()
+    require_demo_project(root)
     result = generate(root, days)
     if as_json:
         render.print_json({"days": [d.isoformat() for d in result.days], "files": [str(f) for f in result.files],
@@ -453,6 +477,32 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="Run id (or a unique pr
         render.console.print(f"[red]error:[/red] {render.cell(rec.error)}", highlight=False)
 
 
+_PROJECT_FLAGS = ("-p", "--project")
+
+
+def hoist_project(args: list[str]) -> list[str]:
+    """Move `-p DIR`, `--project DIR` and `--project=DIR` to the front, so they work after the subcommand too
+    (`airduck tables -p DIR`, like `git -C`). Only tokens that are exactly these flags move, never after `--`."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            rest += args[i:]
+            break
+        if token in _PROJECT_FLAGS and i + 1 < len(args):
+            front += [token, args[i + 1]]
+            i += 2
+            continue
+        if token.startswith("--project="):
+            front.append(token)
+        else:
+            rest.append(token)
+        i += 1
+    return front + rest
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: one red line and exit 1 for airduck errors; tracebacks only with --debug."""
     import duckdb
@@ -460,7 +510,7 @@ def main(argv: list[str] | None = None) -> Any:
     from airduck.errors import AirduckError
     from airduck.lake.errors import translate
 
-    args = sys.argv[1:] if argv is None else argv
+    args = hoist_project(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
         return app(args=args, prog_name="airduck")
