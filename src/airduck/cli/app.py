@@ -79,7 +79,11 @@ def init(
 
         path = init_project(directory, name=name, force=force)
     render.ok(f"created {path}")
-    render.console.print(f"next: cd {directory} && airduck doctor && airduck run", highlight=False)
+    from airduck.cli.invocation import command, command_prefix
+
+    prefix = command_prefix()
+    render.console.print(f"next: {command('doctor', '-p', str(directory), prefix=prefix)} && "
+                         f"{command('run', '-p', str(directory), prefix=prefix)}", highlight=False, soft_wrap=True)
 
 
 class _DemoGroup(TyperGroup):
