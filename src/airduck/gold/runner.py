@@ -245,6 +245,10 @@ def run_gold(
     if failed_tests:
         for n in to_publish:
             steps.append(step(f"{GOLD}.{n.alias}", "skipped", reason="quality gate failed", model=n.name))
+        for n in nodes:  # dbt build does not build the models downstream of a failing test
+            if n.resource_type in PUBLISHED_RESOURCES and n.status == "skipped":
+                steps.append(step(f"{GOLD}.{n.alias}", "skipped", reason="not built: an upstream test failed",
+                                  model=n.name))
         steps = [s for s in steps if s.status == "failed"] + test_steps() + [s for s in steps if s.status != "failed"]
         names = ", ".join(f"{t.name} ({plural(t.failures, 'failing row')})" if t.failures else t.name
                           for t in failed_tests)
