@@ -338,8 +338,9 @@ def _gates(ctx: RunContext, con: duckdb.DuckDBPyConnection, plan: Plan, result: 
     if problems:
         raise QualityGateFailed(
             f"silver.{plan.name}: quality gate failed: " + " | ".join(problems),
-            hint=f"the run was rolled back: nothing of it was written to bronze or silver; {_gate_fix(ctx, plan)} "
-            "and run again, or relax the rule (on_fail: drop quarantines failing rows, warn only counts them)",
+            hint=f"the run was rolled back, nothing of this run was written (bronze and silver are as before); "
+            f"{_gate_fix(ctx, plan)} and run again, or relax the rule (on_fail: drop quarantines failing rows, "
+            "warn only counts them)",
         )
 
 
