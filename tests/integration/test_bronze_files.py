@@ -317,7 +317,7 @@ def test_json_array_and_unreadable_files_do_not_stop_the_run(local_projects) -> 
     assert (items.rows_out, items.rows_rejected, items.files) == (2, 2, 2)
     assert query(root, "SELECT sku, qty FROM bronze.items ORDER BY sku") == [("A1", 2), ("B2", 5)]
     item_rejects = query(root, "SELECT _source_file, _line_number, _raw, _reason FROM bronze.items__rejects ORDER BY 1")
-    assert item_rejects[0][1:] == (3, '"oops"', "not a JSON object (found varchar)")
+    assert item_rejects[0][1:] == (3, '"oops"', "not a JSON object (found a string)")
     assert item_rejects[1][0].endswith("b.json") and item_rejects[1][1] is None
     assert item_rejects[1][3].startswith("cannot read the JSON array")
 
