@@ -89,7 +89,18 @@ class Lakehouse:
         return catalog.list_tables(self.con, include_system)
 
     def describe(self, name: str) -> catalog.TableDescription:
-        return catalog.describe(self.con, TableRef.parse(name))
+        """Columns, types, rows, files and bytes of a table. A silver column with `required: true` is shown as
+        not nullable: silver quarantines every row without a value there (checked against the data)."""
+        ref = TableRef.parse(name)
+        d = catalog.describe(self.con, ref)
+        rule = self.project.config.silver.get(ref.name) if ref.schema == "silver" else None
+        if rule is not None:
+            required = [col for col, c in rule.columns.items() if c.required]
+            guaranteed = catalog.without_nulls(self.con, ref, required)
+            for column in d.columns:
+                if column.name in guaranteed:
+                    column.nullable = False
+        return d
 
     def read(self, name: str, *, at: str | int | None = None, at_time: str | datetime | None = None,
              limit: int | None = None) -> duckdb.DuckDBPyRelation:

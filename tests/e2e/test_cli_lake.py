@@ -89,6 +89,18 @@ def test_listing_commands_history_and_json(project):
     assert proc.returncode == 0 and "load 1" in proc.stdout
 
 
+def test_project_flag_after_the_subcommand_and_demo_generate_refuses_other_projects(project, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert js(run("tables", "-p", str(project), "--json", cwd=elsewhere)) == []
+    assert js(run("tables", f"--project={project}", "--json", cwd=elsewhere)) == []
+    proc = run("runs", "show", "nope", "--project", str(project), cwd=elsewhere)
+    assert proc.returncode == 1 and "no run" in proc.stderr.lower(), proc.stderr  # found the project, not a usage error
+    proc = run("demo", "generate", "-p", str(project), cwd=elsewhere)
+    assert proc.returncode == 1 and "not a demo project" in proc.stderr, proc.stderr
+    assert not (project / "data").exists()  # nothing written
+
+
 def test_exit_codes(project):
     assert run("-p", str(project), "describe", "bronze.nope").returncode == 1
     proc = run("-p", str(project), "sql", "DROP TABLE bronze.x")
@@ -132,3 +144,36 @@ def test_cli_usage_errors_and_validation(project):
     proc = run("-p", str(project), "tag", "7")
     assert proc.returncode == 1 and "must start with a letter" in proc.stderr
     assert run("-p", str(project), "runs", "show", "nope").returncode == 1
+
+
+def test_tables_and_describe_say_what_the_lake_holds(local_projects):
+    """Inlined rows are named as such, gold_stage is airduck's own, required silver columns are not nullable."""
+    from airduck.lake.commit import write
+    from airduck.lakehouse import Lakehouse
+
+    root = local_projects.make({
+        "sources": {"orders": {"type": "files", "path": "data/*.csv"}},
+        "silver": {"orders": {"from": "orders", "columns": {"id": {"type": "BIGINT", "required": True},
+                                                            "v": {"type": "VARCHAR"}}}},
+    })
+    (root / "data").mkdir()
+    (root / "data" / "a.csv").write_text("id,v\n1,a\n,b\n3,c\n")
+    with Lakehouse.open(root) as lh:
+        assert lh.run().ok
+        with write(lh.con, "a staged model"):
+            lh.con.execute("CREATE SCHEMA IF NOT EXISTS gold_stage")
+            lh.con.execute("CREATE TABLE gold_stage.m AS SELECT 1 AS x")
+    d = js(run("-p", str(root), "describe", "silver.orders", "--json"))
+    assert {c["name"]: c["nullable"] for c in d["columns"]}["id"] is False
+    assert {c["name"]: c["nullable"] for c in d["columns"]}["v"] is True
+    assert d["row_count"] == 2 and d["file_count"] == 0 and d["inlined_rows"] == 2
+    proc = run("-p", str(root), "describe", "silver.orders")
+    assert proc.returncode == 0 and "inlined in the catalog" in proc.stdout
+    assert [line.split("│")[3].strip() for line in proc.stdout.splitlines() if "│ id " in line] == ["no"]
+    listed = {t["table"] for t in js(run("-p", str(root), "tables", "--json"))}
+    assert "silver.orders" in listed and "gold_stage.m" not in listed
+    assert "gold_stage.m" in {t["table"] for t in js(run("-p", str(root), "tables", "--all", "--json"))}
+    proc = run("-p", str(root), "tables")
+    row = next(line for line in proc.stdout.splitlines() if "│ orders " in line and "silver" in line)
+    assert [c.strip() for c in row.split("│")[3:6]] == ["2", "inlined", "in catalog"]
+    assert "gold_stage" not in proc.stdout

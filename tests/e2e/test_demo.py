@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from airduck.cli.invocation import command, command_prefix
 from airduck.lakehouse import Lakehouse
 from tests.conftest import s3_env
 
@@ -33,11 +35,35 @@ def counts(root: Path, tables: list[str]) -> dict[str, int]:
         return {t: lh.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
 
 
+def hints(stdout: str) -> list[list[str]]:
+    """The commands under "Where to look", as words."""
+    lines = stdout.split("Where to look", 1)[1].splitlines()[1:]
+    return [shlex.split(line.split("   #")[0]) for line in lines if " airduck " in f" {line} " or "-m airduck" in line]
+
+
 def test_demo_on_the_embedded_default(tmp_path):
-    proc = airduck("demo", "--dir", "shop", "-q", cwd=tmp_path)
+    proc = airduck("demo", "shop", "-q", cwd=tmp_path)  # `airduck demo [DIR]`, as the README says
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Where to look" in proc.stdout and "airduck head gold." in proc.stdout
+    assert "Where to look" in proc.stdout and "head gold." in proc.stdout
     root = tmp_path / "shop"
+    # the hints work as printed, from where the demo was started
+    printed = hints(proc.stdout)
+    assert any(words[-3:-2] == ["tables"] for words in printed), printed
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRDUCK_", "AWS_", "DEMO_"))}
+    for words in printed:
+        if "tables" in words or "show" in words:
+            done = subprocess.run(words, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+            assert done.returncode == 0 and ("vacancies" in done.stdout or "run " in done.stdout), (words, done)
+    # as after `python3 -m uv run airduck demo` in another folder: the uv form, told where the project is
+    uv = subprocess.run(["python3", "-m", "uv", "run", "--frozen", "--project", str(ROOT), "python", "-c",
+                         "import json, os; print(json.dumps(dict(os.environ)))"], capture_output=True, text=True,
+                        cwd=tmp_path, timeout=120)
+    uv_env = json.loads(uv.stdout)
+    prefix = command_prefix(tmp_path, uv_env, str(Path(uv_env["VIRTUAL_ENV"]) / "bin" / "airduck"))
+    assert prefix[:4] == ["python3", "-m", "uv", "run"] and prefix[-1] == "airduck"
+    done = subprocess.run(shlex.split(command("tables", "-p", "shop", prefix=prefix)), capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=120)
+    assert done.returncode == 0 and "vacancies" in done.stdout, done.stderr
     with Lakehouse.open(root) as lh:
         tables = {t.qualified for t in lh.tables()}
         assert set(MARTS) <= tables

@@ -104,10 +104,19 @@ def test_messy_csv_every_line_is_in_bronze_or_rejects(local_projects) -> None:
     rejects = query(root, "SELECT _line_number, _raw, _reason, _source, _load_id FROM bronze.orders__rejects "
                           "ORDER BY _line_number")
     assert [(r[0], r[1]) for r in rejects] == [(4, "3,carol"), (6, "4,dave,40,extra"), (8, "6,caf\\xe9,60")]
-    assert "MISSING COLUMNS" in rejects[0][2]
-    assert "TOO MANY COLUMNS" in rejects[1][2]
+    assert rejects[0][2] == "too few fields: line has 2 fields, expected 3"
+    assert rejects[1][2] == "too many fields: line has 4 fields, expected 3"
     assert "INVALID ENCODING" in rejects[2][2]
     assert all(r[3] == "orders" and r[4] == "run-1" for r in rejects)
+
+
+def test_a_ragged_csv_line_has_one_reason(local_projects) -> None:
+    """DuckDB reports a line with 3 extra fields as 3 errors (Found: 4, 5, 6): the reason names one count."""
+    root = files_project(local_projects, {"t": {"type": "files", "path": "data/*.csv"}})
+    (root / "data" / "t.csv").write_bytes(b"a,b,c\n1,x,1\n2,y,2,3,4,5\n3\n4,z,4\n")
+    ingest(root, "t", "run-1")
+    assert query(root, "SELECT _line_number, _reason FROM bronze.t__rejects ORDER BY 1") == [
+        (3, "too many fields: line has 6 fields, expected 3"), (4, "too few fields: line has 1 field, expected 3")]
 
 
 def test_messy_csv_rows_exact(local_projects) -> None:
@@ -287,7 +296,7 @@ def test_broken_ndjson_lines_are_rejected_with_their_text(local_projects) -> Non
     ]
     assert rejects[0][2] == "malformed JSON"
     assert "INVALID ENCODING" in rejects[1][2]
-    assert rejects[2][2] == "not a JSON object (found array)"
+    assert rejects[2][2] == "not a JSON object (found an array)"
     assert rejects[3][2].startswith("malformed JSON: a raw control character")
 
 
@@ -308,7 +317,7 @@ def test_json_array_and_unreadable_files_do_not_stop_the_run(local_projects) -> 
     assert (items.rows_out, items.rows_rejected, items.files) == (2, 2, 2)
     assert query(root, "SELECT sku, qty FROM bronze.items ORDER BY sku") == [("A1", 2), ("B2", 5)]
     item_rejects = query(root, "SELECT _source_file, _line_number, _raw, _reason FROM bronze.items__rejects ORDER BY 1")
-    assert item_rejects[0][1:] == (3, '"oops"', "not a JSON object (found varchar)")
+    assert item_rejects[0][1:] == (3, '"oops"', "not a JSON object (found a string)")
     assert item_rejects[1][0].endswith("b.json") and item_rejects[1][1] is None
     assert item_rejects[1][3].startswith("cannot read the JSON array")
 

@@ -156,7 +156,7 @@ def test_every_pagination_style_with_retries_delivers_each_record_once(local_pro
     # a scalar in the record list is rejected with its text, not dropped
     assert results["single"].rows_rejected == 1
     assert query(root, "SELECT _line_number, _raw, _reason FROM bronze.single__rejects") == [
-        (8, "42", "not a JSON object (found ubigint)")]
+        (8, "42", "not a JSON object (found a number)")]
     # headers (the token) never reach details or data
     assert TOKEN not in json.dumps([r.details for r in results.values()])
 

@@ -25,7 +25,7 @@ from tests.support.lake import lake_rows as rows
 MODELS = {
     "customer_revenue.sql": """
         select c.customer_id, c.name, c.city, count(*) as orders, sum(o.amount) as revenue
-        from {{ source('silver', 'customers') }} c
+        from silver.customers c  -- lake tables by plain name, as in `airduck sql`
         join {{ source('silver', 'orders') }} o using (customer_id)
         group by all
     """,
@@ -36,7 +36,7 @@ MODELS = {
     """,
     "big_orders.sql": """
         {{ config(materialized='view') }}
-        select order_id, customer_id, amount from {{ source('silver', 'orders') }} where amount >= 50
+        select order_id, customer_id, amount from silver.orders where amount >= 50
     """,
 }
 SCHEMA_YML = {
@@ -217,6 +217,7 @@ def test_generated_profile_targets_the_lake(built, tmp_path):
     assert attach["path"] == f"ducklake:sqlite:{project.state_dir / 'catalog.sqlite'}"
     assert attach["options"]["data_path"] == f"{project.state_dir / 'data'}/"
     assert "extensions" not in out and out["settings"]["autoinstall_known_extensions"] is False
+    assert out["settings"]["schema"] == "lake"  # USE lake: models read silver.orders by its plain name
     assert "secrets" not in out  # local data: no S3 secret
 
 
@@ -274,6 +275,10 @@ def test_failing_test_raises_and_leaves_gold_exactly_as_before(built):
         failed = [s for s in info.value.steps if s.status == "failed"]
         assert [s.details["test"] for s in failed] == ["not_null_customer_revenue_name"]
         assert failed[0].table == "gold.customer_revenue"
+        # each gold table is listed once: the failed model is not listed again as skipped
+        tables = [s.table for s in info.value.steps]
+        assert sorted(tables) == [f"gold.{t}" for t in GOLD_TABLES], tables
+        assert {s.table: s.status for s in info.value.steps}["gold.city_revenue"] == "skipped"
         assert {t: rows(project, f"gold.{t}") for t in GOLD_TABLES} == before
         con = open_lake(project)
         try:

@@ -94,8 +94,11 @@ def test_failed_gate_leaves_the_lake_at_the_same_snapshot(projects):
         assert lh.run().ok
         before = lh.current_snapshot()
         write_orders(root, "day2.csv", 1000, 300, negative_every=50)
-        with pytest.raises(QualityGateFailed, match="amount_not_negative"):
+        with pytest.raises(QualityGateFailed, match="amount_not_negative") as info:
             lh.run()
+        # the hint says what happened (bronze was rolled back too) and what to fix: the source's input
+        assert "rolled back" in info.value.hint and "fix the rows in bronze" not in info.value.hint
+        assert "source 'orders' (data/orders/*.csv)" in info.value.hint
         lh.reconnect()
         assert lh.current_snapshot() == before
         assert count(lh, "bronze.orders") == 300  # bronze of the failed run is not visible either

@@ -71,6 +71,7 @@ from airduck.errors import ConfigError, SourceError, StorageError
 from airduck.lake.connection import quote_ident, quote_literal
 from airduck.pipeline.context import RunContext, StepResult
 from airduck.storage import LocalStore, ObjectStore, open_store, validate_key
+from airduck.text import plural
 
 _WILDCARD = re.compile(r"[*?\[]")
 _EXTENSIONS = {
@@ -310,6 +311,24 @@ def _unquote(opt: str | None, default: str) -> str:
     return opt[1:-1].replace("''", "'") if opt.startswith("'") else opt
 
 
+_FIELD_COUNT = re.compile(r"(TOO MANY COLUMNS|MISSING COLUMNS): Expected Number of Columns: (\d+) Found: (\d+)")
+
+
+def _csv_reason(reason: str) -> str:
+    """One clear reason per ragged CSV line: DuckDB reports a line with 3 extra fields as 3 errors
+    ("Expected Number of Columns: 3 Found: 4; ... Found: 5; ... Found: 6"); say "line has 6 fields, expected 3"."""
+    counts = _FIELD_COUNT.findall(reason)
+    if not counts:
+        return reason
+    expected = int(counts[0][1])
+    too_many = [int(n) for kind, _exp, n in counts if kind == "TOO MANY COLUMNS"]
+    n = max(too_many) if too_many else min(int(n) for _kind, _exp, n in counts)
+    others = [part for part in reason.split("; ") if not _FIELD_COUNT.fullmatch(part)]
+    what = "too many fields" if n > expected else "too few fields"
+    field = "field" if n == 1 else "fields"
+    return "; ".join([f"{what}: line has {n} {field}, expected {expected}", *others])
+
+
 def _ndjson_reason(reason: str, bad_encoding: bool) -> str:
     if bad_encoding:
         return reason
@@ -408,7 +427,7 @@ def ingest_files(ctx: RunContext, name: str, cfg: FilesSource) -> StepResult:
         reporter.message(f"source {name}: no files match {cfg.path}", "warning")
         details["warning"] = f"no files match {cfg.path}"
     if rejects:
-        reporter.message(f"source {name}: {rejects} rejected line(s) kept in {rejects_ref(name)}", "warning")
+        reporter.message(f"source {name}: {plural(rejects, 'rejected line')} kept in {rejects_ref(name)}", "warning")
     status = "warn" if rejects or not candidates else ("ok" if results else "skipped")
     return StepResult(
         layer="bronze", table=table, status=status, rows_in=rows + rejects, rows_out=rows,
@@ -704,7 +723,7 @@ class _CsvGroup:
                     self._insert(cur, raw, plan, counts, total)
                 for i, (_landed, reader) in enumerate(self.members):
                     reader.result.rows = counts.get(i, (0, 0, 0))[0]
-                    reader.insert_reject_rows([(int(line), reader._raw_line(pos, bad, csv_line), reason)
+                    reader.insert_reject_rows([(int(line), reader._raw_line(pos, bad, csv_line), _csv_reason(reason))
                                                for line, pos, reason, bad, csv_line in errors.get(i, [])])
                 return True
             finally:
@@ -773,7 +792,7 @@ class _CsvGroup:
         sql = insert_sql(name, plan, staging, meta, typed=True)
         inserted = int(run(ctx.con, sql, base_params(ctx, name)).fetchall()[0][0])
         if inserted != total:  # never lose rows silently: stop the run (nothing is committed)
-            raise SourceError(f"source {name}: loaded {inserted} rows but the staged files hold {total}; "
+            raise SourceError(f"source {name}: loaded {plural(inserted, 'row')} but the staged files hold {total}; "
                               "nothing of this run was written", hint="report this; meanwhile move the files out")
 
 
@@ -876,11 +895,11 @@ class _Reader:
                        f"FROM {base}{self._skip_rejects()}) WITH ORDINALITY")
             self.result.rows = int(run(self.con, insert_sql(self.name, plan, staging, _META), self.params).fetchall()[0][0])
             if self.result.rows != good:  # never lose rows silently: stop the run (nothing is committed)
-                raise SourceError(f"source {self.name}: {self.result.path}: loaded {self.result.rows} rows but the "
+                raise SourceError(f"source {self.name}: {self.result.path}: loaded {plural(self.result.rows, 'row')} but the "
                                   f"file has {good} readable rows; nothing of this run was written",
                                   hint="report this file; meanwhile move it out of the source folder")
         self.insert_reject_rows([
-            (int(line), self._raw_line(pos, bad_encoding, csv_line), reason)
+            (int(line), self._raw_line(pos, bad_encoding, csv_line), _csv_reason(reason))
             for line, pos, reason, bad_encoding, csv_line in errors
         ])
 

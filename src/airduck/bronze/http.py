@@ -42,6 +42,7 @@ from airduck.config.secrets import redact
 from airduck.errors import SourceError, StorageError, Transient
 from airduck.lake.connection import quote_ident
 from airduck.pipeline.context import RunContext, StepResult
+from airduck.text import plural
 
 #: the longest Retry-After (seconds) that is honoured; longer ones fall back to the exponential backoff
 MAX_RETRY_AFTER = 60.0
@@ -164,7 +165,7 @@ class Fetcher:
                 self.out.retries += 1
                 self.sleep(delay)
         raise SourceUnreachable(
-            f"source {self.name}: GET {_safe_url(url)} failed after {attempts} attempt(s): {last}",
+            f"source {self.name}: GET {_safe_url(url)} failed after {plural(attempts, 'attempt')}: {last}",
             hint="the API is busy or down; run again later or raise `retries`",
         )
 
@@ -254,7 +255,7 @@ def ingest_http(ctx: RunContext, name: str, cfg: HttpSource, *, client: httpx.Cl
             rows, rejects, new_columns = loaded.rows, loaded.rejects, loaded.new_columns
             expected = sum(p.records for p in good)
             if rows + rejects != expected:  # never silently: the pages held more (or fewer) records
-                mismatch = f"the pages held {expected} records, {rows} were loaded and {rejects} rejected"
+                mismatch = f"the pages held {plural(expected, 'record')}, {rows} were loaded and {rejects} rejected"
                 ctx.reporter.message(f"source {name}: {mismatch}", "warning")
         for page in fetched.pages:
             if page.error is not None:
@@ -275,7 +276,7 @@ def ingest_http(ctx: RunContext, name: str, cfg: HttpSource, *, client: httpx.Cl
         ctx.reporter.message(f"source {name}: stopped at max_pages={cfg.max_pages}; more pages remain", "warning")
     if rejects:
         status = "warn"
-        ctx.reporter.message(f"source {name}: {rejects} rejected record(s) kept in {rejects_ref(name)}", "warning")
+        ctx.reporter.message(f"source {name}: {plural(rejects, 'rejected record')} kept in {rejects_ref(name)}", "warning")
     ctx.reporter.advance("bronze", table, rows=rows, done=len(fetched.pages))
     return StepResult(layer="bronze", table=table, status=status, rows_in=rows + rejects, rows_out=rows,
                       rows_rejected=rejects, files=len(fetched.pages), details=details)

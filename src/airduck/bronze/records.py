@@ -25,9 +25,14 @@ from airduck.bronze.table import (
 )
 
 IS_OBJECT = "json_type(__j) = 'OBJECT'"
+#: a record that is valid JSON but not an object, named as JSON names it (DuckDB's json_type says UBIGINT, VARCHAR)
 BAD_REASON = (
     "CASE WHEN __j IS NULL THEN 'malformed JSON' "
-    "ELSE 'not a JSON object (found ' || lower(json_type(__j)) || ')' END"
+    "ELSE 'not a JSON object (found ' || CASE json_type(__j) "
+    "WHEN 'UBIGINT' THEN 'a number' WHEN 'BIGINT' THEN 'a number' WHEN 'DOUBLE' THEN 'a number' "
+    "WHEN 'HUGEINT' THEN 'a number' WHEN 'UHUGEINT' THEN 'a number' WHEN 'VARCHAR' THEN 'a string' "
+    "WHEN 'BOOLEAN' THEN CAST(__j AS VARCHAR) WHEN 'NULL' THEN 'null' WHEN 'ARRAY' THEN 'an array' "
+    "ELSE lower(json_type(__j)) END || ')' END"
 )
 
 

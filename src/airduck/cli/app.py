@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from airduck._version import __version__
 from airduck.cli import render
+from airduck.text import plural
 
 app = typer.Typer(
     name="airduck",
@@ -77,22 +79,38 @@ def init(
 
         path = init_project(directory, name=name, force=force)
     render.ok(f"created {path}")
-    if demo:
-        render.console.print(f"next: cd {directory} && airduck doctor && airduck run", highlight=False)
-    else:
-        render.console.print(f"next: add a source to {path} (see its commented examples), then "
-                             f"cd {directory} && airduck doctor && airduck run", highlight=False)
+    from airduck.cli.invocation import command, command_prefix
+
+    prefix = command_prefix()
+    then = "" if demo else f"add a source to {path} (see its commented examples), then "
+    render.console.print(f"next: {then}{command('doctor', '-p', str(directory), prefix=prefix)} && "
+                         f"{command('run', '-p', str(directory), prefix=prefix)}", highlight=False, soft_wrap=True)
 
 
-demo_app = typer.Typer(help="The job-market demo: `airduck demo` creates it (if needed) and runs it.",
-                       invoke_without_command=True)
+class _DemoGroup(TyperGroup):
+    """`airduck demo [DIR]`: a first word that is not a subcommand (`generate`) is the demo folder (as `--dir`)."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        i = 0
+        while i < len(args) and args[i].startswith("-") and args[i] != "--":
+            i += 2 if args[i] in ("--dir", "--days") else 1
+        if i < len(args) and args[i] == "--":
+            i += 1
+        if i < len(args) and args[i] not in self.commands:
+            args = [*args[:i], "--dir", args[i], *args[i + 1:]]
+        return super().parse_args(ctx, args)
+
+
+demo_app = typer.Typer(cls=_DemoGroup, invoke_without_command=True, subcommand_metavar="[DIR] | generate [OPTIONS]",
+                       help="The job-market demo: `airduck demo [DIR]` creates it in DIR (default airduck-demo, "
+                       "the same as --dir DIR) if needed and runs it; `airduck demo generate` adds days of data.")
 app.add_typer(demo_app, name="demo")
 
 
 @demo_app.callback()
 def demo_run(
     ctx: typer.Context,
-    directory: Annotated[Path, typer.Option("--dir", help="Folder of the demo project.")] = Path("airduck-demo"),
+    directory: Annotated[Path, typer.Option("--dir", help="Folder of the demo project (or give it as DIR).")] = Path("airduck-demo"),
     days: Annotated[int, typer.Option(help="Days of data to generate when the project is created.", min=1)] = 14,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress display.")] = False,
 ) -> None:
@@ -107,7 +125,7 @@ def demo_run(
         from airduck.demo import create_demo_project
 
         create_demo_project(directory, days=days)
-        render.ok(f"created the demo project in {directory}/ ({days} days of job-market data)")
+        render.ok(f"created the demo project in {directory}/ ({plural(days, 'day')} of job-market data)")
     else:
         render.console.print(f"using the existing demo project in {directory}/ (run `airduck demo generate` "
                              "for more days)", highlight=False)
@@ -117,21 +135,28 @@ def demo_run(
         marts = [t.qualified for t in lh.tables() if t.schema == "gold"]
     _run_summary(rec)
     export = lh.project.config.serve.export
-    render.console.print("\n[bold]Where to look[/bold]", highlight=False)
-    import shutil
+    render.console.print("\n[bold]Where to look[/bold] (from this folder)", highlight=False)
+    from airduck.cli.invocation import activate_command, command, command_prefix
 
-    if shutil.which("airduck") is None:
-        render.console.print("  (airduck is not on your PATH: `source .venv/bin/activate`, or prefix the commands "
-                             "with `python3 -m uv run`)", highlight=False)
-    render.console.print(f"  cd {directory}", highlight=False)
-    render.console.print("  airduck tables                      # every table with rows, files, size", highlight=False)
+    prefix = command_prefix()
+    here = ["-p", str(directory)]
+
+    def hint(words: list[str], note: str = "") -> None:
+        render.console.print(f"  {command(*words, *here, prefix=prefix)}" + (f"   # {note}" if note else ""),
+                             highlight=False, soft_wrap=True)
+
+    hint(["tables"], "every table with rows, files, size")
     for mart in marts[:3]:
-        render.console.print(f"  airduck head {mart}", highlight=False)
-    render.console.print("  airduck head silver.vacancies__quarantine   # rows that broke a rule, and why",
-                         highlight=False)
-    render.console.print("  airduck runs show " + rec.run_id, highlight=False)
+        hint(["head", mart])
+    hint(["head", "silver.vacancies__quarantine"], "rows that broke a rule, and why")
+    hint(["runs", "show", rec.run_id])
+    activate = activate_command()
+    if prefix != ["airduck"] and activate:
+        render.console.print(f"  (or run `{activate}` once, then type `airduck …` alone)", highlight=False,
+                             soft_wrap=True)
     if export:
-        render.console.print(f"  exported marts (Parquet): {lh.project.resolve(export.path)}", highlight=False)
+        render.console.print(f"  exported marts (Parquet): {lh.project.resolve(export.path)}", highlight=False,
+                             soft_wrap=True)
 
 
 @demo_app.command("generate")
@@ -141,15 +166,16 @@ def demo_generate(
 ) -> None:
     """Add new days of demo data to the current (demo) project; the next `airduck run` picks them up."""
     from airduck.config.loader import find_project_dir
-    from airduck.demo import generate
+    from airduck.demo import generate, require_demo_project
 
     root = state.project or find_project_dir()
+    require_demo_project(root)
     result = generate(root, days)
     if as_json:
         render.print_json({"days": [d.isoformat() for d in result.days], "files": [str(f) for f in result.files],
                            "vacancy_lines": result.vacancy_lines, "company_rows": result.company_rows})
         return
-    render.ok(f"added {len(result.days)} day(s): {result.first_day} .. {result.last_day} "
+    render.ok(f"added {plural(len(result.days), 'day')}: {result.first_day} .. {result.last_day} "
               f"({result.vacancy_lines:,} vacancy lines, {result.company_rows:,} company rows)")
 
 
@@ -209,8 +235,16 @@ def tables(as_json: JsonOpt = False, all_: Annotated[bool, typer.Option("--all",
         rows = []
         for t in refs:
             d = lh.describe(t.qualified)
-            rows.append((t.schema, t.name, d.row_count, d.file_count, _bytes(d.file_bytes)))
+            size = "in catalog" if d.inlined_rows and not d.file_count else _bytes(d.file_bytes)
+            rows.append((t.schema, t.name, d.row_count, _files(d), size))
     render.table(["schema", "table", "rows", "files", "size"], rows)
+
+
+def _files(d) -> str:
+    """The files of a table, saying when (some of) its rows are inlined in the catalog instead."""
+    if not d.inlined_rows:
+        return str(d.file_count)
+    return "inlined" if not d.file_count else f"{d.file_count} + inlined"
 
 
 def _bytes(n: int) -> str:
@@ -230,7 +264,8 @@ def describe(table: Annotated[str, typer.Argument(help="schema.table")], as_json
     if as_json:
         render.print_json(d.to_dict())
         return
-    render.console.print(f"[bold]{d.schema}.{d.name}[/bold]  rows={d.row_count}  files={d.file_count}  "
+    inlined = f" (+{d.inlined_rows} inlined in the catalog)" if d.inlined_rows else ""
+    render.console.print(f"[bold]{d.schema}.{d.name}[/bold]  rows={d.row_count}  files={d.file_count}{inlined}  "
                          f"size={_bytes(d.file_bytes)}  delete_files={d.delete_file_count}  snapshot={d.snapshot_id}",
                          highlight=False)
     render.table(["column", "type", "nullable"], [(c.name, c.type, "yes" if c.nullable else "no") for c in d.columns])
@@ -406,7 +441,7 @@ def _run_summary(rec) -> None:
     secs = f" in {rec.seconds:.1f}s" if rec.seconds is not None else ""
     color = "green" if rec.status == "ok" else "red"
     render.console.print(f"[{color}]{rec.status}[/{color}]{secs}: snapshot {rec.snapshot_before} -> {rec.snapshot_after}; "
-                         f"{rec.rows_in:,} rows in, {rec.rows_out:,} out, {rec.rows_quarantined:,} quarantined, "
+                         f"{plural(rec.rows_in, 'row', sep=True)} in, {rec.rows_out:,} out, {rec.rows_quarantined:,} quarantined, "
                          f"{rec.rows_rejected:,} rejected", highlight=False)
 
 
@@ -453,6 +488,32 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="Run id (or a unique pr
         render.console.print(f"[red]error:[/red] {render.cell(rec.error)}", highlight=False)
 
 
+_PROJECT_FLAGS = ("-p", "--project")
+
+
+def hoist_project(args: list[str]) -> list[str]:
+    """Move `-p DIR`, `--project DIR` and `--project=DIR` to the front, so they work after the subcommand too
+    (`airduck tables -p DIR`, like `git -C`). Only tokens that are exactly these flags move, never after `--`."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            rest += args[i:]
+            break
+        if token in _PROJECT_FLAGS and i + 1 < len(args):
+            front += [token, args[i + 1]]
+            i += 2
+            continue
+        if token.startswith("--project="):
+            front.append(token)
+        else:
+            rest.append(token)
+        i += 1
+    return front + rest
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: one red line and exit 1 for airduck errors; tracebacks only with --debug."""
     import duckdb
@@ -460,7 +521,7 @@ def main(argv: list[str] | None = None) -> Any:
     from airduck.errors import AirduckError
     from airduck.lake.errors import translate
 
-    args = sys.argv[1:] if argv is None else argv
+    args = hoist_project(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
         return app(args=args, prog_name="airduck")

@@ -8,6 +8,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 
 from airduck.cli.render import console, err_console
 from airduck.events import Reporter
+from airduck.text import plural
 
 
 class RichReporter(Reporter):
@@ -34,7 +35,7 @@ class RichReporter(Reporter):
     def advance(self, step: str, table: str | None = None, rows: int = 0, done: int | None = None) -> None:
         task = self.tasks.get((step, table))
         if task is not None:
-            self.progress.update(task, description=f"[bold]{step:<6}[/bold] {table or ''}  {rows:,} rows",
+            self.progress.update(task, description=f"[bold]{step:<6}[/bold] {table or ''}  {plural(rows, 'row', sep=True)}",
                                  completed=done)
 
     def finish(self, step: str, table: str | None = None, status: str = "ok", **stats: Any) -> None:

@@ -5,6 +5,6 @@ days of data; `generate(dir, days)` adds more days. See :mod:`airduck.demo.gener
 """
 
 from airduck.demo.generator import DEFAULT_SEED, DEFAULT_START, GenerateResult, generate
-from airduck.demo.project import create_demo_project
+from airduck.demo.project import create_demo_project, is_demo_project, require_demo_project
 
-__all__ = ["DEFAULT_SEED", "DEFAULT_START", "GenerateResult", "create_demo_project", "generate"]
+__all__ = ["DEFAULT_SEED", "DEFAULT_START", "GenerateResult", "create_demo_project", "generate", "is_demo_project", "require_demo_project"]

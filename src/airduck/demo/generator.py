@@ -55,6 +55,7 @@ from typing import Any
 from airduck.config.secrets import redact
 from airduck.errors import ConfigError, SourceError
 from airduck.events import Reporter
+from airduck.text import plural
 
 STATE_FILE = "data/.generator.json"
 VACANCY_DIR = "data/vacancies"
@@ -473,7 +474,7 @@ class _CompaniesTable:
                         if rows:
                             raise SourceError(
                                 f"demo generator: table {'.'.join(COMPANIES_TABLE)} in {redact(self.dsn)} already "
-                                f"holds {rows} rows, but this is a new demo dataset",
+                                f"holds {plural(rows, 'row')}, but this is a new demo dataset",
                                 hint="drop the table, use an empty database, or recreate the demo with --force")
                 self.conn.execute(sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} (company_id BIGINT PRIMARY KEY, name TEXT NOT NULL, "

@@ -154,3 +154,18 @@ def _write_files(directory: Path, *, source_dsn: str | None, serve_dsn: str | No
     text = render_project_file(_project_name(directory), postgres_source=bool(source_dsn),
                                postgres_serve=bool(serve_dsn))
     (directory / PROJECT_FILE).write_text(text, encoding="utf-8")
+
+
+def is_demo_project(directory: Path | str) -> bool:
+    """Whether `directory` holds a demo project: the demo's data generator keeps its state there
+    (``data/.generator.json``, written by every version of `airduck demo` / `airduck init --demo`)."""
+    return (Path(directory) / STATE_FILE).is_file()
+
+
+def require_demo_project(directory: Path | str) -> None:
+    """ConfigError unless `directory` is a demo project (demo data is never written into another project)."""
+    if not is_demo_project(directory):
+        raise ConfigError(f"{Path(directory) / PROJECT_FILE} is not a demo project (it has no {STATE_FILE}): "
+                          "demo data is only added to the demo project",
+                          hint="run it in a project made by `airduck demo` or `airduck init DIR --demo`, "
+                          "or pass -p airduck-demo")

@@ -58,7 +58,9 @@ def profile_dict(project: Project, schema: str, threads: int | None = None) -> d
         "threads": int(threads or project.config.gold.threads),
         "attach": [attach],
         # extensions come from the offline wheels (install_all); never let DuckDB download one
-        "settings": {"autoinstall_known_extensions": False, "autoload_known_extensions": True},
+        "settings": {"autoinstall_known_extensions": False, "autoload_known_extensions": True,
+                     # `USE lake` on every cursor: models name tables as everywhere else (FROM silver.orders)
+                     "schema": LAKE},
     }
     if uses_s3(project):
         a = s3_access(project)

@@ -21,6 +21,7 @@ from airduck.lake.catalog import TableRef
 from airduck.lake.commit import write
 from airduck.lake.connection import LAKE, open_lake
 from airduck.pipeline.context import StepResult
+from airduck.text import plural
 
 GOLD = "gold"
 STAGE = "gold_stage"
@@ -213,26 +214,43 @@ def run_gold(
         raise DbtError(f"dbt build failed: {inv.first_error()}", hint=f"dbt log: {inv.log_path / 'dbt.log'}")
 
     fail_states = ("fail", "warn") if cfg.fail_on_warn else ("fail",)
-    steps: list[StepResult] = []
     failed_tests = [n for n in nodes if n.resource_type in ("test", "unit_test") and n.status in fail_states]
+    # one step per gold table: a model's failing or warning tests go into its step, never a second row for it
     by_id = {n.unique_id: n for n in nodes}
+    tests: dict[str, list[_Node]] = {}
     for t in nodes:
         if t.resource_type in ("test", "unit_test") and t.status in ("fail", "warn"):
             model = by_id.get(t.attached or "")
-            steps.append(StepResult(
-                layer="gold", table=f"{GOLD}.{model.alias if model else t.name}",
-                status="failed" if t in failed_tests else "warn",
-                error=redact(error_line(t.message)),
-                details={"test": t.name, "failures": t.failures, "severity": t.severity},
-            ))
+            tests.setdefault(f"{GOLD}.{model.alias if model else t.name}", []).append(t)
 
+    def step(table: str, status: str, **details: Any) -> StepResult:
+        bad = tests.pop(table, [])
+        if bad:
+            worst = next((t for t in bad if t in failed_tests), bad[0])
+            status = "failed" if worst in failed_tests else ("warn" if status == "ok" else status)
+            details = {"test": worst.name, "failures": worst.failures, "severity": worst.severity, **details,
+                       "tests": [{"test": t.name, "status": t.status, "failures": t.failures,
+                                  "severity": t.severity} for t in bad]}
+            return StepResult(layer="gold", table=table, status=status, error=redact(error_line(worst.message)),
+                              details=details)
+        return StepResult(layer="gold", table=table, status=status, details=details)
+
+    def test_steps() -> list[StepResult]:
+        """Tests of tables that have no step of their own (singular tests, models not published)."""
+        return [step(table, "ok") for table in list(tests)]
+
+    steps: list[StepResult] = []
     to_publish = [n for n in nodes if n.resource_type in PUBLISHED_RESOURCES and n.status == "success"
                   and (n.materialized in PUBLISHED_MATERIALIZATIONS or n.resource_type == "seed")]
     if failed_tests:
         for n in to_publish:
-            steps.append(StepResult(layer="gold", table=f"{GOLD}.{n.alias}", status="skipped",
-                                    details={"reason": "quality gate failed", "model": n.name}))
-        names = ", ".join(f"{t.name} ({t.failures} failing rows)" if t.failures else t.name
+            steps.append(step(f"{GOLD}.{n.alias}", "skipped", reason="quality gate failed", model=n.name))
+        for n in nodes:  # dbt build does not build the models downstream of a failing test
+            if n.resource_type in PUBLISHED_RESOURCES and n.status == "skipped":
+                steps.append(step(f"{GOLD}.{n.alias}", "skipped", reason="not built: an upstream test failed",
+                                  model=n.name))
+        steps = [s for s in steps if s.status == "failed"] + test_steps() + [s for s in steps if s.status != "failed"]
+        names = ", ".join(f"{t.name} ({plural(t.failures, 'failing row')})" if t.failures else t.name
                           for t in failed_tests)
         reporter.finish("gold", status="failed", failed_tests=len(failed_tests))
         exc = QualityGateFailed(
@@ -257,9 +275,10 @@ def run_gold(
     for n in publishable:
         table = f"{GOLD}.{n.alias}"
         published.append(table)
-        steps.append(StepResult(layer="gold", table=table, status="ok", rows_out=counts.get(n.alias or n.name, 0),
-                                details={"model": n.name, "materialized": n.materialized,
-                                         "resource_type": n.resource_type}))
+        done = step(table, "ok", model=n.name, materialized=n.materialized, resource_type=n.resource_type)
+        done.rows_out = counts.get(n.alias or n.name, 0)
+        steps.append(done)
+    steps += test_steps()
     reporter.finish("gold", status="ok", published=len(published))
     return GoldResult(steps=steps, published=published, artifacts=artifacts)
 

@@ -12,7 +12,8 @@ import duckdb
 from airduck.errors import NotFound, SqlError
 from airduck.lake.connection import LAKE, METADATA, quote_ident
 
-SYSTEM_SCHEMAS = ("airduck",)
+#: airduck's own schemas (its state, and the staging schema dbt builds gold in): listed with `tables --all` only
+SYSTEM_SCHEMAS = ("airduck", "gold_stage")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class TableDescription:
     file_bytes: int
     delete_file_count: int
     snapshot_id: int | None
+    inlined_rows: int = 0  # rows kept in the catalog itself (DuckLake data inlining), not in data files
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,8 +137,32 @@ def describe(con: duckdb.DuckDBPyConnection, table: TableRef) -> TableDescriptio
     files, size, deletes = info if info else (0, 0, 0)
     return TableDescription(
         table.schema, table.name, columns(con, table), int(count), int(files or 0), int(size or 0),
-        int(deletes or 0), current_snapshot(con),
+        int(deletes or 0), current_snapshot(con), max(0, int(count) - _rows_in_files(con, table)),
     )
+
+
+def without_nulls(con: duckdb.DuckDBPyConnection, table: TableRef, names: list[str]) -> set[str]:
+    """The columns among `names` that hold no NULL now (one scan; DuckDB answers most from column stats)."""
+    names = [n for n in names if n in {c.name for c in columns(con, table)}]
+    if not names:
+        return set()
+    checks = ", ".join(f"bool_or({quote_ident(n)} IS NULL)" for n in names)
+    row = con.execute(f"SELECT {checks} FROM {table.sql}").fetchone()
+    return {n for n, has_null in zip(names, row, strict=True) if not has_null}
+
+
+def _rows_in_files(con: duckdb.DuckDBPyConnection, table: TableRef) -> int:
+    """Live rows held in the table's data files (records minus deleted ones); the rest are inlined."""
+    current = (f"(SELECT t.table_id FROM {METADATA}.ducklake_table t JOIN {METADATA}.ducklake_schema s USING (schema_id) "
+               "WHERE s.schema_name = ? AND t.table_name = ? AND t.end_snapshot IS NULL AND s.end_snapshot IS NULL)")
+    row = con.execute(
+        f"SELECT (SELECT coalesce(sum(record_count), 0) FROM {METADATA}.ducklake_data_file "
+        f"WHERE table_id = {current} AND end_snapshot IS NULL) - "
+        f"(SELECT coalesce(sum(delete_count), 0) FROM {METADATA}.ducklake_delete_file "
+        f"WHERE table_id = {current} AND end_snapshot IS NULL)",
+        [table.schema, table.name, table.schema, table.name],
+    ).fetchone()
+    return int(row[0] or 0)
 
 
 def at_clause(version: int | None = None, timestamp: str | datetime | None = None) -> tuple[str, list[Any]]:

@@ -39,6 +39,7 @@ from airduck.lake.connection import quote_ident, quote_literal
 from airduck.pipeline.context import StepResult
 from airduck.serve.columns import ServedColumn, checksum_sql, select_sql, served_columns
 from airduck.serve.config import PostgresServe, ServedTable
+from airduck.text import plural
 
 STAGE_SUFFIX = "__airduck_new"
 PG_MAX_IDENT = 63
@@ -202,7 +203,7 @@ def _publish_one(
         _drop_quietly(pg, stage)
         raise ServeError(
             f"published copy of {plan.source} in {plan.qualified} does not match the lake: "
-            f"{got[0]} rows (checksum {got[1]}) in PostgreSQL, {expected[0]} rows (checksum {expected[1]}) "
+            f"{plural(got[0], 'row')} (checksum {got[1]}) in PostgreSQL, {plural(expected[0], 'row')} (checksum {expected[1]}) "
             f"in {plan.source} at snapshot {snapshot}; the served table was not replaced",
             hint="check for triggers or rules on the serving schema",
         )

@@ -50,6 +50,7 @@ from airduck.silver.rules import (
     make_plan,
     rule_error,
 )
+from airduck.text import plural
 
 STATE = TableRef("airduck", "silver_state")
 _PARAM = re.compile(r"\$(\w+)")
@@ -190,7 +191,7 @@ def _build(ctx: RunContext, plan: Plan, scratch: list[_StageFile]) -> StepResult
         stage_sql, stage_params = sql.stage(plan, incremental, reloaded)
         _materialize(ctx, plan, stage_sql, {**params, **stage_params}, scratch)
         _measure(con, plan, result)
-        _gates(con, plan, result)
+        _gates(ctx, con, plan, result)
         if result.rows_quarantined:
             _run(con, sql.insert_quarantine(quarantine), params)
         if rule.mode == "append":
@@ -319,27 +320,38 @@ def _sample(con: duckdb.DuckDBPyConnection, condition: str) -> str:
     return redact("; ".join(shown))
 
 
-def _gates(con: duckdb.DuckDBPyConnection, plan: Plan, result: StepResult) -> None:
+def _gates(ctx: RunContext, con: duckdb.DuckDBPyConnection, plan: Plan, result: StepResult) -> None:
     """QualityGateFailed when an `on_fail: fail` expectation or an `on_missing: fail` lookup fails."""
     staged = result.rows_in - result.details["superseded"]
     problems: list[str] = []
     for j, (e, expr) in enumerate(plan.checks):
         failed = result.details["expectations"][e.name]["failed"]
         if e.on_fail == "fail" and failed:
-            problems.append(f"expectation {e.name!r} ({expr.text}) failed for {failed} of {staged} rows; "
+            problems.append(f"expectation {e.name!r} ({expr.text}) failed for {failed} of {plural(staged, 'row')}; "
                             f"e.g. {_sample(con, f'NOT __ad_ok{j}')}")
     for lk in plan.lookups:
         missed = result.details["lookup_unmatched"][lk.lookup.name]
         if lk.lookup.on_missing == "fail" and missed:
             ons = ", ".join(lk.lookup.on)
-            problems.append(f"lookup {lk.lookup.name!r} found no row in {lk.table} for {missed} of {staged} rows "
+            problems.append(f"lookup {lk.lookup.name!r} found no row in {lk.table} for {missed} of {plural(staged, 'row')} "
                             f"(by {ons}); e.g. {_sample(con, f'__ad_miss{lk.index}')}")
     if problems:
         raise QualityGateFailed(
             f"silver.{plan.name}: quality gate failed: " + " | ".join(problems),
-            hint=f"nothing of this run was written; fix the rows in {plan.checked.source} or relax the rule "
-            "(on_fail: drop quarantines failing rows, warn only counts them)",
+            hint=f"the run was rolled back, nothing of this run was written (bronze and silver are as before); "
+            f"{_gate_fix(ctx, plan)} and run again, or relax the rule (on_fail: drop quarantines failing rows, "
+            "warn only counts them)",
         )
+
+
+def _gate_fix(ctx: RunContext, plan: Plan) -> str:
+    """What to fix when a gate fails: the input the rows came from (bronze keeps nothing of a failed run)."""
+    source = plan.checked.source
+    if source.schema != "bronze":
+        return f"fix the rows of {source} that fail the rule"
+    cfg = ctx.project.config.sources.get(source.name)
+    where = getattr(cfg, "path", None) or getattr(cfg, "table", None)
+    return f"fix the failing records at source {source.name!r}" + (f" ({where})" if where else "")
 
 
 def _merge(con: duckdb.DuckDBPyConnection, plan: Plan, params: dict[str, Any], result: StepResult) -> None:
@@ -381,12 +393,12 @@ def _report(ctx: RunContext, result: StepResult) -> None:
         result.status = "warn"
     for name, n in details["warnings"].items():
         if n:
-            ctx.reporter.message(f"{result.table}: {n} rows failed expectation {name!r} (warn: kept)", "warning")
+            ctx.reporter.message(f"{result.table}: {plural(n, 'row')} failed expectation {name!r} (warn: kept)", "warning")
     for name, n in details["lookup_unmatched"].items():
         if n:
-            ctx.reporter.message(f"{result.table}: lookup {name!r} found no match for {n} rows", "warning")
+            ctx.reporter.message(f"{result.table}: lookup {name!r} found no match for {plural(n, 'row')}", "warning")
     if result.rows_quarantined:
         reasons = ", ".join(f"{r}={n}" for r, n in details["quarantine_reasons"].items())
-        ctx.reporter.message(f"{result.table}: {result.rows_quarantined} rows quarantined to "
+        ctx.reporter.message(f"{result.table}: {plural(result.rows_quarantined, 'row')} quarantined to "
                              f"{result.table}__quarantine ({reasons})", "warning")
     ctx.reporter.advance("silver", result.table, rows=result.rows_out, done=result.rows_in)
