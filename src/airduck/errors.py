@@ -7,6 +7,8 @@ write conflict) may be retried; ``Terminal`` ones (bad config, a failed quality 
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AirduckError(Exception):
     """Base class of every error airduck reports to a user."""
@@ -71,3 +73,21 @@ class DbtError(Terminal):
 
 class ServeError(AirduckError):
     """Publishing marts to PostgreSQL or exporting them failed."""
+
+
+class RunFailed(AirduckError):
+    """A run failed: carries the failed run's ``record`` (a RunRecord, with its steps) and the ``cause``.
+
+    The message and hint are the cause's; ``transient`` follows the cause (a conflict may be retried,
+    a failed gate may not). ``recorded`` says whether the failed run could be written to the run
+    records (it cannot when the catalog is unreachable). The original error is also ``__cause__``.
+    """
+
+    def __init__(self, cause: AirduckError, record: Any, steps: list[Any] | None = None, *,
+                 recorded: bool = True) -> None:
+        super().__init__(cause.message, hint=cause.hint)
+        self.cause = cause
+        self.record = record
+        self.steps = list(steps or [])
+        self.recorded = recorded
+        self.transient = cause.transient

@@ -77,7 +77,7 @@ def test_demo_on_the_embedded_default(tmp_path):
         scd2 = lh.con.execute("SELECT count(*) FROM silver.companies WHERE NOT is_current").fetchone()[0]
         assert scd2 > 0  # companies changed over the days: history kept
         run = lh.runs(1)[0]
-        assert run.status == "ok" and run.artifacts.get("manifest")
+        assert run.status == "warned" and run.artifacts.get("manifest")  # the demo's messy rows are warnings
         assert Path(run.artifacts["manifest"]).is_file()
     exports = root / "exports"
     assert any(exports.rglob("manifest.json")), "Parquet export missing"
@@ -91,6 +91,7 @@ def test_demo_on_the_embedded_default(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rec = json.loads(proc.stdout)
     assert sum(s["rows_out"] for s in rec["steps"] if s["layer"] == "bronze") == 0
+    assert rec["snapshot_before"] == rec["snapshot_after"]  # not even a snapshot (gold is not rebuilt)
     assert counts(root, watched) == before
     with Lakehouse.open(root) as lh:
         assert len(lh.snapshots("silver.vacancies")) == silver_snaps

@@ -459,14 +459,34 @@ def test_rolled_back_run_leaves_nothing_and_the_next_run_loads_the_file(local_pr
     assert query(root, "SELECT load_id FROM airduck.bronze_files") == [("run-3",)]
 
 
-def test_no_matching_files_is_a_warning_and_creates_an_empty_contract_table(local_projects) -> None:
-    root = files_project(local_projects, {"none": {"type": "files", "path": "data/*.csv"}})
+def test_a_path_that_matches_nothing_fails_the_first_run_unless_allow_empty(local_projects) -> None:
+    from airduck.errors import SourceError
+
+    root = files_project(local_projects, {
+        "typo": {"type": "files", "path": "data/ordrs/*.csv"},
+        "none": {"type": "files", "path": "data/*.csv", "allow_empty": True},
+        "later": {"type": "files", "path": "data/later/*.csv"},
+    })
+    # first run, nothing ever ingested: an error that names the path and the fix
+    with pytest.raises(SourceError, match=r"sources\.typo\.path: no file matches 'data/ordrs/\*\.csv'") as info:
+        ingest(root, "typo", "run-1")
+    assert str(root / "data" / "ordrs") in str(info.value) and "allow_empty: true" in info.value.hint
+    assert not table_exists(root, "bronze", "typo")
+    # allow_empty: fine, and the contract table exists
     result = ingest(root, "none", "run-1")
-    assert result.status == "warn" and "no files match" in result.details["warning"]
+    assert result.status == "skipped" and "warning" not in result.details
     cols = [r[0] for r in query(root, "SELECT column_name FROM information_schema.columns WHERE table_schema = 'bronze' "
                                       "AND table_name = 'none' ORDER BY ordinal_position")]
     assert cols == ["_load_id", "_batch", "_source", "_source_file", "_source_version", "_landing_key",
                     "_row_number", "_ingested_at", "_rescued"]
+    # after a first ingest: no new file is fine, a path that matches nothing any more is a warning
+    (root / "data" / "later").mkdir()
+    (root / "data" / "later" / "a.csv").write_text("a\n1\n")
+    assert ingest(root, "later", "run-2", batch=2).status == "ok"
+    assert ingest(root, "later", "run-3", batch=3).status == "skipped"
+    (root / "data" / "later" / "a.csv").unlink()
+    gone = ingest(root, "later", "run-4", batch=4)
+    assert gone.status == "warn" and "no files match" in gone.details["warning"]
 
 
 def test_reserved_reader_option_is_a_config_error(local_projects) -> None:

@@ -324,3 +324,69 @@ def test_build_docs(built, tmp_path):
     assert (out / "index.html").is_file()
     catalog = json.loads((out / "catalog.json").read_text())
     assert any(k.endswith("customer_revenue") for k in catalog["nodes"])
+
+
+def test_a_run_with_nothing_new_adds_no_snapshot_and_every_snapshot_has_a_message(local_projects):
+    """The whole pipeline (files -> silver -> dbt gold) twice: the second run changes nothing, not even the
+    snapshot id; new input rebuilds gold; every snapshot (dbt's own too) has a message and an author."""
+    from airduck.gold.runner import fingerprint, unchanged_since
+    from airduck.lakehouse import Lakehouse
+    from tests.integration.test_pipeline_runs import cli
+
+    def columns(**types: str) -> dict[str, Any]:
+        return {name: {"type": t} for name, t in types.items()}
+
+    root = local_projects.make({
+        "gold": {"dbt_project": "gold/"},
+        "sources": {"raw_orders": {"type": "files", "path": "data/orders/*.csv"},
+                    "raw_customers": {"type": "files", "path": "data/customers/*.csv"}},
+        "silver": {
+            "customers": {"from": "raw_customers", "key": ["customer_id"],
+                          "columns": columns(customer_id="BIGINT", name="VARCHAR", city="VARCHAR")},
+            "orders": {"from": "raw_orders", "key": ["order_id"],
+                       "columns": columns(order_id="BIGINT", customer_id="BIGINT", amount="DECIMAL(10,2)")},
+        },
+    })
+    write_dbt_project(root)
+    for folder in ("orders", "customers"):
+        (root / "data" / folder).mkdir(parents=True)
+    (root / "data" / "customers" / "c.csv").write_text(
+        "customer_id,name,city\n" + "".join(f"{i},customer {i},{['Paris', 'Oslo'][i % 2]}\n" for i in range(1, 11)))
+    (root / "data" / "orders" / "day1.csv").write_text(
+        "order_id,customer_id,amount\n" + "".join(f"{i},{i % 10 + 1},{i}.50\n" for i in range(1, 51)))
+    with Lakehouse.open(root) as lh:
+        first = lh.run()
+        assert first.ok and "gold.customer_revenue" in {s.table for s in first.steps if s.status == "ok"}
+        snapshot = lh.current_snapshot()
+        revenue = lh.con.execute("SELECT sum(revenue) FROM gold.customer_revenue").fetchone()[0]
+        second = lh.run()
+        assert second.ok and lh.current_snapshot() == snapshot  # nothing new: not even a snapshot
+        assert [(s.table, s.status) for s in second.steps if s.layer == "gold"] == [("gold", "skipped")]
+        assert second.record.snapshot_before == second.record.snapshot_after == snapshot
+        # new input: gold is rebuilt
+        (root / "data" / "orders" / "day2.csv").write_text("order_id,customer_id,amount\n100,1,1000.00\n")
+        third = lh.run()
+        assert lh.current_snapshot() > snapshot
+        assert lh.con.execute("SELECT sum(revenue) FROM gold.customer_revenue").fetchone()[0] == revenue + 1000
+        snaps = lh.snapshots()
+        # snapshot 0 is DuckLake's own (the catalog's creation); every later one says who and why
+        assert [s.snapshot_id for s in snaps if not (s.message and s.author)] == [0]
+        run_id = third.record.run_id
+        assert any(s.message == f"run {run_id}: dbt build into gold_stage" for s in snaps)
+        publish = next(s for s in snaps if s.message == f"publish gold (run {run_id})")
+        inserted = ("tables_inserted_into", "inlined_insert")  # small marts are inlined in the catalog
+        assert "gold.customer_revenue" in [t for k in inserted for t in publish.tables.get(k, [])]  # names, not ids
+        assert all(v.isdigit() for k in inserted for v in publish.changes.get(k, []))  # the ids stay in `changes`
+        # a changed dbt project is a change too (checked without running dbt)
+        dbt_dir = root / "gold"
+        assert unchanged_since(lh.con, fingerprint(lh.project, dbt_dir, None)) == publish.snapshot_id
+        (dbt_dir / "models" / "city_revenue.sql").write_text(MODELS["city_revenue.sql"] + "\n-- changed\n")
+        assert unchanged_since(lh.con, fingerprint(lh.project, dbt_dir, None)) is None
+    proc = cli(root, "runs", "show", run_id)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "manifest:" in out and str(root / ".airduck" / "runs" / run_id / "dbt") in out.replace("\n", "")
+    proc = cli(root, "snapshots", "gold.customer_revenue", "--json")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert any("gold.customer_revenue" in s["tables"].get(k, []) for s in json.loads(out) for k in inserted)

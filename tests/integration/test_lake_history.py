@@ -164,3 +164,32 @@ def test_undo_snapshot_restores_every_table_it_touched(projects):
         # history is kept: the undone state is still readable
         assert checksum(lh, "silver.t", run)[0] == 3000 + 500 - 61
         assert base < run < lh.current_snapshot()
+
+
+def test_maintenance_reports_what_it_actually_did(local_projects):
+    root = local_projects.make({"lake": {"data_inlining_row_limit": 10}})
+    with Lakehouse.open(root) as lh:
+        con = lh.con
+        with write(con, "create"):
+            con.execute("CREATE TABLE silver.small (id BIGINT)")
+            con.execute("CREATE TABLE silver.kept (id BIGINT)")
+        for i in range(3):  # three small files each
+            with write(con, f"append {i}"):
+                con.execute("INSERT INTO silver.small SELECT range + ? FROM range(100)", [i * 100])
+                con.execute("INSERT INTO silver.kept SELECT range + ? FROM range(100)", [i * 100])
+        with write(con, "deletes: DuckLake does not merge files that have deletes"):
+            con.execute("DELETE FROM silver.kept WHERE id % 2 = 0")
+        with write(con, "a few inlined rows"):
+            con.execute("INSERT INTO silver.small VALUES (1000), (1001)")
+        plan = {s.name: s for s in lh.maintain(dry_run=True)}
+        assert plan["merge"].items == ["silver.small: 3 small files"]  # not silver.kept: it cannot be merged
+        done = {s.name: s for s in lh.maintain(steps=("flush", "merge", "rewrite"))}
+        assert done["flush"].done.startswith("flushed ")
+        assert "silver.small: 2 rows written to Parquet" in done["flush"].items
+        assert done["merge"].done == "merged the files of 1 table(s)"
+        assert done["merge"].items == ["silver.small: 4 -> 1 files"]
+        assert done["rewrite"].items == ["silver.kept: 3 -> 0 delete files"]  # half of its rows were deleted
+        again = {s.name: s for s in lh.maintain(steps=("flush", "merge"))}
+        assert (again["flush"].done, again["flush"].items) == ("nothing to flush", [])
+        assert (again["merge"].done, again["merge"].items) == ("nothing was merged", [])
+        assert [lh.con.execute(f"SELECT count(*) FROM silver.{t}").fetchone()[0] for t in ("small", "kept")] == [302, 150]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from airduck.errors import QualityGateFailed
+from airduck.errors import QualityGateFailed, RuleError, RunFailed
 from airduck.lakehouse import Lakehouse
 
 AIRDUCK = [sys.executable, "-m", "airduck"]
@@ -94,8 +94,10 @@ def test_failed_gate_leaves_the_lake_at_the_same_snapshot(projects):
         assert lh.run().ok
         before = lh.current_snapshot()
         write_orders(root, "day2.csv", 1000, 300, negative_every=50)
-        with pytest.raises(QualityGateFailed, match="amount_not_negative") as info:
+        with pytest.raises(RunFailed, match="amount_not_negative") as info:
             lh.run()
+        assert isinstance(info.value.cause, QualityGateFailed) and info.value.__cause__ is info.value.cause
+        assert not info.value.transient
         # the hint says what happened (bronze was rolled back too) and what to fix: the source's input
         assert "rolled back" in info.value.hint and "fix the rows in bronze" not in info.value.hint
         assert "source 'orders' (data/orders/*.csv)" in info.value.hint
@@ -104,6 +106,7 @@ def test_failed_gate_leaves_the_lake_at_the_same_snapshot(projects):
         assert count(lh, "bronze.orders") == 300  # bronze of the failed run is not visible either
         failed = lh.runs(1)[0]
         assert failed.status == "failed" and "amount_not_negative" in failed.error
+        assert info.value.record.run_id == failed.run_id and info.value.record.status == "failed"
         assert failed.snapshot_before == failed.snapshot_after == before
         info = lh.run_info(failed.run_id)
         assert any(s["status"] == "failed" and s["table_name"] == "silver.orders" for s in info.steps)
@@ -159,19 +162,77 @@ def test_run_records_and_cli(local_projects):
     write_orders(root, "day1.csv", 0, 120, negative_every=10)
     proc = cli(root, "run", "--json")
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 0, err  # warnings do not fail a run
     rec = json.loads(out)
-    assert rec["status"] == "ok" and rec["rows_in"] == 120
+    assert rec["status"] == "warned" and rec["rows_in"] == 120  # rows were quarantined: the run says so
     assert rec["rows_quarantined"] == 12 and rec["rows_out"] == 108
     assert rec["snapshot_after"] > rec["snapshot_before"]
     steps = {s["table_name"]: s for s in rec["steps"]}
     assert steps["silver.orders"]["rows_quarantined"] == 12
+    assert steps["silver.orders"]["status"] == "warn" and steps["bronze.orders"]["status"] == "ok"
     proc = cli(root, "runs", "--json")
     runs = json.loads(proc.communicate(timeout=60)[0])
-    assert runs[0]["run_id"] == rec["run_id"]
-    proc = cli(root, "runs", "show", rec["run_id"][:12])
+    assert runs[0]["run_id"] == rec["run_id"] and runs[0]["status"] == "warned"
+    # a narrow terminal: numbers and headers stay whole, text folds
+    proc = cli(root, "runs", env={"COLUMNS": "80"})
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "warned" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    header = next(line for line in out.splitlines() if "status" in line)
+    for word in ("run", "status", "started", "secs", "in", "out", "quar.", "rej.", "snapshots"):
+        assert f" {word} " in header, header
+    row = next(line for line in out.splitlines() if "warned" in line)
+    assert [c.strip() for c in row.split("│")][5:9] == ["120", "108", "12", "0"], out
+    proc = cli(root, "runs", "show", rec["run_id"][:12], env={"COLUMNS": "80"})
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "silver.orders" in out
+    assert "secs" in out and "started " in out and "finished " in out, out
+    proc = cli(root, "snapshots", "nosuch.table")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "no table nosuch.table" in err
+
+
+def test_a_failed_run_prints_its_own_record(local_projects, tmp_path):
+    config = orders_config()
+    root = local_projects.make(config)
+    write_orders(root, "day1.csv", 0, 20)
+    proc = cli(root, "run", "--json")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    ok_run = json.loads(out)["run_id"]
+    # a bad selector fails before any step: still its own (failed) record, never the previous run's
+    proc = cli(root, "run", "-s", "platinum")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "platinum" in err and "Traceback" not in err
+    assert ok_run not in out and "ok" not in out.split()
+    proc = cli(root, "run", "-s", "platinum", "--json")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and err.startswith("error:") and "platinum" in err
+    failed = json.loads(out)
+    assert failed["status"] == "failed" and failed["run_id"] != ok_run and "platinum" in failed["error"]
+    with Lakehouse.open(root) as lh:
+        assert lh.runs(1)[0].run_id == failed["run_id"] and lh.runs(1)[0].status == "failed"
+        snapshot = lh.current_snapshot()
+    assert failed["snapshot_before"] == failed["snapshot_after"] == snapshot
+    # a silver rule error is recorded as a failed run too (Python API: RunFailed with the cause)
+    config["silver"]["orders"]["columns"]["amount"]["type"] = "MONEYZ"
+    bad = local_projects.make(config, name="bad_rule")
+    write_orders(bad, "day1.csv", 0, 20)
+    with Lakehouse.open(bad) as lh:
+        with pytest.raises(RunFailed, match="MONEYZ") as info:
+            lh.run()
+        assert isinstance(info.value.cause, RuleError) and info.value.recorded
+        assert lh.runs(1)[0].run_id == info.value.record.run_id and lh.runs(1)[0].status == "failed"
+    proc = cli(bad, "run")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "MONEYZ" in err and ": failed" in out
+    # a catalog that cannot be opened: no run table at all (there is no record to show)
+    broken = local_projects.make({**orders_config(), "lake": {"catalog": "postgresql://postgres@127.0.0.1:1/nope"}},
+                                 name="no_catalog")
+    proc = cli(broken, "run")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and err.strip().startswith("error:") and "Traceback" not in err
+    assert out.strip() == "", out
 
 
 def test_full_refresh_rebuilds_without_duplicates(local_projects):
@@ -200,5 +261,6 @@ def test_gate_failure_mentioning_conflict_is_not_retried(local_projects):
     folder = root / "data" / "orders"
     folder.mkdir(parents=True)
     (folder / "a.csv").write_text("order_id,customer,amount,updated_at\n1,conflict,5,2026-11-01 10:00:00\n")
-    with Lakehouse.open(root) as lh, pytest.raises(QualityGateFailed, match="no_conflict_customers"):
+    with Lakehouse.open(root) as lh, pytest.raises(RunFailed, match="no_conflict_customers") as info:
         lh.run()
+    assert isinstance(info.value.cause, QualityGateFailed)

@@ -21,6 +21,8 @@ class FilesSource(Model):
     header: bool = True
     encoding: Literal["utf-8", "latin-1", "utf-16"] = "utf-8"
     options: dict[str, Any] = Field(default_factory=dict, description="extra DuckDB reader options")
+    allow_empty: bool = Field(False, description="a path that matches no file is fine, even on the first run "
+                              "(else the first run fails: usually the path has a typo)")
 
 
 class PostgresSource(Model):

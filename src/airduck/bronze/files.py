@@ -170,6 +170,14 @@ def discover(ctx: RunContext, name: str, cfg: FilesSource) -> list[Candidate]:
     return _discover_local(ctx, cfg.path)
 
 
+def _searched(ctx: RunContext, cfg: FilesSource) -> str:
+    """The glob as searched: an S3 URL as given (masked), a local path made absolute against the project."""
+    if "://" in cfg.path:
+        return redact(cfg.path)
+    full = Path(cfg.path).expanduser()
+    return (full if full.is_absolute() else ctx.project.root / full).as_posix()
+
+
 def _discover_local(ctx: RunContext, pattern: str) -> list[Candidate]:
     full = Path(pattern).expanduser()
     if not full.is_absolute():
@@ -366,7 +374,13 @@ def ingest_files(ctx: RunContext, name: str, cfg: FilesSource) -> StepResult:
     state.ensure_state_tables(con)
     ensure_rejects_table(con, name)
     candidates = discover(ctx, name, cfg)
-    previous = {} if ctx.full_refresh else state.latest_files(con, name)
+    ever = state.latest_files(con, name)
+    if not candidates and not cfg.allow_empty and not ever:
+        raise SourceError(f"sources.{name}.path: no file matches {cfg.path!r} and no file was ever ingested "
+                          f"for this source (searched {_searched(ctx, cfg)})",
+                          hint="fix the path (a glob relative to the project folder, or s3://bucket/prefix/*.csv), "
+                          f"or set `allow_empty: true` on sources.{name} if it may be empty")
+    previous = {} if ctx.full_refresh else ever
     results: list[FileResult] = []
     skipped = 0
     reporter = ctx.reporter
@@ -423,12 +437,13 @@ def ingest_files(ctx: RunContext, name: str, cfg: FilesSource) -> StepResult:
         "files_matched": len(candidates), "files_skipped": skipped, "rescued_rows": rescued,
         "new_columns": new_columns, "files": [r.to_dict() for r in results[:_DETAIL_FILES]],
     }
-    if not candidates:
+    nothing_matched = not candidates and not cfg.allow_empty
+    if nothing_matched:  # a first run that finds nothing failed in _require_files
         reporter.message(f"source {name}: no files match {cfg.path}", "warning")
-        details["warning"] = f"no files match {cfg.path}"
+        details["warning"] = f"no files match {cfg.path} (files were ingested before; allow_empty: true if expected)"
     if rejects:
         reporter.message(f"source {name}: {plural(rejects, 'rejected line')} kept in {rejects_ref(name)}", "warning")
-    status = "warn" if rejects or not candidates else ("ok" if results else "skipped")
+    status = "warn" if rejects or nothing_matched else ("ok" if results else "skipped")
     return StepResult(
         layer="bronze", table=table, status=status, rows_in=rows + rejects, rows_out=rows,
         rows_rejected=rejects, files=len(results), details=details,

@@ -325,7 +325,7 @@ def snapshots(
     render.table(
         ["id", "time", "message", "author", "tags", "changes"],
         [(s.snapshot_id, s.time.strftime("%Y-%m-%d %H:%M:%S"), s.message or "", s.author or "",
-          ", ".join(tags.get(s.snapshot_id, [])), "; ".join(f"{k}: {', '.join(v)}" for k, v in s.changes.items()))
+          ", ".join(tags.get(s.snapshot_id, [])), "; ".join(f"{k}: {', '.join(v)}" for k, v in s.tables.items()))
          for s in snaps],
     )
 
@@ -412,19 +412,17 @@ def run(
     """Run the pipeline: sources -> bronze -> silver (one atomic step) -> gold (dbt) -> serve."""
     from airduck.cli.progress import RichReporter
     from airduck.config.project import load_project
+    from airduck.errors import RunFailed
     from airduck.lakehouse import Lakehouse
 
     with RichReporter(quiet=quiet or as_json) as reporter, Lakehouse(load_project(state.project), reporter) as lh:
         try:
             result = lh.run(select, full_refresh)
-        except Exception:
-            if not as_json:
-                try:
-                    runs = lh.runs(limit=1)
-                    if runs:
-                        _run_summary(lh.run_info(runs[0].run_id))
-                except Exception:
-                    pass
+        except RunFailed as exc:  # this run's own record (never an older run's), then the error line
+            if as_json:
+                render.print_json(exc.record.to_dict())
+            elif exc.recorded:
+                _run_summary(exc.record)
             raise
         rec = lh.run_info(result.record.run_id)
     if as_json:
@@ -433,16 +431,37 @@ def run(
     _run_summary(rec)
 
 
-def _run_summary(rec) -> None:
-    rows = [(s["layer"], s["table_name"], s["status"], s["rows_in"], s["rows_out"], s["rows_quarantined"],
-             s["rows_rejected"]) for s in rec.steps]
-    render.table(["layer", "table", "status", "in", "out", "quar.", "rej."], rows,
-                 title=f"run {rec.run_id}: {rec.status}", no_wrap=("table",))
+STATUS_COLORS = {"ok": "green", "warned": "yellow", "warn": "yellow", "running": "cyan"}
+
+
+def _run_summary(rec, timings: bool = False) -> None:
+    cols = ["layer", "table", "status", "in", "out", "quar.", "rej."]
+    rows = [[s["layer"], s["table_name"], s["status"], s["rows_in"], s["rows_out"], s["rows_quarantined"],
+             s["rows_rejected"]] for s in rec.steps]
+    if timings:
+        cols.append("secs")
+        for row, s in zip(rows, rec.steps, strict=True):
+            row.append(_step_seconds(s))
+    render.table(cols, rows, title=f"run {rec.run_id}: {rec.status}")
     secs = f" in {rec.seconds:.1f}s" if rec.seconds is not None else ""
-    color = "green" if rec.status == "ok" else "red"
+    color = STATUS_COLORS.get(rec.status, "red")
     render.console.print(f"[{color}]{rec.status}[/{color}]{secs}: snapshot {rec.snapshot_before} -> {rec.snapshot_after}; "
                          f"{plural(rec.rows_in, 'row', sep=True)} in, {rec.rows_out:,} out, {rec.rows_quarantined:,} quarantined, "
                          f"{rec.rows_rejected:,} rejected", highlight=False)
+    notes = [(s["table_name"], s.get("error") or (s.get("details") or {}).get("warning")) for s in rec.steps
+             if s["status"] in ("warn", "failed") and (s.get("error") or (s.get("details") or {}).get("warning"))]
+    for table, note in notes:
+        render.console.print(f"  [yellow]{render.cell(table)}[/yellow]: {render.cell(note)}", highlight=False)
+
+
+def _step_seconds(step: dict) -> str:
+    from datetime import datetime
+
+    try:
+        started, finished = (datetime.fromisoformat(step[k]) for k in ("started_at", "finished_at"))
+    except (KeyError, TypeError, ValueError):
+        return ""
+    return f"{(finished - started).total_seconds():.1f}"
 
 
 runs_app = typer.Typer(help="Run records: list runs, or `runs show ID`.", invoke_without_command=True,
@@ -472,7 +491,7 @@ def runs_list(
         cols.append("error")
         for row, r in zip(rows, runs, strict=True):
             row.append((r.error or "")[:80])
-    render.table(cols, rows, no_wrap=("run", "started", "status", "snapshots"))
+    render.table(cols, rows)
 
 
 @runs_app.command("show")
@@ -483,7 +502,13 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="Run id (or a unique pr
     if as_json:
         render.print_json(rec.to_dict())
         return
-    _run_summary(rec)
+    _run_summary(rec, timings=True)
+    finished = rec.finished_at.strftime("%Y-%m-%d %H:%M:%S %Z") if rec.finished_at else "-"
+    render.console.print(f"started {rec.started_at.strftime('%Y-%m-%d %H:%M:%S %Z')}, finished {finished}; "
+                         f"command: {render.cell(rec.command or '-')}; host {render.cell(rec.host)} pid {rec.pid}",
+                         highlight=False)
+    for name, path in rec.artifacts.items():
+        render.console.print(f"  {name}: {render.cell(path)}", highlight=False)
     if rec.error:
         render.console.print(f"[red]error:[/red] {render.cell(rec.error)}", highlight=False)
 

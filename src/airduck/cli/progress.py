@@ -42,7 +42,7 @@ class RichReporter(Reporter):
         task = self.tasks.get((step, table))
         if task is None:
             return
-        color = {"ok": "green", "failed": "red", "warn": "yellow"}.get(status, "cyan")
+        color = {"ok": "green", "failed": "red", "warn": "yellow", "warned": "yellow"}.get(status, "cyan")
         parts = [f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in stats.items() if v]
         self.progress.update(task, description=f"[{color}]{status:<6}[/{color}] [bold]{step}[/bold] {table or ''}  "
                              f"[dim]{' '.join(parts)}[/dim]", total=1, completed=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -44,11 +45,28 @@ def cell(value: Any) -> str:
     return redact(str(value)).replace("[", "\\[")
 
 
+_NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?%?$|^\d+->\d+$")
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float | Decimal):
+        return True
+    return isinstance(value, str) and bool(_NUMBER.match(value))
+
+
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None,
           no_wrap: Sequence[str] = ()) -> None:
+    """A Rich table. Headers and numbers are never broken (numeric columns are right-aligned, no wrap,
+    at least as wide as their header); other columns fold when the terminal is narrow."""
     t = Table(title=title, show_lines=False, header_style="bold")
-    for c in columns:
-        t.add_column(str(c), overflow="fold", no_wrap=c in no_wrap)
+    for i, c in enumerate(columns):
+        values = [r[i] for r in rows if i < len(r) and r[i] is not None and r[i] != ""]
+        numeric = bool(values) and all(_is_number(v) for v in values)
+        widest = max((len(str(v)) for v in values), default=0)
+        t.add_column(str(c), overflow="fold", no_wrap=numeric or c in no_wrap, justify="right" if numeric else "left",
+                     min_width=max(len(str(c)), widest) if numeric else len(str(c)))
     for row in rows:
         t.add_row(*(cell(v) for v in row))
     console.print(t)

@@ -27,7 +27,9 @@ DBT_ENV = {
     "DBT_PARTIAL_PARSE": "true",
     "DO_NOT_TRACK": "1",
 }
-_LAUNCH = "from dbt.cli.main import cli; cli()"
+#: dbt's own writes get airduck's commit message (see airduck.gold.dbt_commits)
+_LAUNCH = ("from airduck.gold.dbt_commits import install_from_env; install_from_env(); "
+           "from dbt.cli.main import cli; cli()")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -17,8 +18,8 @@ from airduck.events import Reporter
 from airduck.gold.dbt import DbtInvocation, error_line, run_dbt
 from airduck.gold.profile import generated_profile, profile_env
 from airduck.gold.sources import read_dbt_project, write_sources
-from airduck.lake.catalog import TableRef
-from airduck.lake.commit import write
+from airduck.lake.catalog import TableRef, table_names
+from airduck.lake.commit import author, commit_info, write
 from airduck.lake.connection import LAKE, open_lake
 from airduck.pipeline.context import StepResult
 from airduck.text import plural
@@ -39,6 +40,8 @@ class GoldResult:
     steps: list[StepResult] = field(default_factory=list)
     published: list[str] = field(default_factory=list)  # e.g. ["gold.orders_by_day"]
     artifacts: dict[str, str] = field(default_factory=dict)  # manifest / run_results / log -> path
+    #: set when nothing gold depends on changed since this publish snapshot, so dbt did not run
+    unchanged_since: int | None = None
 
 
 @dataclass
@@ -76,8 +79,11 @@ def _dbt_state(project: Project) -> Path:
     return project.state_dir / "dbt"
 
 
-def _prepare(project: Project) -> tuple[Path, Path, dict[str, str]]:
-    """Install extensions, clean the staging schema, (re)generate sources.yml and the profile."""
+def _prepare(project: Project, select: list[str] | None = None, skip_unchanged: bool = False
+             ) -> tuple[Path, Path, dict[str, str], str, int | None]:
+    """Install extensions, clean the staging schema, (re)generate sources.yml and the profile; returns the
+    dbt folder, the profiles folder, dbt's environment, the project's fingerprint and (with
+    `skip_unchanged`) the snapshot gold is unchanged since, if it is."""
     from airduck.lake.extensions import install_all
 
     dbt_dir = _dbt_dir(project)
@@ -86,12 +92,22 @@ def _prepare(project: Project) -> tuple[Path, Path, dict[str, str]]:
     try:
         _drop_leftovers(con)
         write_sources(project, dbt_dir, con)
+        digest = fingerprint(project, dbt_dir, select)
+        unchanged = unchanged_since(con, digest) if skip_unchanged else None
     finally:
         con.close()
     profiles_dir = _dbt_state(project) / "profile"
     generated_profile(project, profiles_dir, STAGE)
     env = {**project.env, **profile_env(project)}
-    return dbt_dir, profiles_dir, env
+    return dbt_dir, profiles_dir, env, digest, unchanged
+
+
+def dbt_commit_env(message: str, **extra: Any) -> dict[str, str]:
+    """The variable that gives every lake commit of the dbt process `message` (see airduck.gold.dbt_commits)."""
+    from airduck.gold.dbt_commits import ENV
+
+    return {ENV: json.dumps({"lake": LAKE, "author": author(), "message": message,
+                             "extra_info": commit_info(**extra)}, default=str)}
 
 
 def _lake_tables(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
@@ -114,6 +130,48 @@ def _drop_leftovers(con: duckdb.DuckDBPyConnection) -> list[str]:
                 what = "VIEW" if kind == "VIEW" else "TABLE"
                 con.execute(f"DROP {what} IF EXISTS {TableRef(STAGE, name).sql}")
     return leftovers
+
+
+#: folders of a dbt project that are dbt's output, not its input
+_NOT_INPUTS = ("target", "logs")
+
+
+def fingerprint(project: Project, dbt_dir: Path, select: list[str] | None) -> str:
+    """A digest of what a gold build depends on besides the lake: the dbt project's files (packages and the
+    generated sources file included), `gold.vars`, `gold.fail_on_warn` and the dbt selection."""
+    digest = hashlib.sha256()
+    for path in sorted(dbt_dir.rglob("*")):
+        rel = path.relative_to(dbt_dir)
+        if rel.parts[0] in _NOT_INPUTS or any(p.startswith(".") for p in rel.parts) or not path.is_file():
+            continue
+        digest.update(rel.as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    cfg = project.config.gold
+    digest.update(json.dumps({"vars": cfg.vars, "fail_on_warn": cfg.fail_on_warn, "select": select or []},
+                             sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def unchanged_since(con: duckdb.DuckDBPyConnection, digest: str) -> int | None:
+    """The snapshot of the last gold publish if it was built from the same dbt project (`digest`) and no
+    snapshot since then changed anything but the staging schema; else None (gold must be rebuilt)."""
+    rows = con.execute(f"SELECT snapshot_id, commit_message, commit_extra_info, changes FROM {LAKE}.snapshots() "
+                       "ORDER BY snapshot_id DESC").fetchall()
+    names: dict[str, str] | None = None
+    for sid, message, extra, changes in rows:
+        try:
+            info = json.loads(extra) if extra else {}
+        except ValueError:
+            info = {}
+        if info.get("step") == "gold" and (message or "").startswith("publish gold"):
+            return int(sid) if info.get("fingerprint") == digest else None
+        if names is None:
+            names = table_names(con)
+        for kind, values in (changes or {}).items():
+            for value in values:
+                name = names.get(str(value), str(value)) if not kind.startswith("schemas") else f"{value}."
+                if not name.strip('"').startswith(f"{STAGE}."):
+                    return None
+    return None
 
 
 def _nodes(inv: DbtInvocation) -> list[_Node]:
@@ -174,19 +232,26 @@ def _artifacts(inv: DbtInvocation, artifacts_dir: Path) -> dict[str, str]:
 
 def run_gold(
     project: Project, *, run_id: str, select: list[str] | None = None, reporter: Reporter | None = None,
-    artifacts_dir: Path,
+    artifacts_dir: Path, skip_unchanged: bool = False,
 ) -> GoldResult:
     """Build the gold marts with `dbt build` into `gold_stage`, then publish them to `gold` in one commit.
 
     Raises :class:`QualityGateFailed` when a dbt test of severity error fails (or a warning, with
     `gold.fail_on_warn`), and :class:`DbtError` when dbt cannot compile or run a model. In both
     cases `gold` is left exactly as it was.
+
+    `skip_unchanged`: do not run dbt (and add no snapshot) when neither the lake (outside the staging
+    schema) nor the dbt project changed since the last publish (see :func:`unchanged_since`).
     """
     reporter = reporter or Reporter()
     cfg = project.config.gold
+    dbt_dir, profiles_dir, env, digest, unchanged = _prepare(project, select, skip_unchanged)
+    if unchanged is not None:
+        reporter.message(f"gold: nothing changed since it was published (snapshot {unchanged}); dbt not run")
+        return GoldResult(steps=[StepResult("gold", GOLD, status="skipped", details={
+            "reason": "unchanged", "published_snapshot": unchanged})], unchanged_since=unchanged)
     artifacts_dir = Path(artifacts_dir)
     artifacts_dir.mkdir(parents=True, exist_ok=True)
-    dbt_dir, profiles_dir, env = _prepare(project)
     args: list[str] = []
     if select:
         args += ["--select", *select]
@@ -194,6 +259,7 @@ def run_gold(
         args += ["--vars", json.dumps(cfg.vars, default=str)]
     reporter.start("gold")
     reporter.message(f"dbt build {' '.join(select or [])} -> {STAGE}".replace("  ", " "))
+    env = {**env, **dbt_commit_env(f"run {run_id}: dbt build into {STAGE}", step="gold-stage", run_id=run_id)}
     inv = run_dbt(
         ["build"], project_dir=dbt_dir, profiles_dir=profiles_dir, target_path=artifacts_dir / "target",
         log_path=artifacts_dir / "logs", env=env, extra_args=args, on_event=_event_reporter(reporter),
@@ -270,7 +336,8 @@ def run_gold(
                                     details={"reason": f"built outside {STAGE}", "model": n.name}))
             continue
         publishable.append(n)
-    counts = publish(project, [n.alias or n.name for n in publishable], run_id=run_id) if publishable else {}
+    counts = publish(project, [n.alias or n.name for n in publishable], run_id=run_id,
+                     fingerprint=digest) if publishable else {}
     published = []
     for n in publishable:
         table = f"{GOLD}.{n.alias}"
@@ -283,12 +350,14 @@ def run_gold(
     return GoldResult(steps=steps, published=published, artifacts=artifacts)
 
 
-def publish(project: Project, tables: list[str], *, run_id: str) -> dict[str, int]:
-    """Replace each `gold.<t>` by `gold_stage.<t>` in ONE lake commit; returns row counts."""
+def publish(project: Project, tables: list[str], *, run_id: str, fingerprint: str | None = None) -> dict[str, int]:
+    """Replace each `gold.<t>` by `gold_stage.<t>` in ONE lake commit; returns row counts.
+    `fingerprint` (of the dbt project, see :func:`fingerprint`) is kept in the commit's extra info."""
     con = open_lake(project)
     try:
         counts: dict[str, int] = {}
-        with write(con, f"publish gold (run {run_id})", step="gold", run_id=run_id, tables=tables):
+        with write(con, f"publish gold (run {run_id})", step="gold", run_id=run_id, tables=tables,
+                   fingerprint=fingerprint):
             for name in tables:
                 src, dst = TableRef(STAGE, name), TableRef(GOLD, name)
                 con.execute(f"CREATE OR REPLACE TABLE {dst.sql} AS SELECT * FROM {src.sql}")
@@ -301,7 +370,8 @@ def publish(project: Project, tables: list[str], *, run_id: str) -> dict[str, in
 def build_docs(project: Project, out_dir: Path) -> Path:
     """`dbt docs generate` into `out_dir` (index.html, manifest.json, catalog.json); returns it."""
     out_dir = Path(out_dir)
-    dbt_dir, profiles_dir, env = _prepare(project)
+    dbt_dir, profiles_dir, env, _, _ = _prepare(project)
+    env = {**env, **dbt_commit_env("dbt docs generate", step="docs")}
     inv = run_dbt(
         ["docs", "generate"], project_dir=dbt_dir, profiles_dir=profiles_dir, target_path=out_dir,
         log_path=out_dir / "logs", env=env, timeout=project.config.gold.timeout,

@@ -76,6 +76,8 @@ class Snapshot:
     author: str | None = None
     message: str | None = None
     extra_info: dict[str, Any] | None = None
+    #: `changes` with table ids replaced by the tables' names (schema.table), e.g. tables_inserted_into: silver.orders
+    tables: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -198,12 +200,16 @@ def read_at(
 
 
 def snapshots(con: duckdb.DuckDBPyConnection, table: TableRef | None = None) -> list[Snapshot]:
+    """Every snapshot (oldest first), or only those that changed `table` (NotFound if it never existed)."""
+    ids = table_ids(con, table) if table else set()
+    if table is not None and not ids:
+        raise NotFound(f"no table {table}", hint="see `airduck tables` (tables dropped since are listed too)")
     rows = con.execute(
         "SELECT snapshot_id, snapshot_time, schema_version, changes, author, commit_message, commit_extra_info "
         f"FROM {LAKE}.snapshots() ORDER BY snapshot_id"
     ).fetchall()
+    names = table_names(con)
     out = []
-    ids = table_ids(con, table) if table else set()
     for sid, ts, sv, changes, author, message, extra in rows:
         changes = {k: list(v) for k, v in (changes or {}).items()}
         if table is not None and not _touches(changes, table, ids):
@@ -212,7 +218,25 @@ def snapshots(con: duckdb.DuckDBPyConnection, table: TableRef | None = None) -> 
             extra_d = json.loads(extra) if extra else None
         except ValueError:
             extra_d = {"raw": extra}
-        out.append(Snapshot(int(sid), ts, int(sv), changes, author, message, extra_d))
+        out.append(Snapshot(int(sid), ts, int(sv), changes, author, message, extra_d, named_changes(changes, names)))
+    return out
+
+
+def table_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Every table id the catalog has known (dropped tables too) -> its latest name, "schema.table"."""
+    rows = con.execute(
+        f"SELECT t.table_id, s.schema_name, t.table_name FROM {METADATA}.ducklake_table t "
+        f"JOIN {METADATA}.ducklake_schema s USING (schema_id) ORDER BY t.begin_snapshot, s.begin_snapshot"
+    ).fetchall()
+    return {str(tid): f"{schema}.{name}" for tid, schema, name in rows}
+
+
+def named_changes(changes: dict[str, list[str]], names: dict[str, str]) -> dict[str, list[str]]:
+    """A snapshot's changes with table ids (`tables_inserted_into: 7`) replaced by names (`silver.orders`)."""
+    out: dict[str, list[str]] = {}
+    for kind, values in changes.items():
+        by_id = kind.startswith(("tables_", "inlined_")) and not kind.startswith(("tables_created",))
+        out[kind] = [names.get(str(v), str(v)) if by_id else str(v) for v in values]
     return out
 
 

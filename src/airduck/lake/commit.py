@@ -36,11 +36,15 @@ def is_conflict(exc: BaseException) -> bool:
     return any(m.lower() in text.lower() for m in _CONFLICT_MARKERS)
 
 
+def commit_info(**extra: Any) -> dict[str, Any]:
+    """A commit's extra info: airduck's version, the command line, and `extra` (step, run id, ...)."""
+    return {"version": __version__, "command": command_line(), **extra}
+
+
 def set_message(con: duckdb.DuckDBPyConnection, message: str, **extra: Any) -> None:
-    info = {"version": __version__, "command": command_line(), **extra}
     con.execute(
         "CALL lake.set_commit_message(?, ?, extra_info => ?)",
-        [author(), message, json.dumps(info, default=str, sort_keys=True)],
+        [author(), message, json.dumps(commit_info(**extra), default=str, sort_keys=True)],
     )
 
 

@@ -45,16 +45,7 @@ def plan(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, now: datetime |
     m = METADATA
     steps: list[MaintenanceStep] = []
 
-    inlined = _q(con, f"""
-        SELECT s.schema_name || '.' || t.table_name, i.table_name
-        FROM {m}.ducklake_inlined_data_tables i
-        JOIN {m}.ducklake_table t ON t.table_id = i.table_id AND t.end_snapshot IS NULL
-        JOIN {m}.ducklake_schema s ON s.schema_id = t.schema_id AND s.end_snapshot IS NULL""")
-    items = []
-    for qualified, inline_table in inlined:
-        n = _q(con, f"SELECT count(*) FROM {m}.{inline_table} WHERE end_snapshot IS NULL")[0][0]
-        if n:
-            items.append(f"{qualified}: {n} inlined rows")
+    items = [f"{qualified}: {n} inlined rows" for qualified, n in inlined_rows(con).items()]
     steps.append(MaintenanceStep("flush", "write rows inlined in the catalog to Parquet files",
                                  f"flush {len(items)} table(s)", items=items))
 
@@ -65,6 +56,8 @@ def plan(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, now: datetime |
         JOIN {m}.ducklake_table t ON t.table_id = f.table_id AND t.end_snapshot IS NULL
         JOIN {m}.ducklake_schema s ON s.schema_id = t.schema_id AND s.end_snapshot IS NULL
         WHERE f.end_snapshot IS NULL AND f.file_size_bytes < ?
+          AND NOT EXISTS (SELECT 1 FROM {m}.ducklake_delete_file d  -- DuckLake does not merge files with deletes
+                          WHERE d.data_file_id = f.data_file_id AND d.end_snapshot IS NULL)
         GROUP BY 1 HAVING count(*) > 1 ORDER BY 1""", [small])
     steps.append(MaintenanceStep("merge", f"merge adjacent files smaller than {cfg.target_file_size}",
                                  f"merge small files of {len(groups)} table(s)",
@@ -98,6 +91,40 @@ def plan(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, now: datetime |
     return steps
 
 
+def inlined_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rows held inlined in the catalog (not yet in Parquet files), per table that has any."""
+    m = METADATA
+    inlined = _q(con, f"""
+        SELECT s.schema_name || '.' || t.table_name, i.table_name
+        FROM {m}.ducklake_inlined_data_tables i
+        JOIN {m}.ducklake_table t ON t.table_id = i.table_id AND t.end_snapshot IS NULL
+        JOIN {m}.ducklake_schema s ON s.schema_id = t.schema_id AND s.end_snapshot IS NULL""")
+    out: dict[str, int] = {}
+    for qualified, inline_table in inlined:
+        n = _q(con, f"SELECT count(*) FROM {m}.{inline_table} WHERE end_snapshot IS NULL")[0][0]
+        if n:
+            out[qualified] = out.get(qualified, 0) + int(n)
+    return out
+
+
+def live_files(con: duckdb.DuckDBPyConnection, kind: str = "data") -> dict[str, int]:
+    """Current data files (`kind="data"`) or delete files (`"delete"`) per table."""
+    m = METADATA
+    rows = _q(con, f"""
+        SELECT s.schema_name || '.' || t.table_name, count(*)
+        FROM {m}.ducklake_{kind}_file f
+        JOIN {m}.ducklake_table t ON t.table_id = f.table_id AND t.end_snapshot IS NULL
+        JOIN {m}.ducklake_schema s ON s.schema_id = t.schema_id AND s.end_snapshot IS NULL
+        WHERE f.end_snapshot IS NULL GROUP BY 1""")
+    return {q: int(n) for q, n in rows}
+
+
+def _changed(before: dict[str, int], after: dict[str, int], unit: str) -> list[str]:
+    """`table: N -> M <unit>` for every table whose count changed."""
+    return [f"{t}: {before.get(t, 0):,} -> {after.get(t, 0):,} {unit}" for t in sorted(set(before) | set(after))
+            if before.get(t, 0) != after.get(t, 0)]
+
+
 def expirable(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, now: datetime) -> list[int]:
     cutoff = now - timedelta(days=cfg.expire_older_than_days)
     keep = {t.snapshot_id for t in tags(con)}
@@ -115,17 +142,27 @@ def run(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, *, dry_run: bool
     if dry_run:
         return planned
     for step in planned:
+        # each step reports what it actually did (counted before and after), not what it was asked to do
         if step.name == "flush":
+            before = inlined_rows(con)
             _in_tx(con, "maintain: flush inlined data", lambda: con.execute("CALL ducklake_flush_inlined_data(?)", [LAKE]))
-            step.done = step.would_do
+            after = inlined_rows(con)
+            flushed = {t: n - after.get(t, 0) for t, n in before.items() if n - after.get(t, 0) > 0}
+            step.items = [f"{t}: {n:,} rows written to Parquet" for t, n in sorted(flushed.items())]
+            step.done = (f"flushed {sum(flushed.values()):,} inlined rows of {len(flushed)} table(s)" if flushed
+                         else "nothing to flush")
         elif step.name == "merge":
+            before = live_files(con)
             _in_tx(con, "maintain: merge adjacent files", lambda: con.execute(
                 "CALL ducklake_merge_adjacent_files(?, max_file_size => ?)", [LAKE, _size(cfg.target_file_size)]))
-            step.done = step.would_do
+            step.items = _changed(before, live_files(con), "files")
+            step.done = f"merged the files of {len(step.items)} table(s)" if step.items else "nothing was merged"
         elif step.name == "rewrite":
+            before = live_files(con, "delete")
             _in_tx(con, "maintain: rewrite files with deletes", lambda: con.execute(
                 "CALL ducklake_rewrite_data_files(?, delete_threshold => ?)", [LAKE, cfg.delete_threshold]))
-            step.done = step.would_do
+            step.items = _changed(before, live_files(con, "delete"), "delete files")
+            step.done = f"rewrote the files of {len(step.items)} table(s)" if step.items else "nothing was rewritten"
         elif step.name == "expire":
             versions = expirable(con, cfg, now)
             if versions:
@@ -135,6 +172,7 @@ def run(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, *, dry_run: bool
             older = now - timedelta(days=cfg.cleanup_older_than_days)
             a = _q(con, "SELECT path FROM ducklake_cleanup_old_files(?, older_than => ?)", [LAKE, older])
             b = _q(con, "SELECT path FROM ducklake_delete_orphaned_files(?, older_than => ?)", [LAKE, older])
+            step.items = [r[0] for r in a] + [r[0] for r in b]
             step.done = f"deleted {len(a)} old and {len(b)} orphaned file(s)"
     return planned
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 
 from airduck.config.secrets import redact
-from airduck.errors import AirduckError, ConcurrentRunError, ConfigError
+from airduck.errors import AirduckError, ConcurrentRunError, ConfigError, RunFailed
 from airduck.lake.catalog import current_snapshot
 from airduck.lake.commit import command_line, is_conflict, set_message
 from airduck.pipeline import records
@@ -46,60 +46,87 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return self.record.status == "ok"
+        """The run succeeded (`ok`, or `warned`: some steps warned, e.g. rejected lines or quarantined rows)."""
+        return self.record.status in ("ok", "warned")
+
+    @property
+    def warned(self) -> bool:
+        return self.record.status == "warned"
 
 
 Timed = tuple[StepResult, datetime, datetime]
 
 
 def run_pipeline(lh, select_items: list[str] | None = None, full_refresh: bool = False) -> RunResult:
-    """Run the project (or the selected part of it). Raises AirduckError after recording a failed run."""
+    """Run the project (or the selected part of it).
+
+    Raises :class:`RunFailed` (the cause as ``.cause``/``__cause__``, the failed run's record as ``.record``)
+    after recording the failed run; a run fails with a record even when it fails before its first step
+    (a bad selector, an invalid silver rule)."""
     project = lh.project
     reporter = lh.reporter
-    sel: Selection = select(project.config, select_items)
-    _validate(project, sel)
-    con = lh.con
-    store = records.RecordStore(project)
-    if sel.sources or sel.silver:
-        records.ensure_lock(con)
-    for run_id in records.mark_dead_runs(store, con):
-        reporter.message(f"run {run_id} had been killed (see `airduck runs show {run_id}`)", "warning")
     rec = RunRecord(run_id=new_run_id(), status="running", started_at=datetime.now(UTC), command=command_line(),
-                    selection=list(select_items or []), full_refresh=full_refresh,
-                    snapshot_before=current_snapshot(con))
-    store.add(rec)
+                    selection=list(select_items or []), full_refresh=full_refresh)
+    store = records.RecordStore(project)
     done: list[Timed] = []
     try:
+        sel: Selection = select(project.config, select_items)
+        _validate(project, sel)
+        con = lh.con
+        if sel.sources or sel.silver:
+            records.ensure_lock(con)
+        for run_id in records.mark_dead_runs(store, con):
+            reporter.message(f"run {run_id} had been killed (see `airduck runs show {run_id}`)", "warning")
+        rec.snapshot_before = current_snapshot(con)
+        store.add(rec)
         if sel.sources or sel.silver:
             done += _bronze_silver(lh, rec, sel, full_refresh)
         store.add(rec, done)
         if sel.gold:
-            done += _gold(lh, rec, sel, store, len(done))
+            done += _gold(lh, rec, sel, store, len(done), full_refresh)
         if sel.serve:
             done += _serve(lh, rec, store, len(done))
     except BaseException as exc:
-        rec.status = "failed"
-        rec.finished_at = datetime.now(UTC)
-        rec.error = redact(str(exc)) if isinstance(exc, AirduckError) else redact(f"{type(exc).__name__}: {exc}")
-        failed = getattr(exc, "step_results", None) or []
-        _totals(rec, [s for s, _, _ in done] + [s for s, _, _ in failed])
-        try:
-            lh.reconnect()
-            rec.snapshot_after = current_snapshot(lh.con)
-            store.add(rec, failed, start_no=len(done))
-        except Exception:  # the record is best effort; the original error matters
-            pass
-        reporter.finish("run", None, "failed", run_id=rec.run_id)
-        raise
-    rec.status = "ok"
+        error = _failed(lh, rec, store, done, exc)
+        if error is exc:
+            raise
+        raise error from exc
+    rec.status = "warned" if any(s.status == "warn" for s, _, _ in done) else "ok"
     rec.finished_at = datetime.now(UTC)
     _totals(rec, [s for s, _, _ in done])
     rec.snapshot_after = current_snapshot(lh.con)
     store.add(rec)
-    reporter.finish("run", None, "ok", run_id=rec.run_id)
+    reporter.finish("run", None, rec.status, run_id=rec.run_id)
     result = RunResult(rec, [s for s, _, _ in done])
     rec.steps = [_step_dict(i, s, a, b) for i, (s, a, b) in enumerate(done, 1)]
     return result
+
+
+def _failed(lh, rec: RunRecord, store: records.RecordStore, done: list[Timed], exc: BaseException) -> BaseException:
+    """Record the failed run (best effort) and return the error to raise: RunFailed for airduck and DuckDB errors."""
+    from airduck.lake.errors import translate
+
+    rec.status = "failed"
+    rec.finished_at = datetime.now(UTC)
+    rec.error = redact(str(exc)) if isinstance(exc, AirduckError) else redact(f"{type(exc).__name__}: {exc}")
+    failed = getattr(exc, "step_results", None) or []
+    _totals(rec, [s for s, _, _ in done] + [s for s, _, _ in failed])
+    rec.steps = [_step_dict(i, s, a, b) for i, (s, a, b) in enumerate(done + failed, 1)]
+    recorded = False
+    try:
+        lh.reconnect()
+        if rec.snapshot_before is None:  # failed before it started: the lake did not move
+            rec.snapshot_before = current_snapshot(lh.con)
+        rec.snapshot_after = current_snapshot(lh.con)
+        store.add(rec, failed, start_no=len(done))  # the steps in `done` are recorded already
+        recorded = True
+    except Exception:  # the record is best effort; the original error matters
+        pass
+    lh.reporter.finish("run", None, "failed", run_id=rec.run_id)
+    if isinstance(exc, AirduckError | duckdb.Error):
+        cause = translate(exc)
+        return RunFailed(cause, rec, [s for s, _, _ in done + failed], recorded=recorded)
+    return exc
 
 
 def _step_dict(i: int, s: StepResult, started: datetime, finished: datetime) -> dict:
@@ -218,20 +245,27 @@ def artifacts_dir(project, run_id: str) -> Path:
     return path
 
 
-def _gold(lh, rec: RunRecord, sel: Selection, store: records.RecordStore, step_no: int) -> list[Timed]:
+def _gold(lh, rec: RunRecord, sel: Selection, store: records.RecordStore, step_no: int,
+          full_refresh: bool = False) -> list[Timed]:
     from airduck.gold import run_gold
 
     started = datetime.now(UTC)
     lh.close()  # dbt opens the lake in its own process
     target = artifacts_dir(lh.project, rec.run_id) / "dbt"
-    rec.artifacts["dbt"] = str(target)
     from airduck.pipeline.locks import gold_lock
 
+    # a plain `airduck run` does not rebuild gold when nothing it depends on changed (no new snapshot);
+    # --full-refresh or an explicit selection always builds
+    skip_unchanged = not (full_refresh or rec.selection)
     try:
         with gold_lock(lh.project, lh.reporter, lh.project.config.gold.timeout):
             result = run_gold(lh.project, run_id=rec.run_id, select=sel.dbt_select, reporter=lh.reporter,
-                              artifacts_dir=target)
+                              artifacts_dir=target, skip_unchanged=skip_unchanged)
+        if result.unchanged_since is None:
+            rec.artifacts["dbt"] = str(target)
     except AirduckError as exc:
+        if target.exists():
+            rec.artifacts["dbt"] = str(target)
         exc.step_results = [(s, started, datetime.now(UTC)) for s in getattr(exc, "steps", None) or []]
         if lh.project.config.gold.on_failure == "revert" and rec.committed_snapshot is not None:
             exc.step_results.append((_revert(lh, rec), started, datetime.now(UTC)))
