@@ -141,11 +141,15 @@ class Lakehouse:
         return maintenance.run(self.con, self.project.config.lake.maintenance, **kwargs)
 
     # -- runs -------------------------------------------------------------------------------
-    def run(self, select: list[str] | None = None, full_refresh: bool = False):
-        """Run the pipeline (bronze -> silver -> gold -> serve, or the selected part). Returns a RunResult."""
+    def run(self, select: list[str] | None = None, full_refresh: bool = False, reingest: bool = False):
+        """Run the pipeline (bronze -> silver -> gold -> serve, or the selected part). Returns a RunResult.
+
+        `full_refresh` rebuilds silver (and gold) from what bronze holds, without reading the sources again;
+        `reingest` re-reads the sources, replacing their bronze rows and rejects (never duplicating), then rebuilds
+        downstream."""
         from airduck.pipeline.runner import run_pipeline
 
-        return run_pipeline(self, select, full_refresh)
+        return run_pipeline(self, select, full_refresh, reingest)
 
     def runs(self, limit: int = 20):
         from airduck.pipeline.records import RecordStore

@@ -4,7 +4,7 @@ For each file matched by ``path`` (local glob relative to the project, absolute,
 
 1. **Incremental**: a file whose size and etag (S3 ETag; for local files mtime+size) or sha256 equal the
    version ingested last time (``airduck.bronze_files``) is skipped; a changed file is ingested again as a new
-   version. ``full_refresh`` ignores the state.
+   version. A reingest (``airduck run --reingest``) forgets the state first: see :func:`airduck.bronze.state.clear_source`.
 2. **Landing**: the raw bytes are copied as received to ``<source>/<load_id>/<path below the glob's folder>``
    in the landing zone (with the object version id on a versioned bucket). The rows are read from the very
    same bytes (the landing copy when the landing zone is local).
@@ -347,7 +347,7 @@ def ingest_files(ctx: RunContext, name: str, cfg: FilesSource) -> StepResult:
     state.ensure_state_tables(con)
     ensure_rejects_table(con, name)
     candidates = discover(ctx, name, cfg)
-    previous = {} if ctx.full_refresh else state.latest_files(con, name)
+    previous = state.latest_files(con, name)
     results: list[FileResult] = []
     skipped = 0
     reporter = ctx.reporter
@@ -522,7 +522,7 @@ def _land(ctx: RunContext, name: str, cand: Candidate, prev: state.FileState | N
                 digest, quotes = hashing.result()
         else:
             digest, quotes = _digest(local, counted)
-            if not ctx.full_refresh and state.unchanged(prev, size, None, digest):
+            if state.unchanged(prev, size, None, digest):
                 _drop_download(cand, local)
                 return None
             put = _put_landing(ctx, name, cand, key, local)

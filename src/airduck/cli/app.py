@@ -360,7 +360,8 @@ def maintain(
 @app.command()
 def run(
     select: Annotated[list[str] | None, typer.Option("-s", "--select", help="Layers (bronze, silver, gold, serve), tables (bronze.x, silver.x, x) or dbt selectors. Repeatable.")] = None,
-    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Re-read every input and rebuild silver.")] = False,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild silver and gold from what bronze holds (sources are not read again).")] = False,
+    reingest: Annotated[bool, typer.Option("--reingest", help="Re-read every selected source, replacing its bronze rows and rejects, then rebuild silver and gold.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress display.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -371,7 +372,7 @@ def run(
 
     with RichReporter(quiet=quiet or as_json) as reporter, Lakehouse(load_project(state.project), reporter) as lh:
         try:
-            result = lh.run(select, full_refresh)
+            result = lh.run(select, full_refresh, reingest)
         except Exception:
             if not as_json:
                 try:

@@ -52,8 +52,13 @@ class RunResult:
 Timed = tuple[StepResult, datetime, datetime]
 
 
-def run_pipeline(lh, select_items: list[str] | None = None, full_refresh: bool = False) -> RunResult:
-    """Run the project (or the selected part of it). Raises AirduckError after recording a failed run."""
+def run_pipeline(lh, select_items: list[str] | None = None, full_refresh: bool = False,
+                 reingest: bool = False) -> RunResult:
+    """Run the project (or the selected part of it). Raises AirduckError after recording a failed run.
+
+    `full_refresh` rebuilds silver from what bronze holds; `reingest` re-reads the selected sources, replacing their
+    bronze rows and rejects, and rebuilds silver too."""
+    full_refresh = full_refresh or reingest
     project = lh.project
     reporter = lh.reporter
     sel: Selection = select(project.config, select_items)
@@ -71,7 +76,7 @@ def run_pipeline(lh, select_items: list[str] | None = None, full_refresh: bool =
     done: list[Timed] = []
     try:
         if sel.sources or sel.silver:
-            done += _bronze_silver(lh, rec, sel, full_refresh)
+            done += _bronze_silver(lh, rec, sel, full_refresh, reingest)
         store.add(rec, done)
         if sel.gold:
             done += _gold(lh, rec, sel, store, len(done))
@@ -123,7 +128,7 @@ def _validate(project, sel: Selection) -> None:
         validate_rules(project)
 
 
-def _bronze_silver(lh, rec: RunRecord, sel: Selection, full_refresh: bool) -> list[Timed]:
+def _bronze_silver(lh, rec: RunRecord, sel: Selection, full_refresh: bool, reingest: bool = False) -> list[Timed]:
     from airduck.bronze import ingest_source
     from airduck.silver import build_silver, silver_order
 
@@ -138,7 +143,7 @@ def _bronze_silver(lh, rec: RunRecord, sel: Selection, full_refresh: bool) -> li
         try:
             set_message(con, f"run {rec.run_id}: bronze+silver", step="bronze+silver", run_id=rec.run_id)
             batch = records.take_lock(con, rec.run_id)
-            ctx = RunContext(project, con, rec.run_id, batch, landing, full_refresh, reporter)
+            ctx = RunContext(project, con, rec.run_id, batch, landing, full_refresh, reporter, reingest=reingest)
             for name in sel.sources:
                 steps.append(_timed(reporter, "bronze", f"bronze.{name}",
                                     lambda n=name, c=ctx: ingest_source(c, n, project.config.sources[n])))
