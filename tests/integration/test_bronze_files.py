@@ -425,7 +425,7 @@ def test_landing_copy_has_identical_bytes_and_rows_point_to_it(local_projects) -
     landing = open_store(project.config.lake.landing, storage_settings(project), base_dir=root)
     assert landing.get("raw/run-7/2024/x.csv") == payload
     (state,) = query(root, "SELECT path, size, sha256, landing_key, rows, rejects FROM airduck.bronze_files")
-    assert state == (str((root / "data" / "2024" / "x.csv").resolve()), len(payload),
+    assert state == ("data/2024/x.csv", len(payload),  # relative to the project: it may be copied or moved
                      hashlib.sha256(payload).hexdigest(), "raw/run-7/2024/x.csv", 1, 1)
 
 
