@@ -172,9 +172,11 @@ def _build(ctx: RunContext, plan: Plan, scratch: list[_StageFile]) -> StepResult
     incremental = not rebuild and watermark is not None
     params: dict[str, Any] = {"__ad_wm": watermark, "__ad_run": ctx.run_id, "__ad_batch": ctx.batch}
     # a rebuild from bronze de-duplicates file versions loaded twice only when there are such versions
-    reloaded = (not incremental and plan.checked.source.schema == "bronze"
-                and bool(_one(con, sql.reloaded_versions(plan))[0]))
-    rows_in, max_batch = _one(con, sql.source_count(plan, incremental, reloaded), params)
+    from_bronze = plan.checked.source.schema == "bronze"
+    reloaded = not incremental and from_bronze and bool(_one(con, sql.reloaded_versions(plan))[0])
+    # append mode adds only the records a new version of a file adds (its other records are in the table already)
+    repeats = rule.mode == "append" and from_bronze and bool(_one(con, sql.reloaded_files(plan, incremental), params)[0])
+    rows_in, max_batch = _one(con, sql.source_count(plan, incremental, reloaded, repeats), params)
     new_watermark = max_batch if max_batch is not None else (None if rebuild else watermark)
     details: dict[str, Any] = {
         "source": plan.checked.source.qualified, "mode": rule.mode, "full_refresh": bool(ctx.full_refresh),
@@ -187,7 +189,7 @@ def _build(ctx: RunContext, plan: Plan, scratch: list[_StageFile]) -> StepResult
     result.rows_in = int(rows_in)
     result.details = details
     if rows_in:
-        stage_sql, stage_params = sql.stage(plan, incremental, reloaded)
+        stage_sql, stage_params = sql.stage(plan, incremental, reloaded, repeats)
         _materialize(ctx, plan, stage_sql, {**params, **stage_params}, scratch)
         _measure(con, plan, result)
         _gates(con, plan, result)
