@@ -119,9 +119,14 @@ class Lakehouse:
 
     # -- changing history -------------------------------------------------------------------
     def rollback(self, table: str, to: str | int) -> int:
+        """Make a table hold what it held at a snapshot (id or tag), as a new snapshot. A bronze or silver table is
+        rolled back with its rejects/quarantine and its pipeline state, and the silver tables that read it are
+        rebuilt by the next run: the next run brings everything up to date (see airduck.pipeline.rollback)."""
+        from airduck.pipeline.rollback import rollback_table
+
         version = history.resolve_version(self.con, to)
         assert version is not None
-        return history.rollback(self.con, TableRef.parse(table), version)
+        return rollback_table(self.project, self.con, TableRef.parse(table), version)
 
     def tag(self, name: str, snapshot: str | int | None = None, note: str | None = None,
             force: bool = False) -> history.Tag:

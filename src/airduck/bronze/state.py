@@ -37,8 +37,11 @@ from dataclasses import dataclass
 
 import duckdb
 
+from airduck.lake.catalog import TableRef
 from airduck.lake.connection import LAKE
 
+FILES_REF = TableRef("airduck", "bronze_files")
+WATERMARKS_REF = TableRef("airduck", "watermarks")
 FILES = f"{LAKE}.airduck.bronze_files"
 WATERMARKS = f"{LAKE}.airduck.watermarks"
 

@@ -298,7 +298,11 @@ def rollback(
     if as_json:
         render.print_json({"table": table, "to": to, "snapshot_id": new})
     else:
-        render.ok(f"{table} rolled back to {to} (new snapshot {new})")
+        then = {"bronze": "; the next `airduck run` ingests again what it no longer holds and rebuilds the silver "
+                          "tables that read it",
+                "silver": "; the next `airduck run` brings it up to date from its source again (roll the source "
+                          "back too to undo its input)"}.get(table.split(".")[0], "")
+        render.ok(f"{table} rolled back to {to} (new snapshot {new}){then}")
 
 
 @app.command()

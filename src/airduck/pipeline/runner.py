@@ -186,7 +186,8 @@ def _bronze_silver(lh, rec: RunRecord, sel: Selection, full_refresh: bool, reing
 def _wrote(step: StepResult) -> bool:
     """Did a bronze/silver step write anything (rows, rejects, quarantine, changed rows, a new file's state)?"""
     d = step.details or {}
-    changed = any(d.get(k) for k in ("inserted", "updated", "deleted", "closed_versions", "columns_added"))
+    changed = any(d.get(k) for k in ("inserted", "updated", "deleted", "closed_versions", "columns_added",
+                                      "rebuild_requested"))
     return bool(step.rows_out or step.rows_quarantined or step.rows_rejected or step.files or changed)
 
 

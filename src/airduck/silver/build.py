@@ -52,6 +52,9 @@ from airduck.silver.rules import (
 )
 
 STATE = TableRef("airduck", "silver_state")
+#: a silver_state last_batch that makes the next run rebuild the table from its source (a table it reads was rolled
+#: back, so rows it holds may come from source rows that are gone)
+REBUILD = -1
 _PARAM = re.compile(r"\$(\w+)")
 
 
@@ -86,6 +89,12 @@ def read_watermark(con: duckdb.DuckDBPyConnection, table: str) -> int | None:
 def write_watermark(con: duckdb.DuckDBPyConnection, table: str, last_batch: int | None, run_id: str) -> None:
     con.execute(f"DELETE FROM {STATE.sql} WHERE table_name = ?", [table])
     con.execute(f"INSERT INTO {STATE.sql} VALUES (?, ?, ?, now())", [table, last_batch, run_id])
+
+
+def request_rebuild(con: duckdb.DuckDBPyConnection, table: str, reason: str) -> None:
+    """Make the next run rebuild `table` (e.g. 'silver.orders') from its source, as `--full-refresh` would."""
+    ensure_state(con)
+    write_watermark(con, table, REBUILD, reason)
 
 
 # -- schema ---------------------------------------------------------------------------------------------------------
@@ -161,7 +170,8 @@ def _build(ctx: RunContext, plan: Plan, scratch: list[_StageFile]) -> StepResult
     result = StepResult(layer="silver", table=table)
     ensure_state(con)
     watermark = read_watermark(con, table)
-    rebuild = ctx.full_refresh or not table_exists(con, target)
+    requested = watermark == REBUILD
+    rebuild = ctx.full_refresh or requested or not table_exists(con, target)
     added: list[str] = []
     if rebuild:
         con.execute(sql.create_table(target, plan.all_columns(), replace=True))
@@ -184,7 +194,7 @@ def _build(ctx: RunContext, plan: Plan, scratch: list[_StageFile]) -> StepResult
         "warnings": {e.name: 0 for e, _ in plan.checks if e.on_fail == "warn"},
         "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 0, "closed_versions": 0, "superseded": 0,
         "lookup_unmatched": {lk.lookup.name: 0 for lk in plan.lookups}, "quarantine_reasons": {},
-        "columns_added": added,
+        "columns_added": added, "rebuild_requested": requested,
     }
     result.rows_in = int(rows_in)
     result.details = details
