@@ -95,7 +95,7 @@ def _reloaded_files(plan: Plan, incremental: bool) -> str:
     """The files (and HTTP pages) of a bronze source that were loaded by more than one batch (new versions); when
     `incremental`, only those with a load after the watermark."""
     src = plan.checked.source.sql
-    having = 'min("_batch") <= $__ad_wm AND max("_batch") > $__ad_wm' if incremental else 'count(DISTINCT "_batch") > 1'
+    having = 'count(DISTINCT "_batch") > 1' + (' AND max("_batch") > $__ad_wm' if incremental else "")
     return f'SELECT "_source_file" FROM {src} WHERE {_LOADED_FILES} GROUP BY ALL HAVING {having}'
 
 
