@@ -67,4 +67,4 @@ def test_a_fixed_line_appends_only_the_new_record_and_keyed_modes_do_not_duplica
         # a rebuild from bronze gives the same tables (each version adds only what it added)
         assert lh.run(full_refresh=True).ok
         assert counts(lh) == before
-        assert lh.con.execute("SELECT count(*) FROM silver.history WHERE is_current").fetchone()[0] == 4
+        assert lh.con.execute("SELECT count(*) FROM silver.history WHERE is_current").fetchone()[0] == 5
