@@ -156,9 +156,14 @@ class Lakehouse:
 
     # -- changing history -------------------------------------------------------------------
     def rollback(self, table: str, to: str | int) -> int:
+        """Make a table hold what it held at a snapshot (id or tag), as a new snapshot. A bronze or silver table is
+        rolled back with its rejects/quarantine and its pipeline state, and the silver tables that read it are
+        rebuilt by the next run: the next run brings everything up to date (see airduck.pipeline.rollback)."""
+        from airduck.pipeline.rollback import rollback_table
+
         version = history.resolve_version(self.con, to)
         assert version is not None
-        return history.rollback(self.con, TableRef.parse(table), version)
+        return rollback_table(self.project, self.con, TableRef.parse(table), version)
 
     def tag(self, name: str, snapshot: str | int | None = None, note: str | None = None,
             force: bool = False) -> history.Tag:
@@ -178,11 +183,15 @@ class Lakehouse:
         return maintenance.run(self.con, self.project.config.lake.maintenance, **kwargs)
 
     # -- runs -------------------------------------------------------------------------------
-    def run(self, select: list[str] | None = None, full_refresh: bool = False):
-        """Run the pipeline (bronze -> silver -> gold -> serve, or the selected part). Returns a RunResult."""
+    def run(self, select: list[str] | None = None, full_refresh: bool = False, reingest: bool = False):
+        """Run the pipeline (bronze -> silver -> gold -> serve, or the selected part). Returns a RunResult.
+
+        `full_refresh` rebuilds silver (and gold) from what bronze holds, without reading the sources again;
+        `reingest` re-reads the sources, replacing their bronze rows and rejects (never duplicating), then rebuilds
+        downstream."""
         from airduck.pipeline.runner import run_pipeline
 
-        return run_pipeline(self, select, full_refresh)
+        return run_pipeline(self, select, full_refresh, reingest)
 
     def runs(self, limit: int = 20):
         from airduck.pipeline.records import RecordStore

@@ -115,6 +115,8 @@ def test_every_command_has_help():
                 "maintain", "run", "runs"):
         proc = run(cmd, "--help")
         assert proc.returncode == 0 and "Usage" in proc.stdout, cmd
+        if cmd == "run":  # a rebuild from bronze and a re-read of the sources are two different options
+            assert "--full-refresh" in proc.stdout and "--reingest" in proc.stdout
 
 
 def test_setup_on_s3_turns_on_versioning_and_lifecycle(pg_s3_projects, s3_server):

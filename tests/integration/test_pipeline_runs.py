@@ -235,22 +235,35 @@ def test_a_failed_run_prints_its_own_record(local_projects, tmp_path):
     assert out.strip() == "", out
 
 
-def test_full_refresh_rebuilds_without_duplicates(local_projects):
+def test_full_refresh_rebuilds_silver_from_bronze_and_reingest_replaces_bronze(projects):
     config = orders_config()
     config["silver"]["orders"]["mode"] = "append"
-    root = local_projects.make(config)
+    root = projects.make(config)
     write_orders(root, "day1.csv", 0, 300)
     write_orders(root, "day2.csv", 300, 200)
+    with (root / "data" / "orders" / "day2.csv").open("a") as f:
+        f.write("999,ragged,line,with,too,many\n")  # one reject
     with Lakehouse.open(root) as lh:
         assert lh.run().ok
-        assert count(lh, "silver.orders") == 500
-        for _ in range(2):
-            result = lh.run(full_refresh=True)
+        first = (count(lh, "bronze.orders"), count(lh, "bronze.orders__rejects"), count(lh, "silver.orders"))
+        assert first == (500, 1, 500)
+        files = count(lh, "airduck.bronze_files")
+        for kwargs in ({"full_refresh": True}, {"reingest": True}):
+            result = lh.run(**kwargs)
             assert result.ok
-            # bronze re-reads every input (append-only), silver is rebuilt from the latest load of each file
-            assert count(lh, "silver.orders") == 500
+            lh.reconnect()
+            # full refresh rebuilds silver from what bronze holds (bronze is not re-read); reingest re-reads the
+            # sources and REPLACES their bronze rows and rejects: never doubled
+            assert (count(lh, "bronze.orders"), count(lh, "bronze.orders__rejects"), count(lh, "silver.orders")) == first
+            assert count(lh, "airduck.bronze_files") == files
             assert lh.con.execute("SELECT count(*) - count(DISTINCT order_id) FROM silver.orders").fetchone()[0] == 0
-        assert count(lh, "bronze.orders") == 1500
+            steps = {s.table: s for s in result.steps}
+            assert steps["silver.orders"].details["rebuilt"] is True
+            assert steps["bronze.orders"].rows_out == (500 if kwargs.get("reingest") else 0)
+            # the silver rows are the rebuilt ones (stamped by this run)
+            assert lh.con.execute("SELECT DISTINCT _run_id FROM silver.orders").fetchall() == [(result.record.run_id,)]
+        batches = lh.con.execute("SELECT DISTINCT _load_id FROM bronze.orders").fetchall()
+        assert batches == [(lh.runs(1)[0].run_id,)]  # only the last reingest's rows are left
 
 
 def test_gate_failure_mentioning_conflict_is_not_retried(local_projects):

@@ -22,11 +22,17 @@ def ingest_source(ctx: RunContext, name: str, source: Source) -> StepResult:
     """Land one source into `bronze.<name>` (and `bronze.<name>__rejects`) on the run's open transaction.
 
     Does not BEGIN/COMMIT/ROLLBACK: if the runner rolls back, nothing of it (rows, rejects, incremental
-    state) is visible and the next run ingests the same inputs again. Outside the lake it only writes
+    state) is visible and the next run ingests the same inputs again. With `ctx.reingest` the source's bronze rows,
+    rejects and state are deleted first (same transaction), so every input is read again and replaces them. Outside the lake it only writes
     copies of the raw inputs to the landing zone (`ctx.landing`).
     """
     from airduck.bronze.config import FilesSource, HttpSource, PostgresSource
 
+    if ctx.reingest:
+        from airduck.bronze.state import clear_source, ensure_state_tables
+
+        ensure_state_tables(ctx.con)
+        clear_source(ctx.con, name)
     if isinstance(source, FilesSource):
         from airduck.bronze.files import ingest_files
 

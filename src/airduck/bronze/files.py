@@ -4,7 +4,7 @@ For each file matched by ``path`` (local glob relative to the project, absolute,
 
 1. **Incremental**: a file whose size and etag (S3 ETag; for local files mtime+size) or sha256 equal the
    version ingested last time (``airduck.bronze_files``) is skipped; a changed file is ingested again as a new
-   version. ``full_refresh`` ignores the state.
+   version. A reingest (``airduck run --reingest``) forgets the state first: see :func:`airduck.bronze.state.clear_source`.
 2. **Landing**: the raw bytes are copied as received to ``<source>/<load_id>/<path below the glob's folder>``
    in the landing zone (with the object version id on a versioned bucket). The rows are read from the very
    same bytes (the landing copy when the landing zone is local).
@@ -109,7 +109,7 @@ STAGE_RUN_BYTES = 2 << 30
 class Candidate:
     """One file matched by the glob."""
 
-    path: str  # absolute local path or s3:// URL: `_source_file` and the state key
+    path: str  # s3:// URL, local path relative to the project (absolute outside it): `_source_file`, the state key
     rel: str  # path below the glob's fixed folder (the landing key's tail)
     size: int
     etag: str | None
@@ -186,6 +186,7 @@ def _discover_local(ctx: RunContext, pattern: str) -> list[Candidate]:
     if full.is_dir():
         text = text.rstrip("/") + "/*"
     base, _ = split_glob(text)
+    root = ctx.project.root.resolve()
     found: list[Candidate] = []
     for match in sorted(globlib.glob(text, recursive=True)):
         p = Path(match)
@@ -193,8 +194,15 @@ def _discover_local(ctx: RunContext, pattern: str) -> list[Candidate]:
             continue
         st = p.stat()
         rel = os.path.relpath(p, base or "/").replace(os.sep, "/")
-        found.append(Candidate(str(p.resolve()), rel, st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}", local=p))
+        found.append(Candidate(_state_path(p.resolve(), root), rel, st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}",
+                               local=p))
     return found
+
+
+def _state_path(path: Path, root: Path) -> str:
+    """How a local file is named in bronze and its state: relative to the project folder when it is inside it, so a
+    copied or moved project recognizes the files it has ingested; absolute otherwise."""
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
 def _discover_s3(ctx: RunContext, name: str, url: str) -> list[Candidate]:
@@ -380,7 +388,7 @@ def ingest_files(ctx: RunContext, name: str, cfg: FilesSource) -> StepResult:
                           f"for this source (searched {_searched(ctx, cfg)})",
                           hint="fix the path (a glob relative to the project folder, or s3://bucket/prefix/*.csv), "
                           f"or set `allow_empty: true` on sources.{name} if it may be empty")
-    previous = {} if ctx.full_refresh else ever
+    previous = ever
     results: list[FileResult] = []
     skipped = 0
     reporter = ctx.reporter
@@ -401,6 +409,8 @@ def ingest_files(ctx: RunContext, name: str, cfg: FilesSource) -> StepResult:
         todo: list[tuple[int, Candidate, state.FileState | None, str, bytes | bool]] = []
         for i, cand in enumerate(candidates, 1):
             prev = previous.get(cand.path)
+            if prev is None and cand.local is not None:  # named by its absolute path by airduck before 2026-12
+                prev = previous.get(str(ctx.project.root.resolve() / cand.path))
             if prev is not None and prev.size == cand.size and cand.etag is not None and prev.etag == cand.etag:
                 skipped += 1
                 continue
@@ -556,7 +566,7 @@ def _land(ctx: RunContext, name: str, cand: Candidate, prev: state.FileState | N
                 digest, quotes = hashing.result()
         else:
             digest, quotes = _digest(local, counted)
-            if not ctx.full_refresh and state.unchanged(prev, size, None, digest):
+            if state.unchanged(prev, size, None, digest):
                 _drop_download(cand, local)
                 return None
             put = _put_landing(ctx, name, cand, key, local)

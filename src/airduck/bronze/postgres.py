@@ -88,7 +88,7 @@ def ingest_postgres(ctx: RunContext, name: str, cfg: PostgresSource) -> StepResu
     state.ensure_state_tables(con)
     ensure_rejects_table(con, name)
     watermark = None
-    if cfg.cursor and not ctx.full_refresh:
+    if cfg.cursor:
         watermark = state.get_watermark(con, name, cfg.cursor)
     src = duckdb.connect()
     try:

@@ -24,7 +24,8 @@ ingested_at        TIMESTAMPTZ when
 ================== =========== ==============================================================
 
 A file is skipped when its latest row has the same size and the same etag or sha256; a changed file is
-ingested again as a new version. ``full_refresh`` ignores the state (bronze stays append-only).
+ingested again as a new version. A reingest (:func:`clear_source`) deletes the source's bronze rows, rejects and
+state in the run's transaction, so every input is read again once: replaced, never duplicated.
 
 ``airduck.watermarks`` — the current cursor of each incremental source (one row per source):
 ``source VARCHAR, cursor_column VARCHAR, value VARCHAR, load_id VARCHAR, updated_at TIMESTAMPTZ``.
@@ -36,8 +37,11 @@ from dataclasses import dataclass
 
 import duckdb
 
+from airduck.lake.catalog import TableRef
 from airduck.lake.connection import LAKE
 
+FILES_REF = TableRef("airduck", "bronze_files")
+WATERMARKS_REF = TableRef("airduck", "watermarks")
 FILES = f"{LAKE}.airduck.bronze_files"
 WATERMARKS = f"{LAKE}.airduck.watermarks"
 
@@ -110,6 +114,22 @@ def record_file(con: duckdb.DuckDBPyConnection, rec: FileRecord, load_id: str, b
             "rows": rec.rows, "rejects": rec.rejects,
         },
     )
+
+
+def clear_source(con: duckdb.DuckDBPyConnection, source: str) -> int:
+    """Forget what was ingested from `source` (for a reingest, inside the run's transaction): its rows in
+    `bronze.<source>` and `bronze.<source>__rejects`, its file versions and its watermark. Returns the bronze rows
+    deleted."""
+    from airduck.bronze.table import bronze_ref, rejects_ref
+    from airduck.lake.catalog import table_exists
+
+    bronze, rejects = bronze_ref(source), rejects_ref(source)
+    deleted = int(con.execute(f"DELETE FROM {bronze.sql}").fetchone()[0]) if table_exists(con, bronze) else 0
+    if table_exists(con, rejects):
+        con.execute(f"DELETE FROM {rejects.sql}")
+    con.execute(f"DELETE FROM {FILES} WHERE source = $source", {"source": source})
+    con.execute(f"DELETE FROM {WATERMARKS} WHERE source = $source", {"source": source})
+    return deleted
 
 
 def get_watermark(con: duckdb.DuckDBPyConnection, source: str, cursor_column: str) -> str | None:

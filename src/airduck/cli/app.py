@@ -343,7 +343,11 @@ def rollback(
     if as_json:
         render.print_json({"table": table, "to": to, "snapshot_id": new})
     else:
-        render.ok(f"{table} rolled back to {to} (new snapshot {new})")
+        then = {"bronze": "; the next `airduck run` ingests again what it no longer holds and rebuilds the silver "
+                          "tables that read it",
+                "silver": "; the next `airduck run` brings it up to date from its source again (roll the source "
+                          "back too to undo its input)"}.get(table.split(".")[0], "")
+        render.ok(f"{table} rolled back to {to} (new snapshot {new}){then}")
 
 
 @app.command()
@@ -405,7 +409,8 @@ def maintain(
 @app.command()
 def run(
     select: Annotated[list[str] | None, typer.Option("-s", "--select", help="Layers (bronze, silver, gold, serve), tables (bronze.x, silver.x, x) or dbt selectors. Repeatable.")] = None,
-    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Re-read every input and rebuild silver.")] = False,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild silver and gold from what bronze holds (sources are not read again).")] = False,
+    reingest: Annotated[bool, typer.Option("--reingest", help="Re-read every selected source, replacing its bronze rows and rejects, then rebuild silver and gold.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress display.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -417,7 +422,7 @@ def run(
 
     with RichReporter(quiet=quiet or as_json) as reporter, Lakehouse(load_project(state.project), reporter) as lh:
         try:
-            result = lh.run(select, full_refresh)
+            result = lh.run(select, full_refresh, reingest)
         except RunFailed as exc:  # this run's own record (never an older run's), then the error line
             if as_json:
                 render.print_json(exc.record.to_dict())

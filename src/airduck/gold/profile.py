@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from airduck.config.project import Project
-from airduck.lake.connection import LAKE, attach_target, data_path, s3_access
+from airduck.lake.connection import LAKE, attach_target, data_path, moves_with_project, s3_access
 
 PROFILE = "airduck"
 TARGET = "airduck"
@@ -40,6 +40,8 @@ def profile_dict(project: Project, schema: str, threads: int | None = None) -> d
     """The profiles.yml content (a mapping) for `project`, building into `schema` of the lake."""
     target, kind = attach_target(project)
     options: dict[str, Any] = {"data_path": data_path(project)}
+    if moves_with_project(project):  # a copied or moved project uses its own data folder (see open_lake)
+        options["override_data_path"] = True
     limit = project.config.lake.data_inlining_row_limit
     if limit is not None:
         options["data_inlining_row_limit"] = int(limit)

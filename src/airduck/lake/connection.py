@@ -136,6 +136,60 @@ def data_path(project: Project) -> str:
     return path
 
 
+def moves_with_project(project: Project) -> bool:
+    """Whether the catalog and the data both live at relative paths inside the project folder (the embedded default):
+    then the folder can be copied, moved or cloned and the copy uses its own catalog and its own data files.
+
+    DuckLake keeps the data path it was created with (absolute) in the catalog and the file paths relative to it, so
+    such a lake is attached with OVERRIDE_DATA_PATH: the data folder of the project as it is now (only for this
+    session; the catalog is not changed)."""
+    lake = project.config.lake
+    data = Path(lake.data_path).expanduser()
+    if "://" in lake.data_path or data.is_absolute() or ".." in data.parts:
+        return False
+    if catalog_kind(lake.catalog) == "postgres":
+        return False  # a server catalog is shared: it must keep pointing at one data folder
+    path = lake.catalog[len("sqlite:"):] if lake.catalog.startswith("sqlite:") else lake.catalog
+    return not Path(path).expanduser().is_absolute()
+
+
+def _relative_tail(location: str) -> str:
+    """`./.airduck//data` -> `/.airduck/data/`: how a relative data path ends once resolved."""
+    parts = [p for p in Path(location).parts if p not in ("", ".")]
+    return "/" + "/".join(parts) + "/"
+
+
+def data_path_mismatch(project: Project, stored: str, path: str) -> ConfigError:
+    """The error for a catalog that keeps its data somewhere else than where `lake.data_path` points."""
+    lake = project.config.lake
+    where = f"the lake catalog {redact(lake.catalog)} keeps its data in {stored}, but lake.data_path " \
+            f"{lake.data_path!r} is {path}"
+    if moves_with_project(project):
+        return ConfigError(f"{project.file}: {where}",
+                           hint=f"set lake.data_path back to the folder that holds the data (ending in "
+                           f"{stored.rstrip('/').rsplit('/', 1)[-1]}/), or move the data folder to {path}")
+    return ConfigError(
+        f"{project.file}: {where}",
+        hint=f"set lake.data_path (or AIRDUCK_DATA_PATH) to {stored}; checkouts or machines that share one catalog "
+        "need one data path they all reach (an absolute path or s3://...), else give each its own catalog",
+    )
+
+
+def _check_data_path(con: duckdb.DuckDBPyConnection, project: Project, path: str) -> None:
+    """A lake attached with OVERRIDE_DATA_PATH: the catalog's data path must be this project's data path, or the
+    same relative path in the folder the project was copied or moved from."""
+    row = con.execute(f"SELECT value FROM {METADATA}.ducklake_metadata WHERE key = 'data_path' AND scope IS NULL"
+                      ).fetchone()
+    stored = row[0] if row else None
+    if not stored or stored.rstrip("/") == path.rstrip("/"):
+        return
+    if not (stored if stored.endswith("/") else stored + "/").endswith(_relative_tail(project.config.lake.data_path)):
+        raise data_path_mismatch(project, stored, path)
+
+
+_MISMATCH = re.compile(r'DATA_PATH parameter "(.*)" does not match existing data path in the catalog "(.*)"')
+
+
 def create_s3_secret(con: duckdb.DuckDBPyConnection, project: Project, name: str = "airduck_s3") -> None:
     """A DuckDB secret for S3 from the project settings; values never appear in messages."""
     a = s3_access(project)
@@ -187,11 +241,17 @@ def open_lake(project: Project, *, read_only: bool = False, threads: int | None 
         if password is not None:  # the password lives in a secret, never in the attach path (readable as SQL)
             _create_catalog_secret(con, password)
             opts.append(f"METADATA_PARAMETERS MAP {{'SECRET': {quote_literal(CATALOG_SECRET)}}}")
+        movable = moves_with_project(project)
+        if movable:
+            opts.append("OVERRIDE_DATA_PATH true")
         if read_only:
             opts.append("READ_ONLY")
         if project.config.lake.data_inlining_row_limit is not None:
             opts.append(f"DATA_INLINING_ROW_LIMIT {int(project.config.lake.data_inlining_row_limit)}")
-        _attach(con, f"ATTACH {quote_literal(target)} AS {LAKE} ({', '.join(opts)})", project.config.lake.catalog)
+        _attach(con, f"ATTACH {quote_literal(target)} AS {LAKE} ({', '.join(opts)})", project.config.lake.catalog,
+                project=project)
+        if movable:
+            _check_data_path(con, project, path)
         con.execute(f"USE {LAKE}")
         if not read_only:
             ensure_schemas(con)
@@ -208,7 +268,7 @@ def _create_catalog_secret(con: duckdb.DuckDBPyConnection, password: str) -> Non
         raise CatalogError(f"cannot configure the catalog password: {redact(str(exc)).replace(password, '***')}") from None
 
 
-def _attach(con: duckdb.DuckDBPyConnection, statement: str, catalog: str) -> None:
+def _attach(con: duckdb.DuckDBPyConnection, statement: str, catalog: str, *, project: Project | None = None) -> None:
     """ATTACH, retrying the races of processes that create a new catalog at the same moment."""
     import time
 
@@ -221,6 +281,9 @@ def _attach(con: duckdb.DuckDBPyConnection, statement: str, catalog: str) -> Non
         except duckdb.Error as exc:
             racing = is_conflict(exc) or "already exists" in str(exc)
             if attempt == 5 or not racing:
+                mismatch = _MISMATCH.search(str(exc))
+                if mismatch and project is not None:
+                    raise data_path_mismatch(project, mismatch.group(2), mismatch.group(1)) from None
                 raise _catalog_error(exc, catalog) from None
             with contextlib.suppress(duckdb.Error):
                 con.execute(f"DETACH {LAKE}")

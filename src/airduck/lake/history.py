@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import duckdb
 
 from airduck.errors import NotFound, SqlError
-from airduck.lake.catalog import TableRef, columns, current_snapshot, require_table, snapshots
+from airduck.lake.catalog import TableRef, columns, current_snapshot, require_table, snapshots, table_exists
 from airduck.lake.commit import write
 from airduck.lake.connection import LAKE, quote_ident
 
@@ -34,8 +35,12 @@ def _snapshot_exists(con: duckdb.DuckDBPyConnection, version: int) -> bool:
     return bool(con.execute(f"SELECT count(*) FROM {LAKE}.snapshots() WHERE snapshot_id = ?", [version]).fetchone()[0])
 
 
-def rollback(con: duckdb.DuckDBPyConnection, table: TableRef, version: int) -> int:
-    """Make `table` hold what it held at snapshot `version`, as a new snapshot. Returns the new snapshot id."""
+def rollback(con: duckdb.DuckDBPyConnection, table: TableRef, version: int, *, also: Sequence[TableRef] = (),
+             then: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> int:
+    """Make `table` hold what it held at snapshot `version`, as a new snapshot. Returns the new snapshot id.
+
+    `also`: tables rolled back with it in the same snapshot (its quarantine or rejects); `then` runs in the same
+    transaction after them (the caller brings the pipeline's state in line, see airduck.pipeline.rollback)."""
     require_table(con, table)
     if not _snapshot_exists(con, version):
         raise NotFound(f"snapshot {version} does not exist (or has expired)", hint=f"see `airduck snapshots {table}`")
@@ -43,20 +48,55 @@ def rollback(con: duckdb.DuckDBPyConnection, table: TableRef, version: int) -> i
         old_cols = con.execute(f"DESCRIBE SELECT * FROM {table.sql} AT (VERSION => ?)", [version]).fetchall()
     except duckdb.Error as exc:
         raise NotFound(f"table {table} did not exist at snapshot {version}: {str(exc).splitlines()[0]}") from None
-    now_cols = [(c.name, c.type) for c in columns(con, table)]
-    same_shape = [(c[0], c[1]) for c in old_cols] == now_cols
+    companions = [(t, _existed(con, t, version)) for t in also if table_exists(con, t)]
     with write(con, f"rollback {table} to snapshot {version}", step="rollback", table=table.qualified, to_version=version):
-        if same_shape:
-            # copy the old state aside first: inside one transaction, a scan AT an old version would
-            # otherwise see this transaction's own DELETE
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _airduck_rollback AS SELECT * FROM {table.sql} AT (VERSION => ?)",
-                        [version])
-            con.execute(f"DELETE FROM {table.sql}")
-            con.execute(f"INSERT INTO {table.sql} SELECT * FROM temp._airduck_rollback")
-            con.execute("DROP TABLE temp._airduck_rollback")
-        else:
-            con.execute(f"CREATE OR REPLACE TABLE {table.sql} AS SELECT * FROM {table.sql} AT (VERSION => ?)", [version])
+        _restore(con, table, version, old_cols)
+        for companion, old in companions:
+            if old is None:  # created after `version`: it held nothing then
+                con.execute(f"DELETE FROM {companion.sql}")
+            else:
+                _restore(con, companion, version, old)
+        if then is not None:
+            then(con)
     return current_snapshot(con)
+
+
+def _existed(con: duckdb.DuckDBPyConnection, table: TableRef, version: int) -> list[tuple] | None:
+    """The columns `table` had at `version` (DESCRIBE rows), or None if it did not exist then (asked of the catalog's
+    metadata first: a failed statement would abort an open transaction)."""
+    if not _ids_at(con, table, version):
+        return None
+    return con.execute(f"DESCRIBE SELECT * FROM {table.sql} AT (VERSION => ?)", [version]).fetchall()
+
+
+def _restore(con: duckdb.DuckDBPyConnection, table: TableRef, version: int, old_cols: list[tuple]) -> None:
+    now_cols = [(c.name, c.type) for c in columns(con, table)]
+    if [(c[0], c[1]) for c in old_cols] == now_cols:
+        # copy the old state aside first: inside one transaction, a scan AT an old version would
+        # otherwise see this transaction's own DELETE
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _airduck_rollback AS SELECT * FROM {table.sql} AT (VERSION => ?)",
+                    [version])
+        con.execute(f"DELETE FROM {table.sql}")
+        con.execute(f"INSERT INTO {table.sql} SELECT * FROM temp._airduck_rollback")
+        con.execute("DROP TABLE temp._airduck_rollback")
+    else:
+        con.execute(f"CREATE OR REPLACE TABLE {table.sql} AS SELECT * FROM {table.sql} AT (VERSION => ?)", [version])
+
+
+def restore_rows(con: duckdb.DuckDBPyConnection, table: TableRef, version: int, where: str,
+                 params: list[Any]) -> None:
+    """Inside an open transaction: make the rows of `table` that match `where` what they were at `version` (none if
+    the table did not exist then). For state tables whose rows belong to one pipeline table each."""
+    if not table_exists(con, table):
+        return
+    existed = _existed(con, table, version) is not None
+    if existed:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _airduck_restore AS SELECT * FROM {table.sql} AT (VERSION => ?) "
+                    f"WHERE {where}", [version, *params])
+    con.execute(f"DELETE FROM {table.sql} WHERE {where}", params)
+    if existed:
+        con.execute(f"INSERT INTO {table.sql} SELECT * FROM temp._airduck_restore")
+        con.execute("DROP TABLE temp._airduck_restore")
 
 
 def _ensure_tags_table(con: duckdb.DuckDBPyConnection) -> None:

@@ -28,8 +28,9 @@ class RunContext:
     run_id: str  # e.g. "20261122T001500Z-3f2a1c"
     batch: int  # monotonically increasing run sequence number (stamped on bronze rows as _batch)
     landing: Any  # airduck.storage.ObjectStore of the landing zone
-    full_refresh: bool = False
+    full_refresh: bool = False  # rebuild silver from what bronze holds
     reporter: Reporter = field(default_factory=Reporter)
+    reingest: bool = False  # re-read every source and REPLACE its bronze rows, rejects and incremental state
     staged_bytes: int = 0  # bytes of CSV files staged in memory by this run's bronze steps (airduck.bronze.files)
 
 

@@ -57,12 +57,17 @@ class RunResult:
 Timed = tuple[StepResult, datetime, datetime]
 
 
-def run_pipeline(lh, select_items: list[str] | None = None, full_refresh: bool = False) -> RunResult:
+def run_pipeline(lh, select_items: list[str] | None = None, full_refresh: bool = False,
+                 reingest: bool = False) -> RunResult:
     """Run the project (or the selected part of it).
+
+    `full_refresh` rebuilds silver from what bronze holds; `reingest` re-reads the selected sources, replacing their
+    bronze rows and rejects, and rebuilds silver too.
 
     Raises :class:`RunFailed` (the cause as ``.cause``/``__cause__``, the failed run's record as ``.record``)
     after recording the failed run; a run fails with a record even when it fails before its first step
     (a bad selector, an invalid silver rule)."""
+    full_refresh = full_refresh or reingest
     project = lh.project
     reporter = lh.reporter
     rec = RunRecord(run_id=new_run_id(), status="running", started_at=datetime.now(UTC), command=command_line(),
@@ -80,7 +85,7 @@ def run_pipeline(lh, select_items: list[str] | None = None, full_refresh: bool =
         rec.snapshot_before = current_snapshot(con)
         store.add(rec)
         if sel.sources or sel.silver:
-            done += _bronze_silver(lh, rec, sel, full_refresh)
+            done += _bronze_silver(lh, rec, sel, full_refresh, reingest)
         store.add(rec, done)
         if sel.gold:
             done += _gold(lh, rec, sel, store, len(done), full_refresh)
@@ -155,7 +160,7 @@ def _validate(project, sel: Selection) -> None:
         validate_rules(project)
 
 
-def _bronze_silver(lh, rec: RunRecord, sel: Selection, full_refresh: bool) -> list[Timed]:
+def _bronze_silver(lh, rec: RunRecord, sel: Selection, full_refresh: bool, reingest: bool = False) -> list[Timed]:
     from airduck.bronze import ingest_source
     from airduck.silver import build_silver, silver_order
 
@@ -170,7 +175,7 @@ def _bronze_silver(lh, rec: RunRecord, sel: Selection, full_refresh: bool) -> li
         try:
             set_message(con, f"run {rec.run_id}: bronze+silver", step="bronze+silver", run_id=rec.run_id)
             batch = records.take_lock(con, rec.run_id)
-            ctx = RunContext(project, con, rec.run_id, batch, landing, full_refresh, reporter)
+            ctx = RunContext(project, con, rec.run_id, batch, landing, full_refresh, reporter, reingest=reingest)
             for name in sel.sources:
                 steps.append(_timed(reporter, "bronze", f"bronze.{name}",
                                     lambda n=name, c=ctx: ingest_source(c, n, project.config.sources[n])))
@@ -213,7 +218,8 @@ def _bronze_silver(lh, rec: RunRecord, sel: Selection, full_refresh: bool) -> li
 def _wrote(step: StepResult) -> bool:
     """Did a bronze/silver step write anything (rows, rejects, quarantine, changed rows, a new file's state)?"""
     d = step.details or {}
-    changed = any(d.get(k) for k in ("inserted", "updated", "deleted", "closed_versions", "columns_added"))
+    changed = any(d.get(k) for k in ("inserted", "updated", "deleted", "closed_versions", "columns_added",
+                                      "rebuild_requested"))
     return bool(step.rows_out or step.rows_quarantined or step.rows_rejected or step.files or changed)
 
 

@@ -14,7 +14,7 @@ Semantics in short (see the module docstrings of `sql` and `build` for the detai
   rows flagged deleted are not checked (only their key is);
 - lookups: LEFT JOIN on the first reference row per key (current versions only when the reference is an scd2
   table); a row is unmatched when all its `on` columns are non-NULL and no reference row matched;
-- modes: append inserts; merge deletes the stored rows of changed or deleted keys and inserts the new ones
+- modes: append inserts (of a new version of a file only the records no earlier load of that file had); merge deletes the stored rows of changed or deleted keys and inserts the new ones
   (unchanged rows are left alone); scd2 closes the current version on a real change or a delete and opens a new one.
   A real change is a difference (IS DISTINCT FROM) in any column but the key, the order_by columns and the
   deleted flag; valid_from is the first order_by column when it is a date/timestamp, else the ingest time.

@@ -53,6 +53,9 @@ from airduck.silver.rules import (
 from airduck.text import plural
 
 STATE = TableRef("airduck", "silver_state")
+#: a silver_state last_batch that makes the next run rebuild the table from its source (a table it reads was rolled
+#: back, so rows it holds may come from source rows that are gone)
+REBUILD = -1
 _PARAM = re.compile(r"\$(\w+)")
 
 
@@ -87,6 +90,12 @@ def read_watermark(con: duckdb.DuckDBPyConnection, table: str) -> int | None:
 def write_watermark(con: duckdb.DuckDBPyConnection, table: str, last_batch: int | None, run_id: str) -> None:
     con.execute(f"DELETE FROM {STATE.sql} WHERE table_name = ?", [table])
     con.execute(f"INSERT INTO {STATE.sql} VALUES (?, ?, ?, now())", [table, last_batch, run_id])
+
+
+def request_rebuild(con: duckdb.DuckDBPyConnection, table: str, reason: str) -> None:
+    """Make the next run rebuild `table` (e.g. 'silver.orders') from its source, as `--full-refresh` would."""
+    ensure_state(con)
+    write_watermark(con, table, REBUILD, reason)
 
 
 # -- schema ---------------------------------------------------------------------------------------------------------
@@ -162,7 +171,8 @@ def _build(ctx: RunContext, plan: Plan, scratch: list[_StageFile]) -> StepResult
     result = StepResult(layer="silver", table=table)
     ensure_state(con)
     watermark = read_watermark(con, table)
-    rebuild = ctx.full_refresh or not table_exists(con, target)
+    requested = watermark == REBUILD
+    rebuild = ctx.full_refresh or requested or not table_exists(con, target)
     added: list[str] = []
     if rebuild:
         con.execute(sql.create_table(target, plan.all_columns(), replace=True))
@@ -173,9 +183,11 @@ def _build(ctx: RunContext, plan: Plan, scratch: list[_StageFile]) -> StepResult
     incremental = not rebuild and watermark is not None
     params: dict[str, Any] = {"__ad_wm": watermark, "__ad_run": ctx.run_id, "__ad_batch": ctx.batch}
     # a rebuild from bronze de-duplicates file versions loaded twice only when there are such versions
-    reloaded = (not incremental and plan.checked.source.schema == "bronze"
-                and bool(_one(con, sql.reloaded_versions(plan))[0]))
-    rows_in, max_batch = _one(con, sql.source_count(plan, incremental, reloaded), params)
+    from_bronze = plan.checked.source.schema == "bronze"
+    reloaded = not incremental and from_bronze and bool(_one(con, sql.reloaded_versions(plan))[0])
+    # append mode adds only the records a new version of a file adds (its other records are in the table already)
+    repeats = rule.mode == "append" and from_bronze and bool(_one(con, sql.reloaded_files(plan, incremental), params)[0])
+    rows_in, max_batch = _one(con, sql.source_count(plan, incremental, reloaded, repeats), params)
     new_watermark = max_batch if max_batch is not None else (None if rebuild else watermark)
     details: dict[str, Any] = {
         "source": plan.checked.source.qualified, "mode": rule.mode, "full_refresh": bool(ctx.full_refresh),
@@ -183,12 +195,12 @@ def _build(ctx: RunContext, plan: Plan, scratch: list[_StageFile]) -> StepResult
         "warnings": {e.name: 0 for e, _ in plan.checks if e.on_fail == "warn"},
         "inserted": 0, "updated": 0, "deleted": 0, "unchanged": 0, "closed_versions": 0, "superseded": 0,
         "lookup_unmatched": {lk.lookup.name: 0 for lk in plan.lookups}, "quarantine_reasons": {},
-        "columns_added": added,
+        "columns_added": added, "rebuild_requested": requested,
     }
     result.rows_in = int(rows_in)
     result.details = details
     if rows_in:
-        stage_sql, stage_params = sql.stage(plan, incremental, reloaded)
+        stage_sql, stage_params = sql.stage(plan, incremental, reloaded, repeats)
         _materialize(ctx, plan, stage_sql, {**params, **stage_params}, scratch)
         _measure(con, plan, result)
         _gates(ctx, con, plan, result)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from airduck.lake.catalog import TableRef
 from airduck.lake.connection import quote_ident as q
-from airduck.silver.rules import DATELIKE, META_COLUMNS, SCD2_COLUMNS, TEMPORAL, Plan
+from airduck.silver.rules import BRONZE_META, DATELIKE, META_COLUMNS, SCD2_COLUMNS, TEMPORAL, Plan
 
 STAGE = "temp.main.__ad_stage"
 ACTIONS = "temp.main.__ad_actions"
@@ -54,12 +54,16 @@ def add_column(table: TableRef, name: str, type_: str) -> str:
     return f"ALTER TABLE {table.sql} ADD COLUMN {q(name)} {type_}"
 
 
-def source_where(plan: Plan, incremental: bool, reloaded: bool = True) -> str:
+def source_where(plan: Plan, incremental: bool, reloaded: bool = True, repeats: bool = False) -> str:
     """Which source rows a build reads. Incremental: the batches after the watermark. Full refresh from bronze:
-    every row, but of a file (or page) loaded more than once (a re-ingest, `--full-refresh`) only its latest
+    every row, but of a file (or page) loaded more than once (by an older airduck's full refresh) only its latest
     load, so a rebuild never counts an input twice. PostgreSQL loads are increments: all of them count.
     `reloaded=False` (see :func:`reloaded_versions`: no file version was loaded twice) skips that filter, which
-    costs a join over the whole source (measured 1.2-2 s of 10M rows)."""
+    costs a join over the whole source (measured 1.2-2 s of 10M rows). `repeats` (append mode, see
+    :func:`repeated_rows`): leave out the records that an earlier load of the same file already had."""
+    if repeats:
+        skip = f"__ad_o.rowid NOT IN ({repeated_rows(plan, incremental)})"
+        return f' WHERE "_batch" > $__ad_wm AND {skip}' if incremental else f" WHERE {skip}"
     if incremental:
         return ' WHERE "_batch" > $__ad_wm'
     if plan.checked.source.schema != "bronze" or not reloaded:
@@ -78,7 +82,46 @@ def reloaded_versions(plan: Plan) -> str:
             '"_source_file" NOT LIKE \'postgres:%\') GROUP BY ALL HAVING count(*) > 1)')
 
 
-def stage(plan: Plan, incremental: bool, reloaded: bool = True) -> Sql:
+_LOADED_FILES = '"_source_file" IS NOT NULL AND "_source_file" NOT LIKE \'postgres:%\''
+
+
+def _record(plan: Plan) -> str:
+    """A bronze row's record without its load metadata (what a file's line holds), as one comparable value."""
+    cols = [c for c in plan.source_columns if c not in BRONZE_META or c == "_rescued"]
+    return f"struct_pack({', '.join(f'{q(c)} := {q(c)}' for c in cols)})" if cols else "TRUE"
+
+
+def _reloaded_files(plan: Plan, incremental: bool) -> str:
+    """The files (and HTTP pages) of a bronze source that were loaded by more than one batch (new versions); when
+    `incremental`, only those with a load after the watermark."""
+    src = plan.checked.source.sql
+    having = 'count(DISTINCT "_batch") > 1' + (' AND max("_batch") > $__ad_wm' if incremental else "")
+    return f'SELECT "_source_file" FROM {src} WHERE {_LOADED_FILES} GROUP BY ALL HAVING {having}'
+
+
+def reloaded_files(plan: Plan, incremental: bool) -> str:
+    """One count: files a build must compare with their earlier loads (see :func:`repeated_rows`). Reads only the
+    metadata columns."""
+    return f"SELECT count(*) FROM ({_reloaded_files(plan, incremental)})"
+
+
+def repeated_rows(plan: Plan, incremental: bool) -> str:
+    """The rowids of the bronze rows of a new version of a file (or page) that repeat a record of an earlier load of
+    the same file: append mode adds only the records a version adds. Records are compared whole (every source
+    column and `_rescued`) and counted: a record a file holds twice is repeated only if an earlier load had it twice.
+    """
+    src = plan.checked.source.sql
+    record = _record(plan)
+    loads = (f'SELECT rowid AS __ad_rid, "_source_file" AS __ad_f, "_batch" AS __ad_b, {record} AS __ad_c, '
+             f'row_number() OVER (PARTITION BY "_source_file", "_batch", {record}) AS __ad_k FROM {src} '
+             f'WHERE "_source_file" IN ({_reloaded_files(plan, incremental)})')
+    newer = " AND n.__ad_b > $__ad_wm" if incremental else ""
+    return (f"WITH __ad_loads AS ({loads}) SELECT n.__ad_rid FROM __ad_loads AS n JOIN __ad_loads AS o "
+            "ON o.__ad_f = n.__ad_f AND o.__ad_k = n.__ad_k AND o.__ad_c IS NOT DISTINCT FROM n.__ad_c "
+            f"AND o.__ad_b < n.__ad_b{newer}")
+
+
+def stage(plan: Plan, incremental: bool, reloaded: bool = True, repeats: bool = False) -> Sql:
     """The stage query (see the module docstring). Parameters: `__ad_wm` (watermark), formats, reason labels."""
     rule = plan.rule
     keys = rule.key
@@ -89,7 +132,7 @@ def stage(plan: Plan, incremental: bool, reloaded: bool = True) -> Sql:
         params[name] = value
         return f"CAST(${name} AS VARCHAR)"
 
-    where = source_where(plan, incremental, reloaded)
+    where = source_where(plan, incremental, reloaded, repeats)
     pre = [
         "__ad_s.__ad_rowid",
         "__ad_s.__ad_orow",
@@ -216,8 +259,8 @@ def stage(plan: Plan, incremental: bool, reloaded: bool = True) -> Sql:
     return sql, params
 
 
-def source_count(plan: Plan, incremental: bool, reloaded: bool = True) -> str:
-    where = source_where(plan, incremental, reloaded)
+def source_count(plan: Plan, incremental: bool, reloaded: bool = True, repeats: bool = False) -> str:
+    where = source_where(plan, incremental, reloaded, repeats)
     return f'SELECT count(*), max("_batch") FROM {plan.checked.source.sql} AS __ad_o{where}'
 
 
