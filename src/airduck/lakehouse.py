@@ -47,6 +47,12 @@ class SqlResult:
     def __iter__(self):
         return iter((self.columns, self.rows))
 
+    def __getitem__(self, index: int):  # result[0] is the columns, result[1] the rows, as the old tuple
+        return (self.columns, self.rows)[index]
+
+    def __len__(self) -> int:
+        return 2
+
 
 class Lakehouse:
     """A project's lakehouse. Opens the lake lazily; use as a context manager or call close()."""

@@ -55,14 +55,18 @@ def test_demo_on_the_embedded_default(tmp_path):
             done = subprocess.run(words, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
             assert done.returncode == 0 and ("vacancies" in done.stdout or "run " in done.stdout), (words, done)
     # as after `python3 -m uv run airduck demo` in another folder: the uv form, told where the project is
+    # `python3` as the user's shell finds it (the interpreter uv was installed into), not this venv's python
+    user_env = {**env, "PATH": f"{Path(sys._base_executable).parent}{os.pathsep}{env.get('PATH', '')}"}
+    user_env.pop("VIRTUAL_ENV", None)
     uv = subprocess.run(["python3", "-m", "uv", "run", "--frozen", "--project", str(ROOT), "python", "-c",
                          "import json, os; print(json.dumps(dict(os.environ)))"], capture_output=True, text=True,
-                        cwd=tmp_path, timeout=120)
+                        cwd=tmp_path, env=user_env, timeout=120)
+    assert uv.returncode == 0, uv.stderr
     uv_env = json.loads(uv.stdout)
     prefix = command_prefix(tmp_path, uv_env, str(Path(uv_env["VIRTUAL_ENV"]) / "bin" / "airduck"))
     assert prefix[:4] == ["python3", "-m", "uv", "run"] and prefix[-1] == "airduck"
     done = subprocess.run(shlex.split(command("tables", "-p", "shop", prefix=prefix)), capture_output=True, text=True,
-                          cwd=tmp_path, env=env, timeout=120)
+                          cwd=tmp_path, env=user_env, timeout=120)
     assert done.returncode == 0 and "vacancies" in done.stdout, done.stderr
     with Lakehouse.open(root) as lh:
         tables = {t.qualified for t in lh.tables()}

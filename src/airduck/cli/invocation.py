@@ -35,21 +35,24 @@ def command_prefix(cwd: Path | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     script = Path(argv0 if argv0 is not None else sys.argv[0])
     executable = executable or sys.executable
+    path = env.get("PATH")
     if script.name != "airduck":  # `python -m airduck` (argv[0] is airduck/__main__.py)
-        on_path = shutil.which("python3")
+        on_path = shutil.which("python3", path=path)
         python = ("python3" if on_path and Path(on_path).resolve() == Path(executable).resolve()
                   else _word(Path(executable), cwd))
         return [python, "-m", "airduck"]
     script = script if script.is_absolute() else (cwd / script)
-    on_path = shutil.which("airduck")
-    if on_path and Path(on_path).resolve() == script.resolve():
-        return ["airduck"]
     venv = env.get("VIRTUAL_ENV")
+    # started by `uv run`: its PATH has the venv's bin folder, the user's shell (after uv exits) does not
     if env.get("UV_RUN_RECURSION_DEPTH") and venv and script.resolve().parent == (Path(venv) / "bin").resolve():
         project = Path(venv).resolve().parent
-        uv = ["python3", "-m", "uv"] if env.get("UV_INTERNAL__PARENT_INTERPRETER") or not shutil.which("uv") else ["uv"]
+        uv = (["python3", "-m", "uv"] if env.get("UV_INTERNAL__PARENT_INTERPRETER") or not shutil.which("uv", path=path)
+              else ["uv"])
         where = [] if _within(cwd.resolve(), project) else ["--project", str(project)]
         return [*uv, "run", *where, "airduck"]
+    on_path = shutil.which("airduck", path=path)
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return ["airduck"]
     return [_word(script, cwd)]
 
 
