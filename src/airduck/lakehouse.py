@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from airduck.errors import AirduckError, SqlError
 from airduck.events import Reporter
 from airduck.lake import catalog, history, maintenance
 from airduck.lake.catalog import TableRef
+from airduck.lake.config import MAX_SQL_TIMEOUT_SECONDS
 from airduck.lake.connection import data_path, open_lake, storage_settings
 from airduck.lake.sqlguard import check_read_only, lake_relations, lock_down, run_with_time_limit
 
@@ -142,8 +144,10 @@ class Lakehouse:
             raise SqlError(f"limit must be 0 or more, not {limit}")
         if timeout is None:
             timeout = self.project.config.lake.sql_timeout_seconds
-        if timeout is not None and timeout < 0:
-            raise SqlError(f"timeout must be 0 (no limit) or more seconds, not {timeout}")
+        if timeout is not None and not 0 <= timeout <= MAX_SQL_TIMEOUT_SECONDS:
+            raise SqlError(f"timeout must be 0 (no limit) to {MAX_SQL_TIMEOUT_SECONDS:g} seconds, not {timeout}")
+        if limit is not None and limit > MAX_SQL_LIMIT:
+            raise SqlError(f"limit must be at most {MAX_SQL_LIMIT:,} rows, not {limit:,}", hint="drop it for every row")
         con = open_lake(self.project, read_only=True)
         try:
             checked = check_read_only(query, lake_relations(con))
@@ -272,6 +276,12 @@ class Lakehouse:
         return checks
 
 
+#: how long the table view of `airduck sql` may spend counting the rows it does not show
+COUNT_SECONDS = 5.0
+#: the largest row limit (larger ones are no limit in practice, and overflow DuckDB's fetch)
+MAX_SQL_LIMIT = 10**12
+
+
 def _fetch(con: duckdb.DuckDBPyConnection, query: str, limit: int | None, count_all: bool) -> SqlResult:
     """Run `query` once; keep at most `limit` rows and tell whether there were more (one extra row is read)."""
     rel = con.sql(query)
@@ -284,11 +294,15 @@ def _fetch(con: duckdb.DuckDBPyConnection, query: str, limit: int | None, count_
     if len(rows) <= limit:
         return SqlResult(rel.columns, rows, False, len(rows), limit)
     total: int | None = None
-    if count_all:
+    if count_all:  # for "1,000 of N rows shown": counted for a few seconds at most, else "more than 1,000"
+        deadline = time.monotonic() + COUNT_SECONDS
         try:
             total = len(rows)
             while chunk := rel.fetchmany(100_000):
                 total += len(chunk)
+                if time.monotonic() > deadline:
+                    total = None
+                    break
         except duckdb.InterruptException:
             total = None
     return SqlResult(rel.columns, rows[:limit], True, total, limit)

@@ -165,3 +165,31 @@ def test_sql_accepts_pivot(local_projects):
                       "CREATE TYPE e AS ENUM ('a'); PIVOT bronze.t ON c USING sum(i)"):
             with pytest.raises(SqlError):
                 lh.sql(query)
+
+
+def test_sql_refuses_what_the_time_limit_cannot_stop(local_projects):
+    """Planning nested subqueries, checking megabytes of SQL, huge limits: refused up front, never a hang."""
+    root = local_projects.make()
+    nested = "SELECT " + "(SELECT " * 28 + "1" + ")" * 28  # planning this takes minutes and ignores interrupt()
+    with Lakehouse.open(root) as lh:
+        lh.current_snapshot()  # the lake exists
+        start = time.monotonic()
+        with pytest.raises(SqlError, match="nests subqueries too deeply"):
+            lh.sql(nested, timeout=1)
+        wide = "SELECT count(*) FROM (VALUES " + ", ".join(f"({i})" for i in range(60_000)) + ") t(x)"
+        with pytest.raises(SqlError, match="characters long"):
+            lh.sql(wide, timeout=1)
+        assert time.monotonic() - start < 60  # both are refused before anything is planned
+        assert lh.sql("SELECT " + "(SELECT " * 6 + "1" + ")" * 6).rows == [(1,)]  # ordinary nesting works
+        # counting the rows the table view does not show has its own small budget, not the whole time limit
+        start = time.monotonic()
+        result = lh.sql("SELECT * FROM range(10000000000)", limit=10, count_all=True, timeout=300)
+        assert result.truncated and result.total is None and len(result.rows) == 10
+        assert time.monotonic() - start < 120  # counting all 10**10 rows would take far longer
+        with pytest.raises(SqlError, match="timeout must be"):
+            lh.sql("SELECT 1", timeout=1e10)
+        with pytest.raises(SqlError, match="limit must be at most"):
+            lh.sql("SELECT 1", limit=10**20)
+    for args in (["--timeout", "1e10"], ["--timeout", "inf"], ["--limit", "99999999999999999999", "--json"]):
+        proc = cli(root, "sql", *args, "SELECT 42")
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and "Exception" not in proc.stderr, (args, proc)

@@ -291,9 +291,9 @@ def head(
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="One read-only SELECT; tables as schema.table.")],
-    limit: Annotated[int | None, typer.Option(min=0, help="At most this many rows (0: the columns only). "
+    limit: Annotated[int | None, typer.Option(min=0, max=10**12, help="At most this many rows (0: the columns only). "
                                               "Default: every row with --json; the table shows at most 1,000.")] = None,
-    timeout: Annotated[float | None, typer.Option(min=0, help="Stop the query after this many seconds (0: no limit). "
+    timeout: Annotated[float | None, typer.Option(min=0, max=7 * 24 * 3600, help="Stop the query after this many seconds (0: no limit). "
                                                   "Default: lake.sql_timeout_seconds of airduck.yml (300).")] = None,
     as_json: JsonOpt = False,
 ) -> None:

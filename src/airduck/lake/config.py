@@ -12,6 +12,8 @@ from airduck.config.base import Model
 CLI_SQL_TIMEOUT_SECONDS = 300.0
 #: time limit of read-only queries that come over the network (the REST API): stricter than the CLI's
 API_SQL_TIMEOUT_SECONDS = 30.0
+#: the longest time limit a query may be given (a week; a timer cannot be set much further out)
+MAX_SQL_TIMEOUT_SECONDS = 7 * 24 * 3600.0
 
 
 class S3Config(Model):
@@ -43,5 +45,5 @@ class LakeConfig(Model):
     noncurrent_version_days: int | None = Field(30, ge=1)
     data_inlining_row_limit: int | None = Field(None, ge=0)
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
-    sql_timeout_seconds: float = Field(CLI_SQL_TIMEOUT_SECONDS, ge=0,
+    sql_timeout_seconds: float = Field(CLI_SQL_TIMEOUT_SECONDS, ge=0, le=MAX_SQL_TIMEOUT_SECONDS,
                                        description="time limit of `airduck sql` queries; 0: no limit")

@@ -46,6 +46,10 @@ DENIED_FUNCTION_PREFIXES = (
 INFORMATION_SCHEMA_VIEWS = {"tables", "columns", "schemata", "views", "table_constraints", "key_column_usage",
                             "referential_constraints", "check_constraints", "constraint_column_usage"}
 LAKE_CATALOGS = {"", "lake"}
+#: longer SQL is refused: checking it (tokenizing, parsing, walking the tree) would not be under the time limit
+MAX_SQL_CHARS = 200_000
+#: `_subquery_cost` above this is refused (2**17: about 0.2 s of planning; 16 nested levels is 2**17 - 2)
+SUBQUERY_BUDGET = 1 << 17
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 _HINT_TABLES = "only the lake's tables can be read (schema.table, see `airduck tables`)"
 
@@ -233,6 +237,9 @@ def check_read_only(sql: str, lake: set[tuple[str, str]]) -> str:
     Nothing is read while checking: the SQL is parsed on an empty connection without file access.
     Run the returned text, not `sql`.
     """
+    if len(sql) > MAX_SQL_CHARS:
+        raise SqlError(f"the query is {len(sql):,} characters long; at most {MAX_SQL_CHARS:,} are checked and run here",
+                       hint="shorten it: put large value lists in a source (sources:) and join the lake table")
     if _first_keyword(sql) == "pragma":
         raise SqlError("PRAGMA statements are not allowed here",
                        hint="see `airduck tables`, `airduck describe TABLE`, `airduck doctor`")
@@ -265,11 +272,36 @@ def check_read_only(sql: str, lake: set[tuple[str, str]]) -> str:
         raw = con.execute("SELECT json_serialize_sql(?)", [stmt.query]).fetchone()[0]
     finally:
         con.close()
-    tree = json.loads(raw)
-    if tree.get("error"):
-        raise SqlError(f"cannot parse the SQL: {tree.get('error_message', 'unknown error')}")
-    _check_tree(tree, lake)
+    try:
+        tree = json.loads(raw)
+        if tree.get("error"):
+            raise SqlError(f"cannot parse the SQL: {tree.get('error_message', 'unknown error')}")
+        if _subquery_cost(tree) > SUBQUERY_BUDGET:
+            raise SqlError("the query nests subqueries too deeply to be planned in time (planning cannot be interrupted)",
+                           hint="flatten it: use CTEs (WITH) or joins instead of subqueries within subqueries")
+        _check_tree(tree, lake)
+    except RecursionError:
+        raise SqlError("the query is nested too deeply to be checked", hint="flatten it with CTEs (WITH)") from None
     return run or stmt.query
+
+
+def _subquery_cost(node: Any, depth: int = 0) -> int:
+    """What planning `node` may cost: each subquery counts 2**(its nesting depth).
+
+    DuckDB plans nested subqueries in time exponential in their depth (22 levels: seconds; 28: minutes), and
+    `interrupt()` is not checked while it plans, so the time limit cannot stop it: refuse such queries up front.
+    """
+    cost = 0
+    if isinstance(node, dict):
+        if node.get("class") == "SUBQUERY" or node.get("type") == "SUBQUERY":
+            depth += 1
+            cost += 1 << min(depth, 62)
+        for value in node.values():
+            cost += _subquery_cost(value, depth)
+    elif isinstance(node, list):
+        for value in node:
+            cost += _subquery_cost(value, depth)
+    return cost
 
 
 def lock_down(con: duckdb.DuckDBPyConnection, allowed: list[str]) -> None:
