@@ -195,3 +195,20 @@ def test_non_json_page_is_rejected_whole_and_errors_name_the_source(local_projec
         ingest(root, "busy", "run-3")
     assert isinstance(info.value, Transient)
     assert TOKEN not in str(info.value)
+
+
+def test_a_query_string_in_the_url_is_kept_and_its_secrets_masked(local_projects, api: Api) -> None:
+    """httpx's `params=` replaced the URL's own query: `url: …/page?size=3&api_key=…` lost both."""
+    secret = "urlsecret-7771"
+    root = local_projects.make({"sources": {
+        "paged": http_source(f"{api.base}/page?size={SIZE}&api_key={secret}", records_path="results",
+                             pagination={"style": "page", "page_size": SIZE}),
+    }})
+    result = ingest(root, "paged", "run-1")
+    assert result.rows_out == 7 and result.details["pages"] == 3
+    seen = [p for s, p in api.requests if s == 200]
+    assert seen and all(f"size={SIZE}" in p and f"api_key={secret}" in p and "page=" in p for p in seen), seen
+    # the key in the URL is a secret: masked in details and in bronze, as a `params` key would be
+    assert secret not in json.dumps(result.details)
+    files = query(root, "SELECT DISTINCT _source_file FROM bronze.paged")
+    assert files and all(secret not in f and "api_key=***" in f for (f,) in files), files

@@ -126,6 +126,15 @@ def _safe_url(url: str | httpx.URL) -> str:
     return redact(str(url))
 
 
+def _with_query(url: str, params: dict[str, Any] | None) -> tuple[str, Any]:
+    """The URL without its query string, and that query merged with `params` (`params` win): httpx's
+    `params=` replaces a URL's own query instead of adding to it, which dropped `url: …?key=value`."""
+    parsed = httpx.URL(url)
+    if not parsed.query:
+        return url, params
+    return str(parsed.copy_with(query=None)), httpx.QueryParams(parsed.query).merge(params or {})
+
+
 class Fetcher:
     """Fetches the pages of one HTTP source with retries."""
 
@@ -143,7 +152,8 @@ class Fetcher:
             self.out.requests += 1
             delay = min(self.cfg.backoff * (2**attempt), MAX_BACKOFF)
             try:
-                response = self.client.get(url, params=params)
+                bare, query = _with_query(url, params)
+                response = self.client.get(bare, params=query)
             except httpx.TimeoutException:
                 last = f"timed out after {self.cfg.timeout:g} s"
             except httpx.TransportError as exc:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
@@ -223,7 +224,8 @@ def _secure_dsns(config: ProjectConfig) -> None:
             if name.lower() not in _PLAIN_HEADERS:
                 register_secret(value)
                 register_secret(value.split(" ", 1)[-1])
-        for name, value in (getattr(src, "params", None) or {}).items():
+        url_query = parse_qsl(urlsplit(str(getattr(src, "url", "") or "")).query)  # `url: …?token=…` too
+        for name, value in [*(getattr(src, "params", None) or {}).items(), *url_query]:
             if _SENSITIVE.search(name):
                 register_secret(str(value))
 
