@@ -65,6 +65,15 @@ def test_sql_never_shows_the_catalog_password(projects, lake_combo):
         assert lh.sql("SELECT count(*) FROM bronze.t").rows == [(10,)]
         _, rows = lh.sql("SELECT * FROM information_schema.schemata")
         assert rows and not [e for e in _encodings(PASSWORD) if e in repr(rows)]
+    # the same catalog in libpq's key=value form (as the README allows for DSNs) is a PostgreSQL catalog too
+    url = config["lake"]["catalog"]
+    config["lake"]["catalog"] = (f"host=127.0.0.1 port={url.rsplit(':', 1)[1].split('/')[0]} user=postgres "
+                                 f"dbname={url.rsplit('/', 1)[1]} password='{PASSWORD}'")
+    (root / "airduck.yml").write_text(yaml.safe_dump(config))
+    with Lakehouse.open(root) as lh:
+        assert lh.sql("SELECT count(*) FROM bronze.t").rows == [(10,)]
+        seen = repr(lh.con.execute("SELECT * FROM duckdb_databases()").fetchall())
+        assert not [e for e in _encodings(PASSWORD) if e in seen]
 
 
 @pytest.mark.parametrize("lake_combo", ["sqlite-local", "pg-s3"])

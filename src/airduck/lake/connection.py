@@ -73,8 +73,11 @@ def storage_settings(project: Project):
     )
 
 
+_LIBPQ_KEYWORDS = re.compile(r"^\s*(host|hostaddr|dbname|user|port|password|service)\s*=", re.I)
+
+
 def catalog_kind(catalog: str) -> str:
-    if catalog.startswith(("postgresql://", "postgres://", "postgres:", "postgresql:")):
+    if catalog.startswith(("postgresql://", "postgres://", "postgres:", "postgresql:")) or _LIBPQ_KEYWORDS.match(catalog):
         return "postgres"
     if catalog.endswith((".duckdb", ".ducklake")):
         return "duckdb"
@@ -82,7 +85,8 @@ def catalog_kind(catalog: str) -> str:
         return "sqlite"
     raise ConfigError(
         f"lake.catalog: cannot tell the catalog type of {redact(catalog)!r}",
-        hint="use a path ending in .sqlite (embedded) or a postgresql://user@host:5432/db DSN",
+        hint="use a path ending in .sqlite (embedded), a postgresql://user@host:5432/db DSN or libpq's "
+             "'host=… dbname=…'",
     )
 
 
