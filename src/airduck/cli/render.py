@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from airduck.config.secrets import redact
+from airduck.text import plural
 
 console = Console()
 err_console = Console(stderr=True)
@@ -95,7 +96,7 @@ def sql_cut_note(result: Any, limit: int | None, as_json: bool) -> None:
         return
     shown = len(result.rows)
     if limit is not None and shown == limit:
-        note(f"{shown:,} row{'s' if shown != 1 else ''} shown (--limit {limit}); the query returned more: "
+        note(f"{plural(shown, 'row', sep=True)} shown (--limit {limit}); the query returned more: "
              "raise --limit, or drop it" + (" for every row" if as_json else " and use --json for every row"))
         return
     total = f"{result.total:,}" if result.total is not None else f"more than {shown:,}"
