@@ -16,8 +16,9 @@ import pytest
 
 from airduck.bronze import ingest_source
 from airduck.config import load_project
+from airduck.core.context import RunContext
+from airduck.core.model import StepResult
 from airduck.lake.connection import open_lake, storage_settings
-from airduck.pipeline.context import RunContext, StepResult
 from airduck.storage import open_store, setup_store
 from tests.support.seaweed import boto3_client
 

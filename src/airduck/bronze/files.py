@@ -67,9 +67,10 @@ from airduck.bronze.table import (
     typed_sql,
 )
 from airduck.config.secrets import redact
+from airduck.core.context import RunContext
+from airduck.core.model import StepResult
 from airduck.errors import ConfigError, SourceError, StorageError
 from airduck.lake.connection import quote_ident, quote_literal
-from airduck.pipeline.context import RunContext, StepResult
 from airduck.storage import LocalStore, ObjectStore, open_store, validate_key
 from airduck.text import plural
 
