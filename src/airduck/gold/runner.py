@@ -59,6 +59,7 @@ class _Node:
     severity: str | None
     attached: str | None
     file: str | None
+    depends_on: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -197,6 +198,7 @@ def _nodes(inv: DbtInvocation) -> list[_Node]:
             severity=str(cfg.get("severity", "error")).lower() if m.get("resource_type") == "test" else None,
             attached=m.get("attached_node"),
             file=m.get("original_file_path"),
+            depends_on=tuple((m.get("depends_on") or {}).get("nodes") or ()),
         ))
     return out
 
@@ -230,11 +232,170 @@ def _artifacts(inv: DbtInvocation, artifacts_dir: Path) -> dict[str, str]:
     return out
 
 
+def _dbt_build(
+    project: Project, select: list[str] | None, *, run_id: str, reporter: Reporter, artifacts_dir: Path,
+    full_refresh: bool = False, prepared: tuple[Path, Path, dict[str, str]] | None = None,
+) -> tuple[DbtInvocation, list[_Node], dict[str, str]]:
+    """One `dbt build` of `select` (all models when None) into `gold_stage`; its invocation, nodes and artifacts."""
+    cfg = project.config.gold
+    if prepared is None:
+        dbt_dir, profiles_dir, env, _, _ = _prepare(project)
+    else:
+        dbt_dir, profiles_dir, env = prepared
+    artifacts_dir = Path(artifacts_dir)
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    args: list[str] = []
+    if select:
+        args += ["--select", *select]
+    if full_refresh:
+        args.append("--full-refresh")
+    if cfg.vars:
+        args += ["--vars", json.dumps(cfg.vars, default=str)]
+    reporter.message(f"dbt build {' '.join(select or [])} -> {STAGE}".replace("  ", " "))
+    env = {**env, **dbt_commit_env(f"run {run_id}: dbt build into {STAGE}", step="gold-stage", run_id=run_id)}
+    inv = run_dbt(
+        ["build"], project_dir=dbt_dir, profiles_dir=profiles_dir, target_path=artifacts_dir / "target",
+        log_path=artifacts_dir / "logs", env=env, extra_args=args, on_event=_event_reporter(reporter),
+        timeout=cfg.timeout, partial_parse_cache=_dbt_state(project) / "partial_parse.msgpack",
+    )
+    return inv, _nodes(inv), _artifacts(inv, artifacts_dir)
+
+
+@dataclass
+class _Outcome:
+    """What dbt did to one model or seed, before publishing."""
+
+    node: _Node
+    status: str  # ok | warn | failed | upstream failed | skipped
+    error: str | None = None
+    tests: list[_Node] = field(default_factory=list)  # its failing or warning tests
+    publish: bool = False
+    reason: str | None = None
+
+
+def _outcomes(project: Project, inv: DbtInvocation, nodes: list[_Node]) -> dict[str, _Outcome]:
+    """Per model/seed that dbt ran (by name): published or not, and why. A model is published when it built and
+    none of its tests failed (with `gold.fail_on_warn`, warned); dbt skips the models downstream of a failed one."""
+    cfg = project.config.gold
+    fail_states = ("fail", "warn", "error") if cfg.fail_on_warn else ("fail", "error")
+    by_id = {n.unique_id: n for n in nodes}
+    tests: dict[str, list[_Node]] = {}
+    for t in nodes:
+        if t.resource_type in ("test", "unit_test") and t.status in ("fail", "warn", "error"):
+            owners = [t.attached] if t.attached else list(t.depends_on)
+            for owner in owners:
+                if owner in by_id and by_id[owner].resource_type in PUBLISHED_RESOURCES:
+                    tests.setdefault(owner, []).append(t)
+    out: dict[str, _Outcome] = {}
+    for n in nodes:
+        if n.resource_type not in PUBLISHED_RESOURCES:
+            continue
+        bad = tests.get(n.unique_id, [])
+        failing = [t for t in bad if t.status in fail_states]
+        if n.status == "error":
+            out[n.name] = _Outcome(n, "failed", redact(error_line(n.message)) or "dbt could not build it", bad)
+        elif n.status == "skipped":
+            out[n.name] = _Outcome(n, "upstream failed", "not built: a model or test upstream of it failed", bad,
+                                   reason="upstream failed")
+        elif n.status != "success":
+            out[n.name] = _Outcome(n, "failed", f"dbt status {n.status}", bad)
+        elif failing:
+            worst = failing[0]
+            out[n.name] = _Outcome(n, "failed", redact(error_line(worst.message)) or f"test {worst.name} failed", bad,
+                                   reason="quality gate failed")
+        elif not (n.materialized in PUBLISHED_MATERIALIZATIONS or n.resource_type == "seed"):
+            out[n.name] = _Outcome(n, "ok", None, bad, reason=f"{n.materialized}: not published")
+        elif n.database != LAKE or n.schema != STAGE:
+            out[n.name] = _Outcome(n, "skipped", None, bad, reason=f"built outside {STAGE}")
+        else:
+            out[n.name] = _Outcome(n, "warn" if bad else "ok", None, bad, publish=True)
+    return out
+
+
+def _step_of(o: _Outcome, *, rows: int = 0, snapshot: int | None = None) -> StepResult:
+    from airduck.core.model import Dataset, DatasetVersion
+
+    n = o.node
+    details: dict[str, Any] = {"model": n.name, "unique_id": n.unique_id, "materialized": n.materialized,
+                               "resource_type": n.resource_type}
+    if o.reason:
+        details["reason"] = o.reason
+    if o.tests:
+        worst = next((t for t in o.tests if t.status in ("fail", "error")), o.tests[0])
+        details.update({"test": worst.name, "failures": worst.failures, "severity": worst.severity,
+                        "tests": [{"test": t.name, "status": t.status, "failures": t.failures,
+                                   "severity": t.severity} for t in o.tests]})
+        if o.status == "warn" and o.error is None:
+            o.error = redact(error_line(worst.message)) or None
+    table = f"{GOLD}.{n.alias or n.name}" if o.status != "skipped" else f"{n.schema}.{n.alias or n.name}"
+    step = StepResult(layer="gold", table=table, status=o.status, rows_out=rows, details=details, error=o.error,
+                      step_id=f"gold:{n.name}")
+    if o.publish and o.status in ("ok", "warn"):
+        step.outputs = [DatasetVersion(Dataset.lake(table), snapshot, rows)]
+    return step
+
+
+def run_models(
+    project: Project, models: list[str], *, run_id: str, reporter: Reporter | None = None, artifacts_dir: Path,
+    full_refresh: bool = False,
+) -> dict[str, StepResult]:
+    """Build these dbt models (and seeds) with ONE `dbt build --select <models>` into `gold_stage`, then publish
+    every one that built and passed its tests to `gold`, all in ONE lake commit; keyed by model name.
+
+    A model whose build or tests fail is a ``failed`` step and its `gold` table stays as it was; the models dbt
+    skipped because something upstream of them failed are ``upstream failed``. The others are published all the
+    same (each table is atomic; there is no all-or-nothing across gold tables). `full_refresh` passes
+    ``--full-refresh`` to dbt (incremental models are rebuilt). With no models, dbt is not started.
+
+    Each published step has ``step_id`` ``gold:<model>`` and an output ``gold.<alias>`` at the publish snapshot.
+    Raises only for problems of the project as a whole (ConfigError: no dbt project); a dbt that fails
+    before running any model makes every requested model a failed step with dbt's error.
+    """
+    if not models:
+        return {}
+    reporter = reporter or Reporter()
+    reporter.start("gold")
+    try:
+        inv, nodes, _ = _dbt_build(project, list(models), run_id=run_id, reporter=reporter,
+                                   artifacts_dir=artifacts_dir, full_refresh=full_refresh)
+    except DbtError as exc:  # a timeout
+        reporter.finish("gold", status="failed")
+        return {m: StepResult("gold", f"{GOLD}.{m}", status="failed", error=redact(str(exc)), step_id=f"gold:{m}",
+                              details={"model": m}) for m in models}
+    outcomes = _outcomes(project, inv, nodes)
+    for o in outcomes.values():
+        if o.reason == f"built outside {STAGE}":
+            reporter.message(f"gold: {o.node.name} was built in {o.node.database}.{o.node.schema}, not "
+                             f"{LAKE}.{STAGE}; not published (remove its custom database/schema config)",
+                             level="warning")
+    published = [o for o in outcomes.values() if o.publish and o.status in ("ok", "warn")]
+    counts, snapshot = publish_snapshot(project, [o.node.alias or o.node.name for o in published], run_id=run_id,
+                                        models=[o.node.name for o in published]) if published else ({}, None)
+    results: dict[str, StepResult] = {}
+    first_error = inv.first_error() if inv.run_results() is None or inv.returncode != 0 else None
+    for m in models:
+        o = outcomes.get(m)
+        if o is None:
+            error = (f"dbt build failed before running it: {first_error}" if inv.run_results() is None
+                     else f"dbt did not build {m} (is it a model or seed of the dbt project?)")
+            results[m] = StepResult("gold", f"{GOLD}.{m}", status="failed", error=error, step_id=f"gold:{m}",
+                                    details={"model": m, "log": str(inv.log_path / "dbt.log")})
+            continue
+        results[m] = _step_of(o, rows=counts.get(o.node.alias or o.node.name, 0), snapshot=snapshot)
+    # models dbt built with them (e.g. selected through a test's parents) are reported too, never published
+    # unless requested
+    failed = sum(1 for r in results.values() if r.status in ("failed", "upstream failed"))
+    reporter.finish("gold", status="failed" if failed else "ok", published=len(published))
+    return results
+
+
 def run_gold(
     project: Project, *, run_id: str, select: list[str] | None = None, reporter: Reporter | None = None,
-    artifacts_dir: Path, skip_unchanged: bool = False,
+    artifacts_dir: Path, skip_unchanged: bool = False, full_refresh: bool = False,
 ) -> GoldResult:
-    """Build the gold marts with `dbt build` into `gold_stage`, then publish them to `gold` in one commit.
+    """All of gold at once (the sequential runner's way; the plan's runner calls :func:`run_models`): build the
+    marts (`select`: dbt selectors, all models when None) with one `dbt build` into `gold_stage`, then publish
+    them to `gold` in one commit only if every model built and passed its tests.
 
     Raises :class:`QualityGateFailed` when a dbt test of severity error fails (or a warning, with
     `gold.fail_on_warn`), and :class:`DbtError` when dbt cannot compile or run a model. In both
@@ -244,33 +405,18 @@ def run_gold(
     schema) nor the dbt project changed since the last publish (see :func:`unchanged_since`).
     """
     reporter = reporter or Reporter()
-    cfg = project.config.gold
     dbt_dir, profiles_dir, env, digest, unchanged = _prepare(project, select, skip_unchanged)
     if unchanged is not None:
         reporter.message(f"gold: nothing changed since it was published (snapshot {unchanged}); dbt not run")
         return GoldResult(steps=[StepResult("gold", GOLD, status="skipped", details={
             "reason": "unchanged", "published_snapshot": unchanged})], unchanged_since=unchanged)
-    artifacts_dir = Path(artifacts_dir)
-    artifacts_dir.mkdir(parents=True, exist_ok=True)
-    args: list[str] = []
-    if select:
-        args += ["--select", *select]
-    if cfg.vars:
-        args += ["--vars", json.dumps(cfg.vars, default=str)]
     reporter.start("gold")
-    reporter.message(f"dbt build {' '.join(select or [])} -> {STAGE}".replace("  ", " "))
-    env = {**env, **dbt_commit_env(f"run {run_id}: dbt build into {STAGE}", step="gold-stage", run_id=run_id)}
-    inv = run_dbt(
-        ["build"], project_dir=dbt_dir, profiles_dir=profiles_dir, target_path=artifacts_dir / "target",
-        log_path=artifacts_dir / "logs", env=env, extra_args=args, on_event=_event_reporter(reporter),
-        timeout=cfg.timeout, partial_parse_cache=_dbt_state(project) / "partial_parse.msgpack",
-    )
-    artifacts = _artifacts(inv, artifacts_dir)
-    nodes = _nodes(inv)
+    inv, nodes, artifacts = _dbt_build(project, select, run_id=run_id, reporter=reporter,
+                                       artifacts_dir=artifacts_dir, full_refresh=full_refresh,
+                                       prepared=(dbt_dir, profiles_dir, env))
     if inv.run_results() is None:
         raise DbtError(f"dbt build failed before running any model: {inv.first_error()}",
                        hint=f"dbt log: {inv.log_path / 'dbt.log'}")
-
     broken = [n for n in nodes if n.status == "error"]
     if broken:
         first = broken[0]
@@ -278,47 +424,27 @@ def run_gold(
                        hint=f"gold was not changed; dbt log: {inv.log_path / 'dbt.log'}")
     if inv.returncode != 0 and not any(n.status in ("fail", "warn") for n in nodes):
         raise DbtError(f"dbt build failed: {inv.first_error()}", hint=f"dbt log: {inv.log_path / 'dbt.log'}")
-
-    fail_states = ("fail", "warn") if cfg.fail_on_warn else ("fail",)
-    failed_tests = [n for n in nodes if n.resource_type in ("test", "unit_test") and n.status in fail_states]
-    # one step per gold table: a model's failing or warning tests go into its step, never a second row for it
-    by_id = {n.unique_id: n for n in nodes}
-    tests: dict[str, list[_Node]] = {}
-    for t in nodes:
-        if t.resource_type in ("test", "unit_test") and t.status in ("fail", "warn"):
-            model = by_id.get(t.attached or "")
-            tests.setdefault(f"{GOLD}.{model.alias if model else t.name}", []).append(t)
-
-    def step(table: str, status: str, **details: Any) -> StepResult:
-        bad = tests.pop(table, [])
-        if bad:
-            worst = next((t for t in bad if t in failed_tests), bad[0])
-            status = "failed" if worst in failed_tests else ("warn" if status == "ok" else status)
-            details = {"test": worst.name, "failures": worst.failures, "severity": worst.severity, **details,
-                       "tests": [{"test": t.name, "status": t.status, "failures": t.failures,
-                                  "severity": t.severity} for t in bad]}
-            return StepResult(layer="gold", table=table, status=status, error=redact(error_line(worst.message)),
-                              details=details)
-        return StepResult(layer="gold", table=table, status=status, details=details)
-
-    def test_steps() -> list[StepResult]:
-        """Tests of tables that have no step of their own (singular tests, models not published)."""
-        return [step(table, "ok") for table in list(tests)]
-
-    steps: list[StepResult] = []
-    to_publish = [n for n in nodes if n.resource_type in PUBLISHED_RESOURCES and n.status == "success"
-                  and (n.materialized in PUBLISHED_MATERIALIZATIONS or n.resource_type == "seed")]
-    if failed_tests:
-        for n in to_publish:
-            steps.append(step(f"{GOLD}.{n.alias}", "skipped", reason="quality gate failed", model=n.name))
-        for n in nodes:  # dbt build does not build the models downstream of a failing test
-            if n.resource_type in PUBLISHED_RESOURCES and n.status == "skipped":
-                steps.append(step(f"{GOLD}.{n.alias}", "skipped", reason="not built: an upstream test failed",
-                                  model=n.name))
-        steps = [s for s in steps if s.status == "failed"] + test_steps() + [s for s in steps if s.status != "failed"]
+    outcomes = _outcomes(project, inv, nodes)
+    fail_states = ("fail", "warn") if project.config.gold.fail_on_warn else ("fail",)
+    owned = {t.unique_id for o in outcomes.values() for t in o.tests}
+    # failing tests of nothing airduck publishes (e.g. a singular test on sources) gate the build too
+    orphans = [StepResult("gold", f"{GOLD}.{t.name}", status="failed", error=redact(error_line(t.message)),
+                          details={"test": t.name, "failures": t.failures, "severity": t.severity})
+               for t in nodes if t.resource_type in ("test", "unit_test") and t.status in fail_states
+               and t.unique_id not in owned]
+    failed_tests = [t for o in outcomes.values() if o.status == "failed" for t in o.tests if t.status in fail_states]
+    if failed_tests or orphans:
+        steps = [_step_of(o) for o in outcomes.values() if o.status == "failed"] + orphans
+        for o in outcomes.values():
+            if o.status != "failed" and o.reason != f"built outside {STAGE}" and (o.publish or o.status != "ok"):
+                step = _step_of(o)
+                step.status = "skipped"
+                step.details["reason"] = ("quality gate failed" if o.publish
+                                          else "not built: an upstream test failed")
+                steps.append(step)
         names = ", ".join(f"{t.name} ({plural(t.failures, 'failing row')})" if t.failures else t.name
-                          for t in failed_tests)
-        reporter.finish("gold", status="failed", failed_tests=len(failed_tests))
+                          for t in failed_tests) or ", ".join(str(s.details["test"]) for s in orphans)
+        reporter.finish("gold", status="failed", failed_tests=len(failed_tests) + len(orphans))
         exc = QualityGateFailed(
             f"dbt tests failed, nothing was published to gold: {names}",
             hint=f"fix the data or the models; see {artifacts.get('run_results', inv.target_path)}",
@@ -326,26 +452,21 @@ def run_gold(
         exc.steps = steps  # type: ignore[attr-defined]
         exc.artifacts = artifacts  # type: ignore[attr-defined]
         raise exc
-
-    publishable: list[_Node] = []
-    for n in to_publish:
-        if n.database != LAKE or n.schema != STAGE:
-            reporter.message(f"gold: {n.name} was built in {n.database}.{n.schema}, not {LAKE}.{STAGE}; "
-                             "not published (remove its custom database/schema config)", level="warning")
-            steps.append(StepResult(layer="gold", table=f"{n.schema}.{n.alias}", status="skipped",
-                                    details={"reason": f"built outside {STAGE}", "model": n.name}))
-            continue
-        publishable.append(n)
-    counts = publish(project, [n.alias or n.name for n in publishable], run_id=run_id,
-                     fingerprint=digest) if publishable else {}
-    published = []
-    for n in publishable:
-        table = f"{GOLD}.{n.alias}"
-        published.append(table)
-        done = step(table, "ok", model=n.name, materialized=n.materialized, resource_type=n.resource_type)
-        done.rows_out = counts.get(n.alias or n.name, 0)
-        steps.append(done)
-    steps += test_steps()
+    steps: list[StepResult] = []
+    for o in outcomes.values():
+        if o.reason == f"built outside {STAGE}":
+            reporter.message(f"gold: {o.node.name} was built in {o.node.database}.{o.node.schema}, not "
+                             f"{LAKE}.{STAGE}; not published (remove its custom database/schema config)",
+                             level="warning")
+            steps.append(_step_of(o))
+    publishable = [o for o in outcomes.values() if o.publish]
+    counts, snapshot = publish_snapshot(project, [o.node.alias or o.node.name for o in publishable], run_id=run_id,
+                                        fingerprint=digest, models=[o.node.name for o in publishable]
+                                        ) if publishable else ({}, None)
+    steps += [_step_of(o, rows=counts.get(o.node.alias or o.node.name, 0), snapshot=snapshot) for o in publishable]
+    # warnings of tests on models not published
+    steps += [_step_of(o) for o in outcomes.values() if not o.publish and o.tests and o.status != "skipped"]
+    published = [s.table for s in steps if s.outputs]
     reporter.finish("gold", status="ok", published=len(published))
     return GoldResult(steps=steps, published=published, artifacts=artifacts)
 
@@ -353,16 +474,25 @@ def run_gold(
 def publish(project: Project, tables: list[str], *, run_id: str, fingerprint: str | None = None) -> dict[str, int]:
     """Replace each `gold.<t>` by `gold_stage.<t>` in ONE lake commit; returns row counts.
     `fingerprint` (of the dbt project, see :func:`fingerprint`) is kept in the commit's extra info."""
+    return publish_snapshot(project, tables, run_id=run_id, fingerprint=fingerprint)[0]
+
+
+def publish_snapshot(project: Project, tables: list[str], *, run_id: str, fingerprint: str | None = None,
+                     models: list[str] | None = None) -> tuple[dict[str, int], int | None]:
+    """:func:`publish`, also returning the snapshot of the publish commit."""
     con = open_lake(project)
+    message = f"publish gold (run {run_id})"
     try:
         counts: dict[str, int] = {}
-        with write(con, f"publish gold (run {run_id})", step="gold", run_id=run_id, tables=tables,
-                   fingerprint=fingerprint):
+        with write(con, message, step="gold", run_id=run_id, tables=tables, fingerprint=fingerprint,
+                   steps=[f"gold:{m}" for m in (models or tables)]):
             for name in tables:
                 src, dst = TableRef(STAGE, name), TableRef(GOLD, name)
                 con.execute(f"CREATE OR REPLACE TABLE {dst.sql} AS SELECT * FROM {src.sql}")
                 counts[name] = int(con.execute(f"SELECT count(*) FROM {dst.sql}").fetchone()[0])
-        return counts
+        row = con.execute(f"SELECT max(snapshot_id) FROM {LAKE}.snapshots() WHERE commit_message = ?",
+                          [message]).fetchone()
+        return counts, (int(row[0]) if row and row[0] is not None else None)
     finally:
         con.close()
 
@@ -382,4 +512,4 @@ def build_docs(project: Project, out_dir: Path) -> Path:
     return out_dir
 
 
-__all__ = ["GOLD", "STAGE", "GoldResult", "build_docs", "publish", "run_gold"]
+__all__ = ["GOLD", "STAGE", "GoldResult", "build_docs", "publish", "publish_snapshot", "run_gold", "run_models"]
