@@ -62,7 +62,7 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Plan]:
 
 
 def test_steps_datasets_and_dependencies(planned):
-    root, plan = planned
+    _, plan = planned
     by_id = {s.id: s for s in plan}
     assert set(by_id) == {
         "ingest:raw_orders", "ingest:raw_customers", "ingest:rates", "silver:customers", "silver:orders",

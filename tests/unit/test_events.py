@@ -6,7 +6,16 @@ import json
 import logging
 
 from airduck.core import Dataset, DatasetVersion, QualityResult, StepResult
-from airduck.events import Fanout, ListSink, LogSink, Message, StepFinished, StepProgress, StepReporter, StepStarted
+from airduck.events import (
+    Fanout,
+    ListSink,
+    LogSink,
+    Message,
+    StepFinished,
+    StepProgress,
+    StepReporter,
+    StepStarted,
+)
 
 
 class Broken:
