@@ -198,9 +198,9 @@ class Lakehouse:
         datasets and dependencies, narrowed to `select` (dbt-style selectors, ``+x``/``x+`` graph operators).
         Reads airduck.yml and the dbt project (its graph is cached per version; the first call after a model
         changed runs `dbt parse`). Opens no lake and writes nothing to it."""
-        from airduck.pipeline.plan import build_plan
+        from airduck.pipeline.plan import build_plan, needs_gold
 
-        return build_plan(self.project).select(select)
+        return build_plan(self.project, gold=needs_gold(select)).select(select)
 
     def run(self, select: list[str] | None = None, full_refresh: bool = False, reingest: bool = False):
         """Run the pipeline (bronze -> silver -> gold -> serve, or the selected part). Returns a RunResult.

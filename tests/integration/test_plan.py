@@ -159,3 +159,15 @@ def test_plan_rejects_cycles_and_unknown_dependencies():
     with pytest.raises(ConfigError, match="not a step"):
         Plan([Step("gold:x", StepKind.GOLD, "x", depends_on=("gold:y",))])
     assert os.environ.get("AIRDUCK_CATALOG") is None
+
+
+def test_selections_that_cannot_reach_gold_start_no_dbt(tmp_path):
+    from airduck.pipeline.plan import needs_gold
+
+    root = plan_project(tmp_path)
+    with Lakehouse.open(root) as lh:
+        assert set(lh.plan(["ingest:raw_orders", "silver.orders"]).ids) == {"ingest:raw_orders", "silver:orders"}
+        assert set(lh.plan(["bronze"]).ids) == {"ingest:raw_orders", "ingest:raw_customers", "ingest:rates"}
+    assert not (root / ".airduck" / "dbt").exists()  # dbt's graph was not needed
+    assert needs_gold(None) and needs_gold(["silver.orders+"]) and needs_gold(["gold"]) and needs_gold(["orders"])
+    assert not needs_gold(["+silver:orders", "ingest", "bronze.x"])

@@ -24,9 +24,21 @@ QUARANTINE = "__quarantine"
 REJECTS = "__rejects"
 
 
-def build_plan(project: Project, *, graph: Any = None) -> Plan:
+def needs_gold(select: list[str] | None) -> bool:
+    """Whether selecting `select` may involve gold steps (if not, the plan is built without reading dbt's graph:
+    `airduck run -s bronze` or `--step ingest:orders` start no dbt, as before plans)."""
+    items = [i.strip() for raw in (select or []) for i in raw.split(",") if i.strip()]
+    if not items:
+        return True
+    plain = ("ingest", "bronze", "silver", "ingest:", "bronze.", "silver:", "silver.")
+    return any(i.endswith("+") or not (i.lstrip("+") in plain[:3] or i.lstrip("+").startswith(plain[3:]))
+               for i in items)
+
+
+def build_plan(project: Project, *, graph: Any = None, gold: bool = True) -> Plan:
     """The whole plan of `project`. `graph`: a gold.manifest.GoldGraph to use instead of reading the dbt project
-    (whose graph is cached per version; reading it may run `dbt parse` once)."""
+    (whose graph is cached per version; reading it may run `dbt parse` once). `gold=False` leaves gold, serve and
+    export steps out (for selections that cannot reach them, see :func:`needs_gold`)."""
     cfg = project.config
     steps: list[Step] = []
     for name, source in cfg.sources.items():
@@ -35,6 +47,8 @@ def build_plan(project: Project, *, graph: Any = None) -> Plan:
                           outputs=(Dataset.lake(f"bronze.{name}"), Dataset.lake(f"bronze.{name}{REJECTS}")),
                           meta=(("source_type", source.type),)))
     steps += _silver_steps(project)
+    if not gold:
+        return Plan(_wire(steps))
     if cfg.gold.dbt_project:
         if graph is None:
             from airduck.gold.manifest import load_graph
@@ -42,13 +56,18 @@ def build_plan(project: Project, *, graph: Any = None) -> Plan:
             graph = load_graph(project)
         steps += _gold_steps(graph)
     steps += _serve_steps(project)
+    return Plan(_wire(steps))
+
+
+def _wire(steps: list[Step]) -> list[Step]:
+    """Each step depends on the step that writes each lake table it reads."""
     writers = {str(d): s.id for s in steps for d in s.outputs if d.kind == DatasetKind.LAKE}
     wired = []
     for s in steps:
         deps = tuple(dict.fromkeys(writers[str(d)] for d in s.inputs if str(d) in writers and writers[str(d)] != s.id))
         wired.append(Step(s.id, s.kind, s.name, s.inputs, s.outputs, tuple(dict.fromkeys((*s.depends_on, *deps))),
                           s.meta))
-    return Plan(wired)
+    return wired
 
 
 def _silver_steps(project: Project) -> list[Step]:
