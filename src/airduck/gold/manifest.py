@@ -8,6 +8,7 @@ unchanged project starts no dbt process.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,7 @@ def _sources_for_parse(project: Project, dbt_dir: Path) -> None:
     from airduck.gold.sources import HEADER
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".yml.tmp")
+    tmp = path.with_suffix(f".yml.{os.getpid()}.tmp")  # concurrent planners never share a scratch file
     tmp.write_text(HEADER + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     tmp.replace(path)
 
@@ -178,7 +179,7 @@ def load_graph(project: Project) -> GoldGraph:
                        hint=f"dbt log: {inv.log_path / 'dbt.log'}")
     graph = graph_from_manifest(manifest, digest)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(graph.to_json(), sort_keys=True), encoding="utf-8")
     tmp.replace(cache)
     return graph
