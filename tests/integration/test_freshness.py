@@ -12,8 +12,6 @@ import pytest
 import yaml
 
 from airduck.config import load_project
-from airduck.core.model import Dataset, DatasetKind, StepKind
-from airduck.core.plan import Plan, Step
 from airduck.lake.commit import write
 from airduck.lake.connection import open_lake
 from airduck.lakehouse import Lakehouse
@@ -135,45 +133,13 @@ def write_orders(root: Path, name: str, start: int, n: int) -> None:
         "order_id,customer_id,amount\n" + "".join(f"{i},{i % 10 + 1},{i}.50\n" for i in range(start, start + n)))
 
 
-def the_plan() -> Plan:
-    """The project's plan, as airduck.pipeline.plan builds it (steps, their datasets and dependencies)."""
-    lake = Dataset.lake
-
-    def step(kind: StepKind, name: str, inputs: list[Dataset], outputs: list[Dataset], deps: list[str],
-             **meta: Any) -> Step:
-        return Step(f"{kind.value}:{name}", kind, name, tuple(inputs), tuple(outputs), tuple(deps),
-                    tuple(meta.items()))
-
-    steps = []
-    for src in ("orders", "customers"):
-        steps.append(step(StepKind.INGEST, src, [Dataset(DatasetKind.FILES, f"data/{src}/*.csv")],
-                          [lake(f"bronze.{src}"), lake(f"bronze.{src}__rejects"), lake("airduck.bronze_files")], []))
-        steps.append(step(StepKind.SILVER, src, [lake(f"bronze.{src}")],
-                          [lake(f"silver.{src}"), lake(f"silver.{src}__quarantine"), lake("airduck.silver_state")],
-                          [f"ingest:{src}"]))
-    steps.append(step(StepKind.GOLD, "customer_revenue", [lake("silver.customers"), lake("silver.orders")],
-                      [lake("gold.customer_revenue")], ["silver:customers", "silver:orders"],
-                      unique_id="model.marts.customer_revenue", resource_type="model", materialized="table"))
-    steps.append(step(StepKind.GOLD, "city_revenue", [lake("gold.customer_revenue")], [lake("gold.city_revenue")],
-                      ["gold:customer_revenue"], unique_id="model.marts.city_revenue", resource_type="model",
-                      materialized="table"))
-    steps.append(step(StepKind.GOLD, "customer_cities", [], [lake("gold.customer_cities")], [],
-                      unique_id="model.marts.customer_cities", resource_type="model", materialized="table"))
-    steps.append(step(StepKind.SERVE, "customer_revenue", [lake("gold.customer_revenue")],
-                      [Dataset(DatasetKind.POSTGRES_MART, "marts.customer_revenue")], ["gold:customer_revenue"]))
-    steps.append(step(StepKind.SERVE, "cities", [lake("gold.customer_cities")],
-                      [Dataset(DatasetKind.POSTGRES_MART, "marts.cities")], ["gold:customer_cities"]))
-    steps.append(step(StepKind.EXPORT, "city_revenue", [lake("gold.city_revenue")],
-                      [Dataset(DatasetKind.EXPORT, "city_revenue")], ["gold:city_revenue"]))
-    return Plan(steps)
-
-
 SILVER_GOLD_SERVE = {"silver:orders", "silver:customers", "gold:customer_revenue", "gold:city_revenue",
                      "gold:customer_cities", "serve:customer_revenue", "serve:cities", "export:city_revenue"}
 
 
-def dbt_logs(root: Path) -> list[Path]:
-    return sorted((root / ".airduck" / "runs").glob("*/dbt/logs/dbt.log"))
+def dbt_logs(root: Path) -> list[tuple[Path, int]]:
+    """Every dbt log of the project (builds, and the parse that reads dbt's graph for the plan) with its mtime."""
+    return sorted((p, p.stat().st_mtime_ns) for p in (root / ".airduck").rglob("dbt.log"))
 
 
 def snapshot(root: Path) -> int:
@@ -198,18 +164,19 @@ def scenario(request, tmp_path, pg_database):
 
 def test_unchanged_steps_are_skipped_and_changed_ones_run(scenario):
     root, serving = scenario
-    plan = the_plan()
-
-    first = run_fresh(root, plan, run_id="r1")
+    first = run_fresh(root, run_id="r1")
+    plan = first.plan
     assert first.ran() == {s.id for s in plan}, first.status
     assert all(first.reasons[s] == "never ran" for s in SILVER_GOLD_SERVE)
     assert served(serving, "marts.cities") == [("oslo", 5), ("paris", 5)]
     logs = dbt_logs(root)
-    assert len(logs) == 1
+    assert len(logs) == 2  # the parse for the plan, the build
+    assert set(plan.ids) == SILVER_GOLD_SERVE | {
+        "ingest:orders", "ingest:customers"}
 
     # no new data: only ingest runs (it discovers nothing); dbt is not started, nothing is published or written
     before = snapshot(root)
-    second = run_fresh(root, plan, run_id="r2")
+    second = run_fresh(root, run_id="r2")
     assert second.ran() == {"ingest:orders", "ingest:customers"}
     assert {s: second.status[s] for s in SILVER_GOLD_SERVE} == dict.fromkeys(SILVER_GOLD_SERVE, "skipped")
     assert not second.dbt_started and dbt_logs(root) == logs
@@ -228,7 +195,7 @@ def test_unchanged_steps_are_skipped_and_changed_ones_run(scenario):
     # new orders: silver.orders and the models that read it (and what serves them) run; the rest is skipped
     write_orders(root, "day2.csv", 100, 5)
     before_day2 = snapshot(root)
-    third = run_fresh(root, plan, run_id="r3")
+    third = run_fresh(root, run_id="r3")
     assert third.ran() - {"ingest:orders", "ingest:customers"} == {
         "silver:orders", "gold:customer_revenue", "gold:city_revenue", "serve:customer_revenue",
         "export:city_revenue"}, third.reasons
@@ -245,21 +212,21 @@ def test_unchanged_steps_are_skipped_and_changed_ones_run(scenario):
     latest = json.loads((root.parent / "exports" / "city_revenue" / "_latest.json").read_text())
     assert latest["run_id"] == "r3"
     # ... and the run after that skips all of it again
-    fourth = run_fresh(root, plan, run_id="r4")
+    fourth = run_fresh(root, run_id="r4")
     assert fourth.ran() == {"ingest:orders", "ingest:customers"} and not fourth.dbt_started
 
     # a changed silver rule re-runs that silver step
     data = yaml.safe_load((root / "airduck.yml").read_text())
     data["silver"]["customers"]["columns"]["city"]["normalize"] = ["trim"]
     (root / "airduck.yml").write_text(yaml.safe_dump(data, sort_keys=False))
-    fifth = run_fresh(root, plan, run_id="r5")
+    fifth = run_fresh(root, run_id="r5")
     assert fifth.reasons["silver:customers"] == "its rule changed"
     assert "silver:customers" in fifth.ran() and "silver:orders" not in fifth.ran()
-    assert run_fresh(root, plan, run_id="r5b").ran() == {"ingest:orders", "ingest:customers"}
+    assert run_fresh(root, run_id="r5b").ran() == {"ingest:orders", "ingest:customers"}
 
     # a changed model file re-runs that model (and what reads it), nothing else
     (root / "gold" / "models" / "city_revenue.sql").write_text(MODELS["city_revenue.sql"] + "\n-- changed\n")
-    sixth = run_fresh(root, plan, run_id="r6")
+    sixth = run_fresh(root, run_id="r6")
     assert sixth.ran() - {"ingest:orders", "ingest:customers"} == {"gold:city_revenue", "export:city_revenue"}
     assert sixth.reasons["gold:city_revenue"] == "its model or the dbt project changed"
     assert set(sixth.gold) == {"city_revenue"}
@@ -268,14 +235,14 @@ def test_unchanged_steps_are_skipped_and_changed_ones_run(scenario):
     with Lakehouse.open(root) as lh:
         lh.rollback("silver.orders", before_day2)
         assert lh.con.execute("SELECT count(*) FROM silver.orders").fetchone()[0] == 50
-    seventh = run_fresh(root, plan, run_id="r7")
+    seventh = run_fresh(root, run_id="r7")
     assert seventh.reasons["silver:orders"].startswith("silver.orders was changed since this step wrote it")
     assert {"silver:orders", "gold:customer_revenue", "gold:city_revenue"} <= seventh.ran()
     with Lakehouse.open(root) as lh:  # the run caught up again: the rolled-back rows are back
         assert lh.con.execute("SELECT count(*) FROM silver.orders").fetchone()[0] == 55
 
     # --full-refresh rebuilds everything
-    last = run_fresh(root, plan, run_id="r8", full_refresh=True)
+    last = run_fresh(root, run_id="r8", full_refresh=True)
     assert last.ran() == {s.id for s in plan}
     assert all(last.reasons[s] == "full refresh" for s in SILVER_GOLD_SERVE)
 
@@ -284,8 +251,8 @@ def test_a_failing_dbt_test_publishes_the_other_models_and_not_it(tmp_path, pg_d
     serving = pg_database()
     root = local_projects.make(config(serving, tmp_path / "exports"))
     write_project(root)
-    plan = the_plan()
-    first = run_fresh(root, plan, run_id="r1")
+    first = run_fresh(root, run_id="r1")
+    plan = first.plan
     assert first.ran() == {s.id for s in plan}
     project = load_project(root)
     revenue_before = lake_rows(project, "gold.customer_revenue")
@@ -294,7 +261,7 @@ def test_a_failing_dbt_test_publishes_the_other_models_and_not_it(tmp_path, pg_d
     # a city the accepted_values test of customer_cities refuses, and new orders for customer_revenue
     (root / "data" / "customers" / "c2.csv").write_text("customer_id,name,city\n11,customer 11,rome\n")
     write_orders(root, "day2.csv", 100, 5)
-    second = run_fresh(root, plan, run_id="r2")
+    second = run_fresh(root, run_id="r2")
     assert second.status["gold:customer_cities"] == "failed"
     assert "accepted_values" in second.gold["customer_cities"].details["test"]
     assert second.gold["customer_cities"].outputs == []
@@ -311,7 +278,7 @@ def test_a_failing_dbt_test_publishes_the_other_models_and_not_it(tmp_path, pg_d
     models = root / "gold" / "models"
     (models / "customer_revenue.sql").write_text(MODELS["customer_revenue.sql"] + "\nunion all select 1, 'x', 1, 1\n")
     city_before = lake_rows(project, "gold.city_revenue")
-    third = run_fresh(root, plan, run_id="r3")
+    third = run_fresh(root, run_id="r3")
     assert third.status["gold:customer_revenue"] == "failed"
     assert third.gold["customer_revenue"].details["test"].startswith("unique_customer_revenue")
     assert third.status["gold:city_revenue"] == "upstream failed"
@@ -319,6 +286,6 @@ def test_a_failing_dbt_test_publishes_the_other_models_and_not_it(tmp_path, pg_d
     assert third.status["export:city_revenue"] == "upstream failed"
     # the failed step has no stored state: it runs again next time
     (models / "customer_revenue.sql").write_text(MODELS["customer_revenue.sql"])
-    fourth = run_fresh(root, plan, run_id="r4")
+    fourth = run_fresh(root, run_id="r4")
     assert fourth.reasons["gold:customer_revenue"] == "never ran"
     assert fourth.status["gold:customer_revenue"] == "ok" and fourth.status["gold:city_revenue"] == "ok"

@@ -13,6 +13,7 @@ from airduck.core.plan import Plan
 from airduck.lake.connection import open_lake
 from airduck.lakehouse import Lakehouse
 from airduck.pipeline.freshness import StepFreshness
+from airduck.pipeline.plan import build_plan
 
 
 @dataclass
@@ -22,18 +23,21 @@ class FreshRun:
     reasons: dict[str, str | None] = field(default_factory=dict)
     gold: dict[str, StepResult] = field(default_factory=dict)
     dbt_started: bool = False
+    plan: Plan | None = None
 
     def ran(self, kind: str | None = None) -> set[str]:
         return {s for s, st in self.status.items() if st != "skipped" and (kind is None or s.startswith(kind + ":"))}
 
 
-def run_fresh(root: Path, plan: Plan, *, run_id: str, full_refresh: bool = False) -> FreshRun:
+def run_fresh(root: Path, *, run_id: str, full_refresh: bool = False) -> FreshRun:
     from airduck.gold.runner import run_models
     from airduck.serve import export_tables, publish_postgres
 
     out = FreshRun(run_id)
     with Lakehouse.open(root) as lh:
         project = lh.project
+        plan = build_plan(project)
+        out.plan = plan
         con = open_lake(project)
         try:
             fresh = StepFreshness(project, con, full_refresh=full_refresh)

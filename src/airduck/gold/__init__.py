@@ -12,11 +12,13 @@ Conventions (what a dbt project under ``gold.dbt_project`` can rely on):
   source ``bronze`` likewise. Write ``{{ source('silver', 'orders') }}``. Do not declare sources
   named ``silver`` or ``bronze`` yourself.
 - **Write-audit-publish.** ``dbt build`` (models, seeds, tests, contracts) writes into the staging
-  schema ``gold_stage``, never into ``gold``. Only when every model built and no test of severity
-  ``error`` failed (nor ``warn``, with ``gold.fail_on_warn``) does airduck copy each built relation
-  to ``gold.<alias>`` in ONE lake commit ("publish gold (run <id>)"): readers of ``gold`` see all
-  new marts at once or none. A failing test raises ``QualityGateFailed``; a model that does not
-  compile or run raises ``DbtError``; ``gold`` is unchanged in both cases.
+  schema ``gold_stage``, never into ``gold``. Per model (:func:`run_models`, one ``gold:<model>`` step of
+  the plan each): every model that built and whose tests of severity ``error`` passed (and ``warn``,
+  with ``gold.fail_on_warn``) is copied to ``gold.<alias>``, all of them in ONE lake commit
+  ("publish gold (run <id>)"); a model whose build or tests fail is a failed step and its ``gold``
+  table stays as it was, and the models dbt skipped below it are ``upstream failed``. :func:`run_gold`
+  (all of gold at once) publishes only when every model passed: a failing test raises
+  ``QualityGateFailed``, a model that does not compile or run raises ``DbtError``, ``gold`` unchanged.
 - **Materialisations.** Gold marts are tables. Models materialised as ``table`` and
   ``incremental`` (the increment is kept in ``gold_stage``) and seeds are published as tables;
   ``view`` models are published as tables holding the view's result at publish time; ``ephemeral``
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airduck.gold.profile import generated_profile
-    from airduck.gold.runner import GOLD, STAGE, GoldResult, build_docs, publish, run_gold
+    from airduck.gold.runner import GOLD, STAGE, GoldResult, build_docs, publish, run_gold, run_models
     from airduck.gold.sources import write_sources
 
 # Imported lazily: airduck.config imports airduck.gold.config, so this package must not import
@@ -49,9 +51,11 @@ _EXPORTS = {
     "build_docs": "airduck.gold.runner",
     "publish": "airduck.gold.runner",
     "run_gold": "airduck.gold.runner",
+    "run_models": "airduck.gold.runner",
 }
 
-__all__ = ["GOLD", "STAGE", "GoldResult", "build_docs", "generated_profile", "publish", "run_gold", "write_sources"]
+__all__ = ["GOLD", "STAGE", "GoldResult", "build_docs", "generated_profile", "publish", "run_gold", "run_models",
+           "write_sources"]
 
 
 def __getattr__(name: str) -> Any:

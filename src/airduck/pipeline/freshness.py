@@ -58,7 +58,6 @@ _STATE_DDL = (f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (step_id TEXT PRIMARY K
 _DBT_OUTPUTS = ("target", "logs")
 #: the sources file airduck writes into the dbt project on every build (it lists lake tables, not logic)
 _GENERATED = "_airduck_sources.yml"
-_LAKE_NAME = re.compile(r"\b(silver|bronze)\s*\.\s*\"?([A-Za-z_][A-Za-z0-9_]*)", re.I)
 
 
 def table_versions(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -205,20 +204,12 @@ class StepFreshness:
             return self._state.get(step_id)
 
     # -- fingerprints ----------------------------------------------------------------------------------------
-    def inputs_of(self, step: Step) -> list[str]:
-        """The lake tables a step's fingerprint covers as inputs (shared state tables left out). For a dbt model,
-        also the ``silver.x``/``bronze.x`` tables its SQL names directly (dbt does not see those as sources)."""
-        names = [d.name for d in step.inputs if d.kind == DatasetKind.LAKE]
-        if step.kind == StepKind.GOLD:
-            file = self._model_file(step)
-            if file is not None and file.suffix in (".sql", ".py"):
-                known = self.versions()
-                text = file.read_text(encoding="utf-8", errors="replace")
-                for schema, name in _LAKE_NAME.findall(text):
-                    qualified = f"{schema.lower()}.{name}"
-                    if qualified in known and qualified not in names:
-                        names.append(qualified)
-        return sorted({n for n in names if n.split(".", 1)[0] not in SHARED_SCHEMAS})
+    @staticmethod
+    def inputs_of(step: Step) -> list[str]:
+        """The lake tables a step's fingerprint covers as inputs (shared state tables left out). For a dbt model the
+        plan lists its source()s, ref()s and the lake tables its SQL names directly."""
+        return sorted({d.name for d in step.inputs if d.kind == DatasetKind.LAKE
+                       and d.name.split(".", 1)[0] not in SHARED_SCHEMAS})
 
     @staticmethod
     def outputs_of(step: Step) -> list[str]:
