@@ -85,12 +85,10 @@ def run_fresh(root: Path, *, run_id: str, full_refresh: bool = False) -> FreshRu
                     out.status[step.id] = "upstream failed" if upstream_failed else "skipped"
                     if reason is not None:
                         todo.append(step)
-                if todo:
-                    results = publish(lh.con, project, run_id=run_id, tables=[s.name for s in todo])
-                    by_id = {r.step_id: r for r in results}
-                    for step in todo:
-                        out.status[step.id] = str(by_id[step.id].status)
-                        fresh.record(step, run_id)
+                for step in todo:  # one serve:<name> / export:<name> step at a time, as the runner does
+                    (result,) = publish(lh.con, project, run_id=run_id, only={step.name})
+                    out.status[step.id] = str(result.status)
+                    fresh.record(step, run_id)
         finally:
             con.close()
     return out

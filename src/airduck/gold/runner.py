@@ -258,7 +258,27 @@ def _dbt_build(
         log_path=artifacts_dir / "logs", env=env, extra_args=args, on_event=_event_reporter(reporter),
         timeout=cfg.timeout, partial_parse_cache=_dbt_state(project) / "partial_parse.msgpack",
     )
+    _refresh_graph(project, dbt_dir, inv)
     return inv, _nodes(inv), _artifacts(inv, artifacts_dir)
+
+
+def _refresh_graph(project: Project, dbt_dir: Path, inv: DbtInvocation) -> None:
+    """Keep the plan's cached dbt graph (airduck.gold.manifest) in step with the sources file this build wrote:
+    the build parsed the whole project, so its manifest is the graph of the project as it is now. Without this the
+    next plan would see a changed project (the sources file now lists the lake's tables too) and run `dbt parse`."""
+    import os
+
+    from airduck.gold.manifest import GRAPH_FILE, graph_from_manifest
+
+    manifest = inv.manifest()
+    if manifest is None:
+        return
+    graph = graph_from_manifest(manifest, fingerprint(project, dbt_dir, None))
+    cache = _dbt_state(project) / GRAPH_FILE
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(graph.to_json(), sort_keys=True), encoding="utf-8")
+    tmp.replace(cache)
 
 
 @dataclass

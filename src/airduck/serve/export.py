@@ -25,7 +25,7 @@ import duckdb
 
 from airduck.config.project import Project
 from airduck.config.secrets import redact
-from airduck.core.model import Dataset, DatasetKind, DatasetVersion, StepResult
+from airduck.core.model import StepResult
 from airduck.errors import ServeError
 from airduck.events import Reporter
 from airduck.lake.catalog import TableRef, current_snapshot, require_table
@@ -63,17 +63,12 @@ def delta_storage_options(project: Project) -> dict[str, str]:
 
 def export_tables(
     con: duckdb.DuckDBPyConnection, project: Project, *, run_id: str, reporter: Reporter | None = None,
-    tables: list[str] | None = None,
+    only: set[str] | None = None,
 ) -> list[StepResult]:
-    """Export the `serve.export` tables (only those named in `tables`, by export name or gold table, when given)
-    at the current lake snapshot; one StepResult per table, step id ``export:<name>``."""
-    from airduck.serve.postgres import chosen_tables
-
+    """Export the `serve.export` tables (those named in `only`, when given) at the current lake snapshot; one
+    StepResult per table."""
     cfg = project.config.serve.export
     if cfg is None or not cfg.tables:
-        return []
-    chosen = chosen_tables(cfg.tables, tables, "serve.export.tables")
-    if not chosen:
         return []
     reporter = reporter or Reporter()
     root = export_root(project)
@@ -85,8 +80,10 @@ def export_tables(
     store = open_store(root, storage_settings(project), base_dir=project.root)
     snapshot = current_snapshot(con)
     sources = []
-    for served in chosen:
+    for served in cfg.tables:
         source = TableRef.parse(served.table, default_schema="gold")
+        if only is not None and (served.name or source.name) not in only:  # one export:<name> step of a plan
+            continue
         require_table(con, source)
         sources.append((source, served.name or source.name))
     results = []
@@ -134,9 +131,7 @@ def export_tables(
         reporter.finish("export", table=source.qualified, rows=int(rows), files=len(files))
         results.append(StepResult(
             layer="serve", table=source.qualified, status="ok", rows_in=int(rows), rows_out=int(rows),
-            files=len(files), step_id=f"export:{name}",
-            inputs=[DatasetVersion(Dataset.lake(source.qualified), snapshot, int(rows))],
-            outputs=[DatasetVersion(Dataset(DatasetKind.EXPORT, f"{root}{name}"), None, int(rows))],
+            files=len(files),
             details={"target": "export", "location": folder, "manifest": f"{folder}{MANIFEST}",
                      "snapshot_id": snapshot, "formats": list(cfg.format), "delta": manifest.get("delta"),
                      "seconds": round(time.monotonic() - started, 3), "run_id": run_id},

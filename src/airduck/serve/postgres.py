@@ -111,39 +111,19 @@ def _check_columns(plan: _Plan, cols: list[ServedColumn], served: ServedTable) -
             )
 
 
-def served_name(served: ServedTable) -> str:
-    """The name a served or exported table goes by (its step is ``serve:<name>`` / ``export:<name>``)."""
-    return served.name or TableRef.parse(served.table, default_schema="gold").name
-
-
-def chosen_tables(tables: list[ServedTable], names: list[str] | None, key: str) -> list[ServedTable]:
-    """The configured tables named in `names` (served names or gold tables), all when None."""
-    if names is None:
-        return list(tables)
-    wanted = set(names)
-    chosen = [t for t in tables if served_name(t) in wanted or t.table in wanted
-              or TableRef.parse(t.table, default_schema="gold").qualified in wanted]
-    known = {served_name(t) for t in tables} | {t.table for t in tables}
-    unknown = sorted(n for n in wanted if n not in known
-                     and n not in {TableRef.parse(t.table, default_schema="gold").qualified for t in tables})
-    if unknown:
-        raise ConfigError(f"{key}: no table {', '.join(unknown)}", hint=f"tables: {', '.join(sorted(known))}")
-    return chosen
-
-
 def publish_postgres(
     con: duckdb.DuckDBPyConnection, project: Project, *, run_id: str, reporter: Reporter | None = None,
-    tables: list[str] | None = None,
+    only: set[str] | None = None,
 ) -> list[StepResult]:
-    """Publish the `serve.postgres` tables (only those named in `tables`, by served name or gold table, when
-    given); one StepResult per table, step id ``serve:<name>`` (ServeError on any failure)."""
+    """Publish the `serve.postgres` tables (those named in `only`, when given); one StepResult per table (ServeError
+    on any failure)."""
     cfg = project.config.serve.postgres
     if cfg is None or not cfg.tables:
         return []
     reporter = reporter or Reporter()
-    plans = [(_plan(cfg, t), t) for t in chosen_tables(cfg.tables, tables, "serve.postgres.tables")]
-    if not plans:
-        return []
+    plans = [(_plan(cfg, t), t) for t in cfg.tables]
+    if only is not None:  # one serve:<name> step of a plan
+        plans = [(p, t) for p, t in plans if p.name in only]
     for plan, served in plans:  # check every table before touching PostgreSQL
         require_table(con, plan.source)
         _check_columns(plan, served_columns(con, plan.source, "postgres"), served)
@@ -237,13 +217,8 @@ def _publish_one(
                          [f"{quote_ident(plan.schema)}.{quote_ident(plan.name)}"]).fetchone()[0]
     if now_oid != stage_oid:
         raise ServeError(f"{plan.qualified} changed during the publish (another writer?)")
-    from airduck.core.model import Dataset, DatasetKind, DatasetVersion
-
     return StepResult(
         layer="serve", table=plan.source.qualified, status="ok", rows_in=int(expected[0]), rows_out=int(got[0]),
-        step_id=f"serve:{plan.name}",
-        inputs=[DatasetVersion(Dataset.lake(plan.source.qualified), snapshot, int(expected[0]))],
-        outputs=[DatasetVersion(Dataset(DatasetKind.POSTGRES_MART, plan.qualified), None, int(got[0]))],
         details={"target": "postgres", "relation": plan.qualified, "snapshot_id": snapshot,
                  "checksum": str(got[1]), "primary_key": served.primary_key, "indexes": served.indexes,
                  "swap_attempts": attempts, "seconds": round(time.monotonic() - started, 3), "run_id": run_id},
