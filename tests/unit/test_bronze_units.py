@@ -178,7 +178,7 @@ def test_files_are_landed_ahead_in_order_and_errors_surface_in_turn() -> None:
     import threading
     import time
 
-    from airduck.bronze.files import _ahead
+    from airduck.bronze.files.landing import _ahead
 
     started: list[int] = []
     lock = threading.Lock()
