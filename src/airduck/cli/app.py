@@ -70,12 +70,12 @@ def init(
 ) -> None:
     """Create a new project with a commented airduck.yml (or, with --demo, the demo project)."""
     if demo:
-        from airduck.demo import create_demo_project
+        from airduck.scaffold import create_demo_project
 
         path = create_demo_project(directory, days=days, seed=seed, source_dsn=source_dsn, serve_dsn=serve_dsn,
                                    force=force)
     else:
-        from airduck.project_init import init_project
+        from airduck.scaffold import init_project
 
         path = init_project(directory, name=name, force=force)
     render.ok(f"created {path}")
@@ -122,7 +122,7 @@ def demo_run(
     from airduck.lakehouse import Lakehouse
 
     if not (directory / "airduck.yml").exists():
-        from airduck.demo import create_demo_project
+        from airduck.scaffold import create_demo_project
 
         create_demo_project(directory, days=days)
         render.ok(f"created the demo project in {directory}/ ({plural(days, 'day')} of job-market data)")
@@ -166,7 +166,7 @@ def demo_generate(
 ) -> None:
     """Add new days of demo data to the current (demo) project; the next `airduck run` picks them up."""
     from airduck.config.loader import find_project_dir
-    from airduck.demo import generate, require_demo_project
+    from airduck.scaffold import generate, require_demo_project
 
     root = state.project or find_project_dir()
     require_demo_project(root)
