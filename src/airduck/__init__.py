@@ -31,8 +31,8 @@ from airduck.errors import (
 )
 
 if TYPE_CHECKING:
-    from airduck.config.project import Project, load_project
     from airduck.lakehouse import Lakehouse
+    from airduck.project import Project, load_project
 
 __all__ = [
     "AirduckError",
@@ -71,7 +71,7 @@ def __getattr__(name: str) -> Any:  # heavy modules load on first use: `airduck 
 
         return Lakehouse
     if name in ("Project", "load_project"):
-        from airduck.config import project
+        from airduck import project
 
         return getattr(project, name)
     raise AttributeError(f"module 'airduck' has no attribute {name!r}")

@@ -10,7 +10,6 @@ from typing import Any
 
 import duckdb
 
-from airduck.config.project import Project, load_project
 from airduck.config.secrets import redact
 from airduck.errors import AirduckError, SqlError
 from airduck.events import Reporter
@@ -19,6 +18,7 @@ from airduck.lake.catalog import TableRef
 from airduck.lake.config import MAX_SQL_TIMEOUT_SECONDS
 from airduck.lake.connection import data_path, open_lake, storage_settings
 from airduck.lake.sqlguard import check_read_only, lake_relations, lock_down, run_with_time_limit
+from airduck.project import Project, load_project
 
 
 @dataclass

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
-from airduck.config import load_project
 from airduck.errors import DbtError, QualityGateFailed
 from airduck.events import Reporter
 from airduck.gold import STAGE, build_docs, generated_profile, run_gold
 from airduck.lake.commit import write
 from airduck.lake.connection import open_lake
+from airduck.project import load_project
 from tests.support.lake import lake_rows as rows
 
 MODELS = {

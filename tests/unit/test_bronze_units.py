@@ -6,7 +6,6 @@ import duckdb
 import httpx
 import pytest
 
-import airduck.config.project  # noqa: F401  (load the project model first: lake.connection imports it)
 from airduck.bronze.config import HttpSource
 from airduck.bronze.files import glob_regex, landing_key, split_glob
 from airduck.bronze.http import Fetcher, SourceUnreachable, dig, parse_page

@@ -19,8 +19,8 @@ import psycopg
 import pytest
 import yaml
 
-from airduck.config import load_project
 from airduck.errors import ConfigError, SourceError
+from airduck.project import load_project
 from airduck.scaffold import create_demo_project, generate
 from airduck.scaffold.generator import CITIES, COMPANY_COLUMNS, DEFAULT_START, STATE_FILE, VACANCY_COLUMNS
 

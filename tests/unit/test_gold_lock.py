@@ -7,10 +7,10 @@ import threading
 import pytest
 import yaml
 
-from airduck.config import load_project
 from airduck.errors import ConcurrentRunError
 from airduck.events import Reporter
 from airduck.pipeline.locks import gold_lock
+from airduck.project import load_project
 
 
 class Recorder(Reporter):

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from airduck.bronze.config import Source
     from airduck.pipeline.context import RunContext, StepResult
 
-# Nothing heavy at import time: airduck.config imports airduck.bronze.config (and so this package).
+# Nothing heavy at import time: airduck.project imports airduck.bronze.config (and so this package).
 __all__ = ["ingest_source"]
 
 

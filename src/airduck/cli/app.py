@@ -118,8 +118,8 @@ def demo_run(
     if ctx.invoked_subcommand is not None:
         return
     from airduck.cli.progress import RichReporter
-    from airduck.config.project import load_project
     from airduck.lakehouse import Lakehouse
+    from airduck.project import load_project
 
     if not (directory / "airduck.yml").exists():
         from airduck.scaffold import create_demo_project
@@ -184,8 +184,8 @@ def docs(
     out: Annotated[Path | None, typer.Option(help="Folder for the docs (default .airduck/docs).")] = None,
 ) -> None:
     """Build the dbt docs of the gold project (dbt docs generate) and say where they are."""
-    from airduck.config.project import load_project
     from airduck.gold import build_docs
+    from airduck.project import load_project
 
     project = load_project(state.project)
     folder = build_docs(project, out or project.state_dir / "docs")
@@ -416,9 +416,9 @@ def run(
 ) -> None:
     """Run the pipeline: sources -> bronze -> silver (one atomic step) -> gold (dbt) -> serve."""
     from airduck.cli.progress import RichReporter
-    from airduck.config.project import load_project
     from airduck.errors import RunFailed
     from airduck.lakehouse import Lakehouse
+    from airduck.project import load_project
 
     with RichReporter(quiet=quiet or as_json) as reporter, Lakehouse(load_project(state.project), reporter) as lh:
         try:
