@@ -15,8 +15,9 @@ import duckdb
 import pytest
 
 from airduck.bronze import ingest_source
+from airduck.core.context import RunContext
+from airduck.core.model import StepResult
 from airduck.lake.connection import open_lake, storage_settings
-from airduck.pipeline.context import RunContext, StepResult
 from airduck.project import load_project
 from airduck.storage import open_store, setup_store
 from tests.support.seaweed import boto3_client

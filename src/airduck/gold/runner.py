@@ -13,6 +13,7 @@ import duckdb
 
 from airduck.config.project import Project
 from airduck.config.secrets import redact
+from airduck.core.model import StepResult
 from airduck.errors import ConfigError, DbtError, QualityGateFailed
 from airduck.events import Reporter
 from airduck.gold.dbt import DbtInvocation, error_line, run_dbt
@@ -21,7 +22,6 @@ from airduck.gold.sources import read_dbt_project, write_sources
 from airduck.lake.catalog import TableRef, table_names
 from airduck.lake.commit import author, commit_info, write
 from airduck.lake.connection import LAKE, open_lake
-from airduck.pipeline.context import StepResult
 from airduck.text import plural
 
 GOLD = "gold"

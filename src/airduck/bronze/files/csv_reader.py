@@ -25,9 +25,9 @@ from airduck.bronze.table import (
     run,
     typed_sql,
 )
+from airduck.core.context import RunContext
 from airduck.errors import SourceError
 from airduck.lake.connection import quote_literal
-from airduck.pipeline.context import RunContext
 from airduck.text import plural
 
 

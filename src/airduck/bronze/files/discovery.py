@@ -12,8 +12,8 @@ from pathlib import Path
 from airduck.bronze import state
 from airduck.bronze.config import FilesSource
 from airduck.config.secrets import redact
+from airduck.core.context import RunContext
 from airduck.errors import ConfigError, SourceError, StorageError
-from airduck.pipeline.context import RunContext
 from airduck.storage import ObjectStore, open_store
 
 _WILDCARD = re.compile(r"[*?\[]")

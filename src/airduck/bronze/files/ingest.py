@@ -40,8 +40,9 @@ from airduck.bronze.table import (
     rejects_ref,
     run,
 )
+from airduck.core.context import RunContext
+from airduck.core.model import StepResult
 from airduck.errors import SourceError
-from airduck.pipeline.context import RunContext, StepResult
 from airduck.text import plural
 
 _DETAIL_FILES = 100  # files listed in StepResult.details

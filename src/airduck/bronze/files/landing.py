@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 from airduck.bronze import state
 from airduck.bronze.files.discovery import Candidate, _digest
 from airduck.bronze.table import base_params
+from airduck.core.context import RunContext
 from airduck.errors import SourceError, StorageError
-from airduck.pipeline.context import RunContext
 from airduck.storage import LocalStore, validate_key
 
 T = TypeVar("T")

@@ -18,9 +18,9 @@ from airduck.bronze.files.discovery import _COMPRESSION
 from airduck.bronze.files.landing import FileResult
 from airduck.bronze.table import rejects_insert_sql, run
 from airduck.config.secrets import redact
+from airduck.core.context import RunContext
 from airduck.errors import ConfigError
 from airduck.lake.connection import quote_ident, quote_literal
-from airduck.pipeline.context import RunContext
 
 #: reader options airduck sets itself; `options:` may not override them
 _RESERVED_OPTIONS = frozenset({
