@@ -326,6 +326,28 @@ def test_build_docs(built, tmp_path):
     assert any(k.endswith("customer_revenue") for k in catalog["nodes"])
 
 
+def test_docs_through_the_facade_holds_the_gold_lock_and_builds_them(built, tmp_path):
+    """`Lakehouse.docs` (what `airduck docs` calls) builds the docs while holding the gold lock of a run."""
+    from airduck.lakehouse import Lakehouse
+    from airduck.pipeline import locks
+
+    held: list[bool] = []
+    real = locks.gold_lock
+
+    def spy(*args: Any, **kwargs: Any):
+        held.append(True)
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(locks, "gold_lock", spy)
+        with Lakehouse(built["project"]) as lh:
+            out = lh.docs(tmp_path / "facade-docs")
+    assert held == [True] and out == tmp_path / "facade-docs"
+    assert (out / "index.html").is_file()
+    catalog = json.loads((out / "catalog.json").read_text())
+    assert any(k.endswith("customer_revenue") for k in catalog["nodes"])
+
+
 def test_a_run_with_nothing_new_adds_no_snapshot_and_every_snapshot_has_a_message(local_projects):
     """The whole pipeline (files -> silver -> dbt gold) twice: the second run changes nothing, not even the
     snapshot id; new input rebuilds gold; every snapshot (dbt's own too) has a message and an author."""
