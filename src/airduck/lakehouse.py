@@ -55,6 +55,7 @@ class SqlResult:
     def __len__(self) -> int:
         return 2
 
+
 #: the steps of `Lakehouse.maintain`, in the order they run; `check_maintenance_steps` raises `UnknownStep` for
 #: any other name (the CLI checks `--step` with it before opening anything)
 MAINTENANCE_STEPS = maintenance.STEPS
