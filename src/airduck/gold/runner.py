@@ -517,6 +517,12 @@ def publish_snapshot(project: Project, tables: list[str], *, run_id: str, finger
         con.close()
 
 
+def dbt_project_dir(project: Project) -> Path:
+    """The folder of the gold dbt project; ConfigError naming the fix when `gold.dbt_project` is unset or is not
+    a dbt project."""
+    return _dbt_dir(project)
+
+
 def build_docs(project: Project, out_dir: Path) -> Path:
     """`dbt docs generate` into `out_dir` (index.html, manifest.json, catalog.json); returns it."""
     out_dir = Path(out_dir)
@@ -532,4 +538,5 @@ def build_docs(project: Project, out_dir: Path) -> Path:
     return out_dir
 
 
-__all__ = ["GOLD", "STAGE", "GoldResult", "build_docs", "publish", "publish_snapshot", "run_gold", "run_models"]
+__all__ = ["GOLD", "STAGE", "GoldResult", "build_docs", "dbt_project_dir", "publish", "publish_snapshot", "run_gold",
+           "run_models"]
