@@ -93,9 +93,9 @@ def snapshot_id(root: Path) -> int:
 
 def dbt_command(root: Path, out: Path) -> tuple[list[str], dict[str, str]]:
     """`dbt build` of the project's dbt project alone, with airduck's generated profile (as a run would)."""
-    from airduck.config import load_project
     from airduck.gold.dbt import DBT_ENV
     from airduck.gold.profile import PROFILE, TARGET, profile_env
+    from airduck.project import load_project
 
     project = load_project(root)
     profiles = root / ".airduck" / "dbt" / "profile"

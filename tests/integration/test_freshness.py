@@ -11,11 +11,11 @@ import psycopg
 import pytest
 import yaml
 
-from airduck.config import load_project
 from airduck.lake.commit import write
 from airduck.lake.connection import open_lake
 from airduck.lakehouse import Lakehouse
 from airduck.pipeline.freshness import StepStateStore, table_versions
+from airduck.project import load_project
 from tests.support.freshrun import run_fresh
 from tests.support.lake import lake_rows
 

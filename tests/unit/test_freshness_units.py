@@ -6,10 +6,10 @@ from pathlib import Path
 
 import yaml
 
-from airduck.config import load_project
 from airduck.core.model import Dataset, DatasetKind, StepKind
 from airduck.core.plan import Step
 from airduck.pipeline.freshness import Fingerprint, StepFreshness
+from airduck.project import load_project
 
 
 def digest(root: Path, serve: dict, step: Step) -> str:
