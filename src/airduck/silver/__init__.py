@@ -22,8 +22,29 @@ Semantics in short (see the module docstrings of `sql` and `build` for the detai
   a full refresh (or a missing table) rebuilds the table and its quarantine from every source row.
 """
 
-from airduck.silver.build import build_silver, read_watermark
-from airduck.silver.order import silver_order
-from airduck.silver.rules import validate_rules
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airduck.silver.build import build_silver, read_watermark
+    from airduck.silver.order import silver_order
+    from airduck.silver.rules import validate_rules
+
+# Imported lazily, like airduck.gold: airduck.config imports airduck.silver.config, and loading a project
+# must not import sqlglot (half a second) for commands that never compile a rule.
+_EXPORTS = {
+    "build_silver": "airduck.silver.build",
+    "read_watermark": "airduck.silver.build",
+    "silver_order": "airduck.silver.order",
+    "validate_rules": "airduck.silver.rules",
+}
 
 __all__ = ["build_silver", "read_watermark", "silver_order", "validate_rules"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
