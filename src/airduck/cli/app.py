@@ -228,15 +228,14 @@ def setup(as_json: JsonOpt = False) -> None:
 def tables(as_json: JsonOpt = False, all_: Annotated[bool, typer.Option("--all", help="Include airduck's own tables.")] = False) -> None:
     """List the lake's tables."""
     with lakehouse() as lh:
-        refs = lh.tables(include_system=all_)
         if as_json:
+            refs = lh.tables(include_system=all_)
             render.print_json([{"schema": t.schema, "name": t.name, "table": t.qualified} for t in refs])
             return
         rows = []
-        for t in refs:
-            d = lh.describe(t.qualified)
+        for d in lh.describe_tables(include_system=all_):
             size = "in catalog" if d.inlined_rows and not d.file_count else _bytes(d.file_bytes)
-            rows.append((t.schema, t.name, d.row_count, _files(d), size))
+            rows.append((d.schema, d.name, d.row_count, _files(d), size))
     render.table(["schema", "table", "rows", "files", "size"], rows)
 
 

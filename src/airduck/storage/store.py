@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from airduck.errors import StorageError, Transient
+from airduck.errors import StorageError, StorageFailed, StorageUnavailable
 
 if TYPE_CHECKING:  # boto3 is imported lazily: `airduck --help` must start fast
     from botocore.client import BaseClient
@@ -63,11 +63,11 @@ _CREDENTIAL_CODES = frozenset(
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})
 
 
-class ObjectNotFound(StorageError):
+class ObjectNotFound(StorageFailed):
     """The object (or the requested version of it) does not exist."""
 
 
-class StorageUnreachable(StorageError, Transient):
+class StorageUnreachable(StorageUnavailable):
     """The S3 endpoint could not be reached (refused, timed out, DNS): worth retrying later."""
 
 
