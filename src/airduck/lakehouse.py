@@ -224,7 +224,17 @@ class Lakehouse:
 
     @translated
     def current_snapshot(self) -> int:
-        """The id of the lake's latest snapshot (CatalogMissing on a project whose catalog does not exist yet)."""
+        """The id of the lake's latest snapshot, read on the read session. On a project whose catalog does not
+        exist yet this creates the lake (catalog and schemas, read-write) and returns its first snapshot: use
+        `snapshots()` or `read_session().empty` to look without creating anything."""
+        session = self.read_session()
+        with session.cursor() as cur:
+            if not session.empty:
+                return catalog.current_snapshot(cur)
+        return catalog.current_snapshot(self.con)
+
+    def _existing_snapshot(self) -> int:
+        """The latest snapshot id without creating anything (CatalogMissing when there is no catalog yet)."""
         session = self.read_session()
         with session.cursor() as cur:
             if session.empty:
@@ -278,15 +288,22 @@ class Lakehouse:
 
         return run_pipeline(self, select, full_refresh, reingest)
 
-    def runs(self, limit: int = 20):
+    def _records(self):
+        """The run records, or None when a project with an embedded catalog has none yet (a read creates no file)."""
         from airduck.pipeline.records import RecordStore
 
-        return RecordStore(self.project).list(limit)
+        store = RecordStore(self.project)
+        if store.kind == "sqlite" and not Path(store.target).exists():
+            return None
+        return store
+
+    def runs(self, limit: int = 20):
+        store = self._records()
+        return store.list(limit) if store is not None else []
 
     def run_info(self, run_id: str):
-        from airduck.pipeline.records import RecordStore
-
-        rec = RecordStore(self.project).get(run_id)
+        store = self._records()
+        rec = store.get(run_id) if store is not None else None
         if rec is None:
             raise NotFound(f"no run {run_id!r}", hint="see `airduck runs`")
         return rec
@@ -312,8 +329,6 @@ class Lakehouse:
         steps = list(setup_store(self.data_store(), versioning=False, noncurrent_days=None))
         steps += setup_store(self.landing(), versioning=lake.landing_versioning,
                              noncurrent_days=lake.noncurrent_version_days if lake.landing_versioning else None)
-        if not any(s.status == "failed" for s in steps):
-            self.con  # noqa: B018 - creates the catalog and the bronze/silver/gold schemas
         return steps
 
     # -- health -----------------------------------------------------------------------------
@@ -340,7 +355,7 @@ class Lakehouse:
         catalog_name = redact(self.project.config.lake.catalog)
         try:
             self.close()
-            snap = self.current_snapshot()
+            snap = self._existing_snapshot()
             checks.append(Check("catalog", True, f"{catalog_name} (snapshot {snap})"))
         except CatalogMissing:
             checks.append(Check("catalog", True, f"{catalog_name} does not exist yet: `airduck setup` or the first "

@@ -334,6 +334,8 @@ def open_empty_lake(project: Project) -> duckdb.DuckDBPyConnection:
         load_extensions(con, ("ducklake",))
         con.execute(f"ATTACH 'ducklake::memory:' AS {LAKE} "
                     f"(DATA_PATH {quote_literal(data_path(project, create=False))})")
+        for schema in SCHEMAS:  # as a new lake will have them (in memory only)
+            con.execute(f"CREATE SCHEMA {LAKE}.{quote_ident(schema)}")
         con.execute(f"USE {LAKE}")
         return con
     except BaseException:
