@@ -49,6 +49,8 @@ def translate(exc: BaseException) -> AirduckError:
     if ("postgres" in lowered or "sqlite" in lowered) and _UNREACHABLE.search(text):
         return CatalogError(f"cannot reach the lake catalog: {first}", hint="is the server running and reachable?",
                             transient=True)
+    if isinstance(exc, duckdb.IOException) and ("postgres" in lowered or "sqlite" in lowered):
+        return CatalogError(f"cannot open the lake catalog: {first}", hint="check lake.catalog / AIRDUCK_CATALOG")
     if isinstance(exc, duckdb.IOException):
         return StorageError(f"cannot read or write lake files: {first}")
     if isinstance(exc, duckdb.CatalogException) and "does not exist" in text:
