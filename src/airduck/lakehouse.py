@@ -21,7 +21,7 @@ from airduck.lake.config import MAX_SQL_TIMEOUT_SECONDS
 from airduck.lake.connection import data_path, needed_extensions, open_lake, storage_settings
 from airduck.lake.errors import translated
 from airduck.lake.session import ReadSession
-from airduck.lake.sqlguard import check_read_only, lake_relations, run_with_time_limit
+from airduck.lake.sqlguard import check_read_only, run_with_time_limit
 
 
 @dataclass
@@ -180,9 +180,13 @@ class Lakehouse:
     def head(self, name: str, n: int = 20, *, at: str | int | None = None,
              at_time: str | datetime | None = None) -> tuple[list[str], list[tuple]]:
         """The first `n` rows of a table (now, at a snapshot id or tag, or at a time), on the read session."""
-        with self.read_session().cursor() as cur:
+        ref = TableRef.parse(name)
+        session = self.read_session()
+        with session.cursor() as cur:
             version = history.resolve_version(cur, at)
-            rel = catalog.read_at(cur, TableRef.parse(name), version=version, timestamp=at_time, limit=n)
+            # the session's list of relations (kept per snapshot) answers "does it exist" faster than the catalog
+            known = (ref.schema.lower(), ref.name.lower()) in session.relations(cur)
+            rel = catalog.read_at(cur, ref, version=version, timestamp=at_time, limit=n, check=not known)
             return rel.columns, rel.fetchall()
 
     def sql(self, query: str, limit: int | None = None, *, timeout: float | None = None,
@@ -205,8 +209,9 @@ class Lakehouse:
         if limit is not None and limit > MAX_SQL_LIMIT:
             raise SqlError(f"limit must be at most {MAX_SQL_LIMIT:,} rows, not {limit:,}", hint="drop it for every row")
         try:
-            with self.read_session().cursor() as cur:
-                checked = check_read_only(query, lake_relations(cur))
+            session = self.read_session()
+            with session.cursor() as cur:
+                checked = check_read_only(query, set(session.relations(cur)))
                 return run_with_time_limit(cur, timeout, lambda: _fetch(cur, checked, limit, count_all))
         except duckdb.Error as exc:
             raise SqlError(redact(str(exc).splitlines()[0])) from None

@@ -200,10 +200,13 @@ def at_clause(version: int | None = None, timestamp: str | datetime | None = Non
 def read_at(
     con: duckdb.DuckDBPyConnection, table: TableRef, *, version: int | None = None,
     timestamp: str | datetime | None = None, limit: int | None = 20, order_by: str | None = None,
+    check: bool = True,
 ) -> duckdb.DuckDBPyRelation:
-    """A relation over a table now, at a snapshot version, or at a point in time."""
+    """A relation over a table now, at a snapshot version, or at a point in time.
+
+    `check`: first make sure the table exists (NotFound with the tables there are); False when the caller knows."""
     clause, params = at_clause(version, timestamp)
-    if not clause:
+    if not clause and check:
         require_table(con, table)
     sql = f"SELECT * FROM {table.sql}{clause}"
     if order_by:

@@ -1,10 +1,11 @@
 """A read session: the lake attached READ_ONLY and locked down once, shared by every read of a long-lived process.
 
 Opening a lake costs hundreds of milliseconds (extensions, catalog, attach); a query on an open one a few. A
-`ReadSession` opens it once and runs each query on its own cursor (`con.cursor()`: a connection of its own to the
-same in-memory database, so threads do not share one), which sees the latest committed snapshot: a READ_ONLY
-DuckLake attach reads the catalog anew in each transaction, so commits of other connections and processes are
-seen without reopening.
+`ReadSession` opens it once and runs each read on a cursor of its own (`con.cursor()`: a connection of its own to
+the same in-memory database, so threads never share one), in one read transaction: every statement of the read
+sees the same snapshot, the latest committed when it began (a READ_ONLY DuckLake attach reads the catalog anew in
+each transaction, so commits of other connections and processes are seen without reopening). Cursors are kept
+for the next read when one ends cleanly (making one and pointing it at the lake costs more than a small query).
 
 The session writes nothing, ever: on a fresh project without a catalog it is an empty lake in memory (`empty`),
 reopened on the real catalog once one exists.
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 #: how often an empty session over a server catalog asks whether the catalog exists now (seconds)
 EMPTY_RECHECK_SECONDS = 2.0
+#: idle cursors kept for the next reads
+POOL_SIZE = 16
 
 
 class ReadSession:
@@ -41,6 +44,9 @@ class ReadSession:
         self._empty = False
         self._checked = 0.0
         self._lock = threading.Lock()
+        self._idle: list[duckdb.DuckDBPyConnection] = []
+        self._generation = 0
+        self._relations: tuple[int, frozenset[tuple[str, str]]] | None = None
 
     @property
     def empty(self) -> bool:
@@ -51,8 +57,7 @@ class ReadSession:
     def _connection(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
             if self._con is not None and self._empty and self._catalog_may_exist():
-                self._con.close()
-                self._con = None
+                self._close_locked()
             if self._con is None:
                 self._con, self._empty = self._open()
                 self._checked = time.monotonic()
@@ -90,12 +95,48 @@ class ReadSession:
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A fresh cursor for one read, closed afterwards."""
-        cur = self.new_cursor()
+        """A cursor for one read, in one read transaction (all its statements see one snapshot); safe to use from
+        any thread, never shared with another read while it lasts."""
+        cur, generation = self._take()
+        clean = False
         try:
+            cur.execute("BEGIN TRANSACTION")
             yield cur
+            clean = True
         finally:
-            cur.close()
+            try:
+                cur.execute("ROLLBACK")  # nothing to commit: the lake is attached READ_ONLY
+            except duckdb.Error:
+                clean = False
+            self._give(cur, generation, clean)
+
+    def _take(self) -> tuple[duckdb.DuckDBPyConnection, int]:
+        self._connection()
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), self._generation
+            generation = self._generation
+        return self.new_cursor(), generation
+
+    def _give(self, cur: duckdb.DuckDBPyConnection, generation: int, clean: bool) -> None:
+        with self._lock:
+            if clean and generation == self._generation and self._con is not None and len(self._idle) < POOL_SIZE:
+                self._idle.append(cur)
+                return
+        cur.close()
+
+    def relations(self, cur: duckdb.DuckDBPyConnection) -> frozenset[tuple[str, str]]:
+        """(schema, name) of the lake's tables and views as `cur` sees them (what user SQL may read), kept per
+        snapshot: listing them costs more than a small query, and only a new snapshot can change them."""
+        from airduck.lake.sqlguard import lake_relations
+
+        snapshot = int(cur.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()[0])
+        cached = self._relations
+        if cached is not None and cached[0] == snapshot and not self._empty:
+            return cached[1]
+        found = frozenset(lake_relations(cur))
+        self._relations = (snapshot, found)
+        return found
 
     def invalidate(self) -> None:
         """Reopen on next use (after the lake was created, or its configuration changed)."""
@@ -103,7 +144,15 @@ class ReadSession:
 
     def close(self) -> None:
         with self._lock:
-            if self._con is not None:
-                self._con.close()
-                self._con = None
-                self._empty = False
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        for cur in self._idle:
+            cur.close()
+        self._idle.clear()
+        self._generation += 1
+        self._relations = None
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+        self._empty = False
