@@ -124,7 +124,7 @@ class Lakehouse:
     @translated
     def tables(self, include_system: bool = False) -> list[TableRef]:
         with self.read_session().cursor() as cur:
-            return catalog.list_tables(cur, include_system)
+            return catalog.list_tables(cur, include_system, snapshot=catalog.current_snapshot(cur))
 
     @translated
     def describe(self, name: str) -> catalog.TableDescription:
@@ -143,7 +143,8 @@ class Lakehouse:
         Columns are nullable as the catalog says unless `check_required` (then as `describe` shows them, which
         scans each silver table with required columns once)."""
         with self.read_session().cursor() as cur:
-            return self._describe(cur, catalog.list_tables(cur, include_system), check_required=check_required)
+            refs = catalog.list_tables(cur, include_system, snapshot=catalog.current_snapshot(cur))
+            return self._describe(cur, refs, check_required=check_required)
 
     def _describe(self, cur: duckdb.DuckDBPyConnection, refs: list[TableRef], *,
                   check_required: bool = True) -> list[catalog.TableDescription]:

@@ -49,11 +49,10 @@ def test_reads_share_one_read_only_session_and_see_new_commits(factory):
         # the session is READ_ONLY and locked down
         with pytest.raises(SqlError):
             lh.sql("INSERT INTO bronze.t VALUES (1)")
-        with session.cursor() as cur:
-            with pytest.raises(duckdb.Error, match="read-only"):
-                cur.execute("INSERT INTO bronze.t VALUES (1)")
-            with pytest.raises(duckdb.Error, match="locked"):
-                cur.execute("SET enable_external_access = true")
+        with session.cursor() as cur, pytest.raises(duckdb.Error, match="read-only"):
+            cur.execute("INSERT INTO bronze.t VALUES (1)")
+        with session.cursor() as cur, pytest.raises(duckdb.Error, match="locked"):
+            cur.execute("SET enable_external_access = true")
         # a commit by another connection (another process would be the same) is seen by the next read
         other = open_lake(load_project(root))
         try:

@@ -89,12 +89,44 @@ class Snapshot:
         return d
 
 
-def list_tables(con: duckdb.DuckDBPyConnection, include_system: bool = False) -> list[TableRef]:
-    """The lake's tables (and views), by schema and name; airduck's own schemas only with `include_system`."""
-    rows = con.execute(
-        f"SELECT table_schema, table_name FROM information_schema.tables WHERE table_catalog = {_LAKE} ORDER BY 1, 2"
-    ).fetchall()
+def list_tables(con: duckdb.DuckDBPyConnection, include_system: bool = False, *,
+                snapshot: int | None = None) -> list[TableRef]:
+    """The lake's tables (and views), by schema and name; airduck's own schemas only with `include_system`.
+
+    `snapshot`: list them as committed at that snapshot, from the catalog's own tables (milliseconds, where
+    `information_schema` first loads every table of the lake); None: as this connection sees them now, its
+    own uncommitted changes included."""
+    if snapshot is not None:
+        rows = sorted(_names_at(con, snapshot))
+    else:
+        rows = con.execute(
+            f"SELECT table_schema, table_name FROM information_schema.tables WHERE table_catalog = {_LAKE} "
+            "ORDER BY 1, 2"
+        ).fetchall()
     return [TableRef(s, n) for s, n in rows if include_system or s not in SYSTEM_SCHEMAS]
+
+
+def relations_at(con: duckdb.DuckDBPyConnection, snapshot: int) -> set[tuple[str, str]]:
+    """(schema, name) of every table and view of the lake at `snapshot`, lower case, read from the catalog's own
+    tables: what `sqlguard.lake_relations` lists, in a few milliseconds where `duckdb_tables()` first loads
+    every table of the lake."""
+    return {(schema.lower(), name.lower()) for schema, name in _names_at(con, snapshot)}
+
+
+def _names_at(con: duckdb.DuckDBPyConnection, snapshot: int) -> list[tuple[str, str]]:
+    at = int(snapshot)
+
+    def live(alias: str) -> str:
+        return f"{alias}.begin_snapshot <= {at} AND ({alias}.end_snapshot IS NULL OR {alias}.end_snapshot > {at})"
+
+    schemas = f"(SELECT schema_id, schema_name FROM {METADATA}.ducklake_schema s WHERE {live('s')})"
+    rows = con.execute(
+        f"SELECT s.schema_name, t.table_name FROM {METADATA}.ducklake_table t JOIN {schemas} s USING (schema_id) "
+        f"WHERE {live('t')} UNION ALL "
+        f"SELECT s.schema_name, v.view_name FROM {METADATA}.ducklake_view v JOIN {schemas} s USING (schema_id) "
+        f"WHERE {live('v')}"
+    ).fetchall()
+    return [(str(schema), str(name)) for schema, name in rows]
 
 
 def list_schemas(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -128,13 +128,13 @@ class ReadSession:
     def relations(self, cur: duckdb.DuckDBPyConnection) -> frozenset[tuple[str, str]]:
         """(schema, name) of the lake's tables and views as `cur` sees them (what user SQL may read), kept per
         snapshot: listing them costs more than a small query, and only a new snapshot can change them."""
-        from airduck.lake.sqlguard import lake_relations
+        from airduck.lake.catalog import relations_at
 
         snapshot = int(cur.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()[0])
         cached = self._relations
         if cached is not None and cached[0] == snapshot and not self._empty:
             return cached[1]
-        found = frozenset(lake_relations(cur))
+        found = frozenset(relations_at(cur, snapshot))
         self._relations = (snapshot, found)
         return found
 
