@@ -61,12 +61,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=Path("/tmp/sessions-demo"))
     parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--airduck", default=None, help="the airduck command to time (default: this venv's)")
+    parser.add_argument("--out", default="cli_start_bench.json", help="result file name under bench/out/")
     args = parser.parse_args()
     root = args.project.resolve()
     OUT.mkdir(exist_ok=True)
     floor_script = OUT / "cli_start_floor.py"
     floor_script.write_text(FLOOR)
-    airduck = airduck_bin()
+    airduck = args.airduck or airduck_bin()
     contenders = {
         "floor (duckdb script)": [sys.executable, str(floor_script), str(root / ".airduck/catalog.sqlite"),
                                   str(root / ".airduck/data") + "/"],
@@ -90,7 +92,8 @@ def main() -> None:
                       "ratio_to_floor": statistics.median(t) / floor, "runs": len(t)} for name, t in times.items()}
     report = {"project": str(root), "query": QUERY, "load_before": load_before, "load_after": load_after,
               "cpus": os.cpu_count(), "results": results}
-    (OUT / "cli_start_bench.json").write_text(json.dumps(report, indent=2))
+    report["airduck"] = airduck
+    (OUT / args.out).write_text(json.dumps(report, indent=2))
     print(f"load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
           f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} ({os.cpu_count()} CPUs)")
     print("| process | median | min | max | x floor |\n|---|---:|---:|---:|---:|")

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from airduck.bronze.config import Source
-    from airduck.pipeline.context import RunContext, StepResult
+    from airduck.core.context import RunContext
+    from airduck.core.model import StepResult
 
-# Nothing heavy at import time: airduck.config imports airduck.bronze.config (and so this package).
+# Nothing heavy at import time: airduck.project imports airduck.bronze.config (and so this package).
 __all__ = ["ingest_source"]
 
 

@@ -39,9 +39,10 @@ from airduck.bronze.table import (
     run,
 )
 from airduck.config.secrets import redact
+from airduck.core.context import RunContext
+from airduck.core.model import StepResult
 from airduck.errors import SourceError, StorageError, Transient
 from airduck.lake.connection import quote_ident
-from airduck.pipeline.context import RunContext, StepResult
 from airduck.text import plural
 
 #: the longest Retry-After (seconds) that is honoured; longer ones fall back to the exponential backoff

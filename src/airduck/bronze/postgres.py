@@ -38,10 +38,11 @@ from airduck.bronze.table import (
     run,
 )
 from airduck.config.secrets import redact
+from airduck.core.context import RunContext
+from airduck.core.model import StepResult
 from airduck.errors import SourceError
 from airduck.lake.connection import quote_ident, quote_literal
 from airduck.lake.extensions import load_extensions
-from airduck.pipeline.context import RunContext, StepResult
 
 ALIAS = "airduck_src"
 _BATCH_ROWS = 100_000

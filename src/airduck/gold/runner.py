@@ -13,6 +13,7 @@ import duckdb
 
 from airduck.config.project import Project
 from airduck.config.secrets import redact
+from airduck.core.model import StepResult
 from airduck.errors import ConfigError, DbtError, QualityGateFailed
 from airduck.events import Reporter
 from airduck.gold.dbt import DbtInvocation, error_line, run_dbt
@@ -21,7 +22,6 @@ from airduck.gold.sources import read_dbt_project, write_sources
 from airduck.lake.catalog import TableRef, table_names
 from airduck.lake.commit import author, commit_info, write
 from airduck.lake.connection import LAKE, open_lake
-from airduck.pipeline.context import StepResult
 from airduck.text import plural
 
 GOLD = "gold"
@@ -367,6 +367,12 @@ def publish(project: Project, tables: list[str], *, run_id: str, fingerprint: st
         con.close()
 
 
+def dbt_project_dir(project: Project) -> Path:
+    """The folder of the gold dbt project; ConfigError naming the fix when `gold.dbt_project` is unset or is not
+    a dbt project."""
+    return _dbt_dir(project)
+
+
 def build_docs(project: Project, out_dir: Path) -> Path:
     """`dbt docs generate` into `out_dir` (index.html, manifest.json, catalog.json); returns it."""
     out_dir = Path(out_dir)
@@ -382,4 +388,4 @@ def build_docs(project: Project, out_dir: Path) -> Path:
     return out_dir
 
 
-__all__ = ["GOLD", "STAGE", "GoldResult", "build_docs", "publish", "run_gold"]
+__all__ = ["GOLD", "STAGE", "GoldResult", "build_docs", "dbt_project_dir", "publish", "run_gold"]

@@ -29,10 +29,10 @@ import duckdb
 
 from airduck.config.project import Project
 from airduck.config.secrets import redact
+from airduck.core.model import StepResult
 from airduck.errors import CatalogError
 from airduck.lake.commit import is_conflict, write
 from airduck.lake.connection import LAKE, catalog_kind
-from airduck.pipeline.context import StepResult
 
 LOCK = f"{LAKE}.airduck.run_lock"
 

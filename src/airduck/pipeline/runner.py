@@ -23,11 +23,12 @@ from pathlib import Path
 import duckdb
 
 from airduck.config.secrets import redact
+from airduck.core.context import RunContext
+from airduck.core.model import StepResult
 from airduck.errors import AirduckError, ConcurrentRunError, ConfigError, RunFailed
 from airduck.lake.catalog import current_snapshot
 from airduck.lake.commit import command_line, is_conflict, set_message
 from airduck.pipeline import records
-from airduck.pipeline.context import RunContext, StepResult
 from airduck.pipeline.failpoints import failpoint
 from airduck.pipeline.records import RunRecord
 from airduck.pipeline.selection import Selection, select

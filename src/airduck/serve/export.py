@@ -25,11 +25,11 @@ import duckdb
 
 from airduck.config.project import Project
 from airduck.config.secrets import redact
+from airduck.core.model import StepResult
 from airduck.errors import ServeError
 from airduck.events import Reporter
 from airduck.lake.catalog import TableRef, current_snapshot, require_table
 from airduck.lake.connection import create_s3_secret, quote_literal, s3_access, storage_settings
-from airduck.pipeline.context import StepResult
 from airduck.serve.columns import select_sql, served_columns
 
 MANIFEST = "manifest.json"

@@ -32,11 +32,11 @@ import duckdb
 
 from airduck.config.project import Project
 from airduck.config.secrets import redact
+from airduck.core.model import StepResult
 from airduck.errors import ConfigError, ServeError
 from airduck.events import Reporter
 from airduck.lake.catalog import TableRef, current_snapshot, require_table
 from airduck.lake.connection import quote_ident, quote_literal
-from airduck.pipeline.context import StepResult
 from airduck.serve.columns import ServedColumn, checksum_sql, select_sql, served_columns
 from airduck.serve.config import PostgresServe, ServedTable
 from airduck.text import plural

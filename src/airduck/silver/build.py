@@ -32,11 +32,12 @@ from typing import Any
 import duckdb
 
 from airduck.config.secrets import redact
+from airduck.core.context import RunContext
+from airduck.core.model import StepResult
 from airduck.errors import QualityGateFailed, RuleError, StorageError
 from airduck.lake.catalog import TableRef, columns, table_exists
 from airduck.lake.commit import is_conflict
 from airduck.lake.connection import quote_literal
-from airduck.pipeline.context import RunContext, StepResult
 from airduck.silver import sql
 from airduck.silver.config import SilverTable
 from airduck.silver.expressions import Sandbox

@@ -1,4 +1,4 @@
-"""Core never prints: it reports progress through a Reporter, which the CLI, API or Airflow render."""
+"""The stage-facing progress API: stages call start/advance/finish/message; a run turns them into events."""
 
 from __future__ import annotations
 
