@@ -35,8 +35,8 @@ def plain_duckdb(project_dir: Path):
     """A DuckDB connection with the project's lake attached READ_ONLY, as a user would write it by hand."""
     import duckdb
 
-    from airduck.config.project import load_project
     from airduck.lake.connection import attach_target, data_path, moves_with_project, needed_extensions
+    from airduck.project import load_project
 
     project = load_project(project_dir)
     con = duckdb.connect()

@@ -12,9 +12,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from airduck.config.project import load_project
 from airduck.lake.commit import write
 from airduck.lakehouse import Lakehouse
+from airduck.project import load_project
 from tests.conftest import ProjectFactory
 
 AIRDUCK = [sys.executable, "-m", "airduck"]
@@ -32,6 +32,8 @@ READS = (
     ("snapshots",),
     ("snapshots", "bronze.t", "--json"),
     ("runs", "--json"),
+    ("plan",),
+    ("plan", "--json"),
 )
 
 

@@ -10,11 +10,11 @@ import duckdb
 import pytest
 import yaml
 
-from airduck.config.project import load_project
 from airduck.errors import CatalogError, NotFound, SqlError, Terminal, Transient
 from airduck.lake.commit import write
 from airduck.lake.connection import needed_extensions, open_lake
 from airduck.lakehouse import Lakehouse
+from airduck.project import load_project
 from tests.conftest import ProjectFactory
 
 
