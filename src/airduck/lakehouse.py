@@ -171,7 +171,8 @@ class Lakehouse:
              limit: int | None = None) -> duckdb.DuckDBPyRelation:
         """A DuckDB relation over a table, optionally at a snapshot (id or tag) or a point in time.
 
-        On the read-write connection (`con`), so the relation can be written anywhere (`.to_parquet(...)`)."""
+        On the read-write connection (`con`), so the relation can be written anywhere (`.to_parquet(...)`); on a
+        project without a catalog that creates the lake. The CLI and the API read through `head` and `sql`."""
         version = history.resolve_version(self.con, at)
         return catalog.read_at(self.con, TableRef.parse(name), version=version, timestamp=at_time, limit=limit)
 

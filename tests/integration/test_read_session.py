@@ -109,6 +109,11 @@ def test_s3_and_postgres_serving_add_their_extensions(tmp_path):
     project = load_project(root)
     assert needed_extensions(project, writes=False) == ("ducklake", "sqlite_scanner", "httpfs")
     assert needed_extensions(project) == ("ducklake", "sqlite_scanner", "postgres_scanner", "httpfs")
+    (root / "airduck.yml").write_text(yaml.safe_dump({
+        "name": "x", "serve": {"export": {"path": "s3://bucket/exports/", "tables": ["gold.m"]}}}))
+    project = load_project(root)
+    assert needed_extensions(project, writes=False) == ("ducklake", "sqlite_scanner")
+    assert needed_extensions(project) == ("ducklake", "sqlite_scanner", "httpfs")
 
 
 def test_facade_reads_raise_airduck_errors(factory):

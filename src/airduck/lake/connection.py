@@ -145,8 +145,8 @@ def needed_extensions(project: Project, *, writes: bool = True) -> tuple[str, ..
     """The DuckDB extensions a lake connection of this project needs, and no others (each LOAD costs time).
 
     ducklake always; the catalog's scanner (sqlite or postgres); httpfs when the data (or, for writes, the landing
-    zone or a source) is on S3 or HTTP. A read-write connection also loads postgres when a source or `serve.postgres`
-    reads or writes PostgreSQL through it."""
+    zone, a source or `serve.export`) is on S3 or HTTP. A read-write connection also loads postgres when a source or
+    `serve.postgres` reads or writes PostgreSQL through it."""
     cfg = project.config
     kind = catalog_kind(cfg.lake.catalog)
     names = ["ducklake"]
@@ -165,6 +165,8 @@ def needed_extensions(project: Project, *, writes: bool = True) -> tuple[str, ..
             elif isinstance(getattr(source, "path", None), str):
                 remote.append(source.path)
         postgres = postgres or cfg.serve.postgres is not None
+        if cfg.serve.export is not None:
+            remote.append(cfg.serve.export.path)
     if postgres:
         names.append("postgres_scanner")
     if any(str(p).startswith(("s3://", "s3a://", "http://", "https://", "gs://", "r2://")) for p in remote):
