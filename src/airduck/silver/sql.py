@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from airduck.lake.catalog import TableRef
 from airduck.lake.connection import quote_ident as q
+from airduck.lake.connection import quote_literal
 from airduck.silver.rules import BRONZE_META, DATELIKE, META_COLUMNS, SCD2_COLUMNS, TEMPORAL, Plan
 
 STAGE = "temp.main.__ad_stage"
@@ -427,3 +428,28 @@ def scd2_close(plan: Plan) -> str:
 def scd2_insert(plan: Plan) -> str:
     return (f"{_insert_head(plan, SCD2_COLUMNS)} SELECT {_data_select(plan)}, __ad_vfe, __ad_next, "
             f"__ad_next IS NULL, $__ad_run, $__ad_batch, now() FROM {ACTIONS} WHERE __ad_action = 'open'")
+
+
+def example_key(plan: Plan) -> str:
+    """A staged row as an example: its key values (``42``; ``a=1, b=x`` for a composite key), or the row's data
+    columns as JSON when the table has no key or the key is NULL."""
+    row = f"CAST(to_json(struct_pack({', '.join(f'{q(c)} := {q(c)}' for c in plan.data_names)})) AS VARCHAR)"
+    keys = plan.rule.key
+    if not keys:
+        return row
+    if len(keys) == 1:
+        text = f"CAST({q(keys[0])} AS VARCHAR)"
+    else:
+        text = "concat_ws(', ', " + ", ".join(
+            f"{quote_literal(k + '=')} || COALESCE(CAST({q(k)} AS VARCHAR), 'NULL')" for k in keys) + ")"
+    return f"CASE WHEN {' AND '.join(f'{q(k)} IS NULL' for k in keys)} THEN {row} ELSE {text} END"
+
+
+def failing_examples(plan: Plan, conditions: list[str], limit: int) -> str:
+    """One row: for each condition, a list of at most `limit` example keys of the staged rows it holds for, in
+    source order. One scan of the stage; only the rows that fail something are turned into text."""
+    flags = ", ".join(f"({c}) AS __ad_f{i}" for i, c in enumerate(conditions))
+    order = "struct_pack(b := __ad_batch, r := COALESCE(__ad_rn, 0), i := __ad_rowid)"
+    aggs = ", ".join(f"min_by(__ad_k, __ad_o, {int(limit)}) FILTER (WHERE __ad_f{i})" for i in range(len(conditions)))
+    return (f"SELECT {aggs} FROM (SELECT {example_key(plan)} AS __ad_k, {order} AS __ad_o, {flags} FROM {STAGE} "
+            f"WHERE {' OR '.join(f'({c})' for c in conditions)})")
