@@ -198,6 +198,9 @@ def write_gold(root: Path) -> None:
     (root / "gold" / "tests").mkdir()
     (root / "gold" / "tests" / "no_negative_amounts.sql").write_text(
         "select * from {{ ref('named_orders') }} where amount < 0", encoding="utf-8")
+    (root / "gold" / "tests" / "source_orders_have_customers.sql").write_text(
+        "{{ config(severity='warn') }} select * from {{ source('silver', 'orders') }} where customer_name is null",
+        encoding="utf-8")  # a warning: a failing test of a source would stop dbt building the models that read it
 
 
 def test_a_failing_dbt_test_is_a_failed_result_of_its_model(local_projects):
@@ -209,7 +212,8 @@ def test_a_failing_dbt_test_is_a_failed_result_of_its_model(local_projects):
     run_id = info.value.record.run_id
     model = next(s for s in info.value.steps if s.table == "gold.named_orders")
     assert model.status == "failed"
-    got = by_check([q.to_dict() for q in model.quality])
+    # (a test of a source has no step of its own: it rides on the first gold step, as a result of silver.orders)
+    got = by_check([q.to_dict() for q in model.quality if q.table == "gold.named_orders"])
     assert set(got) == {("gold.named_orders", "dbt_test", n) for n in (
         "unique_named_orders_order_id", "not_null_named_orders_customer_name",
         "accepted_values_named_orders_customer_id__False__1__2", "no_negative_amounts")}
@@ -227,6 +231,11 @@ def test_a_failing_dbt_test_is_a_failed_result_of_its_model(local_projects):
 
     stored = by_check(listed(root, "--run", run_id, "--table", "gold.named_orders"))
     assert stored == got
+    # a test of a source is a result of that lake table
+    source = by_check(listed(root, "--run", run_id, "--table", "silver.orders"))
+    tested = source["silver.orders", "dbt_test", "source_orders_have_customers"]
+    assert (tested["rows_failing"], tested["action"], tested["passed"]) == (1, "warn", False)
+    assert ("silver.orders", "expectation", "positive") in source  # beside the silver checks of the same run
     failing = {k[2] for k in by_check(listed(root, "--failed", "--table", "named_orders"))}
     assert failing == {"not_null_named_orders_customer_name", "no_negative_amounts",
                        "accepted_values_named_orders_customer_id__False__1__2"}
