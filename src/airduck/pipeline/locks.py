@@ -53,7 +53,9 @@ def gold_lock(project: Project, reporter: Reporter, timeout: float) -> Iterator[
         except BlockingIOError:
             return False
 
-    with open(Path(store.target).with_suffix(".gold.lock"), "a+") as handle:
+    path = Path(store.target).with_suffix(".gold.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)  # `airduck docs` may come before the first run
+    with open(path, "a+") as handle:
         _acquire(try_flock, reporter, timeout)
         try:
             yield

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from airduck.config.project import ProjectConfig
 from airduck.errors import ConfigError
+from airduck.project import ProjectConfig
 
 LAYERS = ("bronze", "silver", "gold", "serve")
 
