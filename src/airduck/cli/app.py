@@ -550,9 +550,9 @@ def quality(
 ) -> None:
     """Quality results: silver expectations, casts, required columns, lookups and dbt tests, per table.
 
-    Each shows the rows checked and failing, the action taken (warn: kept, drop: quarantined, fail: the step
-    failed) and up to 5 failing keys. Without --run: the latest result of each check, from the most recent
-    run that checked it; with --run: every result of that run.
+    Rows checked and failing, the action (warn: kept, drop: quarantined, fail: the step failed), failing keys.
+
+    Without --run: the latest result of each check (the most recent run that checked it).
     """
     from airduck.cli.quality import nothing_note, quality_by_run
 
