@@ -345,6 +345,17 @@ class Lakehouse:
             raise NotFound(f"no run {run_id!r}", hint="see `airduck runs`")
         return rec
 
+    def quality(self, table: str | None = None, run_id: str | None = None, failed: bool = False,
+                limit: int | None = 1000) -> list:
+        """Stored quality results (silver expectations, casts, required columns, lookups, dbt tests), newest first.
+
+        `table`: ``schema.table`` or a bare name; `run_id`: that run's results (a prefix matches like `runs show`);
+        without it, the latest result of each check (the most recent run that checked it). `failed`: only those
+        that did not pass. Returns :class:`airduck.core.quality.QualityResult` objects."""
+        from airduck.pipeline.records import RecordStore
+
+        return RecordStore(self.project).quality(table=table, run_id=run_id, failed=failed, limit=limit)
+
     # -- storage ----------------------------------------------------------------------------
     def landing(self):
         """The landing zone's object store (raw files as received)."""

@@ -279,6 +279,10 @@ def run_gold(
     if inv.returncode != 0 and not any(n.status in ("fail", "warn") for n in nodes):
         raise DbtError(f"dbt build failed: {inv.first_error()}", hint=f"dbt log: {inv.log_path / 'dbt.log'}")
 
+    from airduck.quality.dbt import attach_to_steps, results_from_run_results
+
+    # every test dbt ran, as quality results of the model it tests (a failing test: a failed result of its model)
+    quality = results_from_run_results(inv.run_results(), inv.manifest(), run_id, fail_on_warn=cfg.fail_on_warn)
     fail_states = ("fail", "warn") if cfg.fail_on_warn else ("fail",)
     failed_tests = [n for n in nodes if n.resource_type in ("test", "unit_test") and n.status in fail_states]
     # one step per gold table: a model's failing or warning tests go into its step, never a second row for it
@@ -323,7 +327,7 @@ def run_gold(
             f"dbt tests failed, nothing was published to gold: {names}",
             hint=f"fix the data or the models; see {artifacts.get('run_results', inv.target_path)}",
         )
-        exc.steps = steps  # type: ignore[attr-defined]
+        exc.steps = attach_to_steps(steps, quality)  # type: ignore[attr-defined]
         exc.artifacts = artifacts  # type: ignore[attr-defined]
         raise exc
 
@@ -346,6 +350,7 @@ def run_gold(
         done.rows_out = counts.get(n.alias or n.name, 0)
         steps.append(done)
     steps += test_steps()
+    attach_to_steps(steps, quality)
     reporter.finish("gold", status="ok", published=len(published))
     return GoldResult(steps=steps, published=published, artifacts=artifacts)
 

@@ -18,6 +18,8 @@ Semantics in short (see the module docstrings of `sql` and `build` for the detai
   (unchanged rows are left alone); scd2 closes the current version on a real change or a delete and opens a new one.
   A real change is a difference (IS DISTINCT FROM) in any column but the key, the order_by columns and the
   deleted flag; valid_from is the first order_by column when it is a date/timestamp, else the ingest time.
+- quality: every build records a quality result per expectation, cast, required/key column and lookup (rows
+  checked, failing, the action, up to 5 failing keys; see `airduck.silver.quality`), also when a gate fails;
 - incremental: each table reads only source rows with `_batch` above its watermark (`airduck.silver_state`);
   a full refresh (or a missing table) rebuilds the table and its quarantine from every source row.
 """
