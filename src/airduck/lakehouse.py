@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,13 +12,15 @@ from typing import Any
 import duckdb
 
 from airduck.config.secrets import redact
-from airduck.errors import AirduckError, SqlError
+from airduck.errors import AirduckError, CatalogMissing, NotFound, SqlError
 from airduck.events import Reporter
 from airduck.lake import catalog, history, maintenance
 from airduck.lake.catalog import TableRef
 from airduck.lake.config import MAX_SQL_TIMEOUT_SECONDS
-from airduck.lake.connection import data_path, open_lake, storage_settings
-from airduck.lake.sqlguard import check_read_only, lake_relations, lock_down, run_with_time_limit
+from airduck.lake.connection import data_path, needed_extensions, open_lake, storage_settings
+from airduck.lake.errors import translated
+from airduck.lake.session import ReadSession
+from airduck.lake.sqlguard import check_read_only, run_with_time_limit
 from airduck.project import Project, load_project
 
 
@@ -64,12 +67,20 @@ check_maintenance_steps = maintenance.check_steps
 
 
 class Lakehouse:
-    """A project's lakehouse. Opens the lake lazily; use as a context manager or call close()."""
+    """A project's lakehouse. Opens the lake lazily; use as a context manager or call close().
+
+    Two connections, each opened on first use and kept until close(): `con`, read-write, for writes (runs,
+    rollback, tags, maintenance) and for `read`/`table`/`query`; and the read session (`read_session()`), the lake
+    attached READ_ONLY and locked down, for `sql`, `tables`, `describe`, `head`, `snapshots`, `tags` and
+    `current_snapshot`: those never write (not even on a fresh project) and may be called from many threads.
+    """
 
     def __init__(self, project: Project, reporter: Reporter | None = None) -> None:
         self.project = project
         self.reporter = reporter or Reporter()
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._read: ReadSession | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | Path | None = None, reporter: Reporter | None = None) -> Lakehouse:
@@ -78,14 +89,29 @@ class Lakehouse:
     # -- connections -------------------------------------------------------------------------
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
-        if self._con is None:
-            self._con = open_lake(self.project)
-        return self._con
+        """The read-write connection (creates the catalog and airduck's schemas when they are missing)."""
+        with self._lock:
+            if self._con is None:
+                self._con = open_lake(self.project)
+                if self._read is not None:  # an empty read session (no catalog until now) reopens on the real one
+                    self._read.invalidate()
+            return self._con
+
+    def read_session(self) -> ReadSession:
+        """The read-only, locked-down session of this Lakehouse (opened on first use, kept until close())."""
+        with self._lock:
+            if self._read is None:
+                self._read = ReadSession(self.project)
+            return self._read
 
     def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+            if self._read is not None:
+                self._read.close()
+                self._read = None
 
     def __enter__(self) -> Lakehouse:
         return self
@@ -97,29 +123,56 @@ class Lakehouse:
         self.close()
 
     # -- reading ----------------------------------------------------------------------------
+    @translated
     def schemas(self) -> list[str]:
-        return catalog.list_schemas(self.con)
+        with self.read_session().cursor() as cur:
+            return catalog.list_schemas(cur)
 
+    @translated
     def tables(self, include_system: bool = False) -> list[TableRef]:
-        return catalog.list_tables(self.con, include_system)
+        with self.read_session().cursor() as cur:
+            return catalog.list_tables(cur, include_system, snapshot=catalog.current_snapshot(cur))
 
+    @translated
     def describe(self, name: str) -> catalog.TableDescription:
         """Columns, types, rows, files and bytes of a table. A silver column with `required: true` is shown as
         not nullable: silver quarantines every row without a value there (checked against the data)."""
         ref = TableRef.parse(name)
-        d = catalog.describe(self.con, ref)
-        rule = self.project.config.silver.get(ref.name) if ref.schema == "silver" else None
-        if rule is not None:
-            required = [col for col, c in rule.columns.items() if c.required]
-            guaranteed = catalog.without_nulls(self.con, ref, required)
-            for column in d.columns:
-                if column.name in guaranteed:
-                    column.nullable = False
-        return d
+        with self.read_session().cursor() as cur:
+            catalog.require_table(cur, ref)
+            return self._describe(cur, [ref])[0]
 
+    @translated
+    def describe_tables(self, include_system: bool = False, *,
+                        check_required: bool = False) -> list[catalog.TableDescription]:
+        """`describe` of every table (as `tables` lists them), in a few catalog queries whatever their number.
+
+        Columns are nullable as the catalog says unless `check_required` (then as `describe` shows them, which
+        scans each silver table with required columns once)."""
+        with self.read_session().cursor() as cur:
+            refs = catalog.list_tables(cur, include_system, snapshot=catalog.current_snapshot(cur))
+            return self._describe(cur, refs, check_required=check_required)
+
+    def _describe(self, cur: duckdb.DuckDBPyConnection, refs: list[TableRef], *,
+                  check_required: bool = True) -> list[catalog.TableDescription]:
+        out = catalog.describe_all(cur, refs)
+        for d in out if check_required else ():
+            rule = self.project.config.silver.get(d.name) if d.schema == "silver" else None
+            if rule is not None:
+                required = [col for col, c in rule.columns.items() if c.required]
+                guaranteed = catalog.without_nulls(cur, TableRef(d.schema, d.name), required)
+                for column in d.columns:
+                    if column.name in guaranteed:
+                        column.nullable = False
+        return out
+
+    @translated
     def read(self, name: str, *, at: str | int | None = None, at_time: str | datetime | None = None,
              limit: int | None = None) -> duckdb.DuckDBPyRelation:
-        """A DuckDB relation over a table, optionally at a snapshot (id or tag) or a point in time."""
+        """A DuckDB relation over a table, optionally at a snapshot (id or tag) or a point in time.
+
+        On the read-write connection (`con`), so the relation can be written anywhere (`.to_parquet(...)`); on a
+        project without a catalog that creates the lake. The CLI and the API read through `head` and `sql`."""
         version = history.resolve_version(self.con, at)
         return catalog.read_at(self.con, TableRef.parse(name), version=version, timestamp=at_time, limit=limit)
 
@@ -132,10 +185,18 @@ class Lakehouse:
         """Any SQL on the lake connection (Python users are trusted; the CLI/API use `sql`, which is read-only)."""
         return self.con.sql(sql, params=params) if params else self.con.sql(sql)
 
+    @translated
     def head(self, name: str, n: int = 20, *, at: str | int | None = None,
              at_time: str | datetime | None = None) -> tuple[list[str], list[tuple]]:
-        rel = self.read(name, at=at, at_time=at_time, limit=n)
-        return rel.columns, rel.fetchall()
+        """The first `n` rows of a table (now, at a snapshot id or tag, or at a time), on the read session."""
+        ref = TableRef.parse(name)
+        session = self.read_session()
+        with session.cursor() as cur:
+            version = history.resolve_version(cur, at)
+            # the session's list of relations (kept per snapshot) answers "does it exist" faster than the catalog
+            known = (ref.schema.lower(), ref.name.lower()) in session.relations(cur)
+            rel = catalog.read_at(cur, ref, version=version, timestamp=at_time, limit=n, check=not known)
+            return rel.columns, rel.fetchall()
 
     def sql(self, query: str, limit: int | None = None, *, timeout: float | None = None,
             count_all: bool = False) -> SqlResult:
@@ -145,7 +206,8 @@ class Lakehouse:
         `timeout`: seconds before the query is interrupted (QueryTimeout); None: the project's
         `lake.sql_timeout_seconds` (default 300 s), 0: no limit. `count_all`: when the limit cut the result,
         count the rest of it (streamed once, not kept) so `total` is known; a time limit hit while counting
-        leaves `total` None instead of failing.
+        leaves `total` None instead of failing. Each call runs on a fresh cursor of the read session: calls
+        from many threads run side by side.
         """
         if limit is not None and limit < 0:
             raise SqlError(f"limit must be 0 or more, not {limit}")
@@ -155,23 +217,47 @@ class Lakehouse:
             raise SqlError(f"timeout must be 0 (no limit) to {MAX_SQL_TIMEOUT_SECONDS:g} seconds, not {timeout}")
         if limit is not None and limit > MAX_SQL_LIMIT:
             raise SqlError(f"limit must be at most {MAX_SQL_LIMIT:,} rows, not {limit:,}", hint="drop it for every row")
-        con = open_lake(self.project, read_only=True)
         try:
-            checked = check_read_only(query, lake_relations(con))
-            lock_down(con, [data_path(self.project)])
-            return run_with_time_limit(con, timeout, lambda: _fetch(con, checked, limit, count_all))
+            session = self.read_session()
+            with session.cursor() as cur:
+                checked = check_read_only(query, set(session.relations(cur)))
+                return run_with_time_limit(cur, timeout, lambda: _fetch(cur, checked, limit, count_all))
         except duckdb.Error as exc:
             raise SqlError(redact(str(exc).splitlines()[0])) from None
-        finally:
-            con.close()
 
+    @translated
     def snapshots(self, table: str | None = None) -> list[catalog.Snapshot]:
-        return catalog.snapshots(self.con, TableRef.parse(table) if table else None)
+        """Every snapshot (oldest first), or those that changed `table`; none on a lake not created yet."""
+        session = self.read_session()
+        with session.cursor() as cur:
+            if session.empty:
+                if table:
+                    raise NotFound(f"no table {table}", hint="the lake has no catalog yet: nothing was written")
+                return []
+            return catalog.snapshots(cur, TableRef.parse(table) if table else None)
 
+    @translated
     def current_snapshot(self) -> int:
+        """The id of the lake's latest snapshot, read on the read session. On a project whose catalog does not
+        exist yet this creates the lake (catalog and schemas, read-write) and returns its first snapshot: use
+        `snapshots()` or `read_session().empty` to look without creating anything."""
+        session = self.read_session()
+        with session.cursor() as cur:
+            if not session.empty:
+                return catalog.current_snapshot(cur)
         return catalog.current_snapshot(self.con)
 
+    def _existing_snapshot(self) -> int:
+        """The latest snapshot id without creating anything (CatalogMissing when there is no catalog yet)."""
+        session = self.read_session()
+        with session.cursor() as cur:
+            if session.empty:
+                raise CatalogMissing(f"the lake catalog {redact(self.project.config.lake.catalog)} does not exist "
+                                     "yet", hint="`airduck setup` or the first `airduck run` creates it")
+            return catalog.current_snapshot(cur)
+
     # -- changing history -------------------------------------------------------------------
+    @translated
     def rollback(self, table: str, to: str | int) -> int:
         """Make a table hold what it held at a snapshot (id or tag), as a new snapshot. A bronze or silver table is
         rolled back with its rejects/quarantine and its pipeline state, and the silver tables that read it are
@@ -182,16 +268,22 @@ class Lakehouse:
         assert version is not None
         return rollback_table(self.project, self.con, TableRef.parse(table), version)
 
+    @translated
     def tag(self, name: str, snapshot: str | int | None = None, note: str | None = None,
             force: bool = False) -> history.Tag:
         return history.tag(self.con, name, history.resolve_version(self.con, snapshot), note, force)
 
+    @translated
     def untag(self, name: str) -> None:
         history.untag(self.con, name)
 
+    @translated
     def tags(self) -> list[history.Tag]:
-        return history.tags(self.con)
+        """Every tag (named snapshot), on the read session."""
+        with self.read_session().cursor() as cur:
+            return history.tags(cur)
 
+    @translated
     def maintain(self, dry_run: bool = False, steps: tuple[str, ...] | None = None,
                  now: datetime | None = None) -> list[maintenance.MaintenanceStep]:
         """Run lake maintenance, or only `steps` of it (see :data:`MAINTENANCE_STEPS`); with `dry_run`, only say
@@ -233,19 +325,36 @@ class Lakehouse:
 
         return run_pipeline(self, select, full_refresh, reingest)
 
-    def runs(self, limit: int = 20):
+    def _records(self):
+        """The run records, or None when a project with an embedded catalog has none yet (a read creates no file)."""
         from airduck.pipeline.records import RecordStore
 
-        return RecordStore(self.project).list(limit)
+        store = RecordStore(self.project)
+        if store.kind == "sqlite" and not Path(store.target).exists():
+            return None
+        return store
+
+    def runs(self, limit: int = 20):
+        store = self._records()
+        return store.list(limit) if store is not None else []
 
     def run_info(self, run_id: str):
-        from airduck.errors import NotFound
-        from airduck.pipeline.records import RecordStore
-
-        rec = RecordStore(self.project).get(run_id)
+        store = self._records()
+        rec = store.get(run_id) if store is not None else None
         if rec is None:
             raise NotFound(f"no run {run_id!r}", hint="see `airduck runs`")
         return rec
+
+    def quality(self, table: str | None = None, run_id: str | None = None, failed: bool = False,
+                limit: int | None = 1000) -> list:
+        """Stored quality results (silver expectations, casts, required columns, lookups, dbt tests), newest first.
+
+        `table`: ``schema.table`` or a bare name; `run_id`: that run's results (a prefix matches like `runs show`);
+        without it, the latest result of each check (the most recent run that checked it). `failed`: only those
+        that did not pass. Returns :class:`airduck.core.quality.QualityResult` objects."""
+        from airduck.pipeline.records import RecordStore
+
+        return RecordStore(self.project).quality(table=table, run_id=run_id, failed=failed, limit=limit)
 
     # -- storage ----------------------------------------------------------------------------
     def landing(self):
@@ -282,17 +391,23 @@ class Lakehouse:
         if not self.project.has_something_to_run():
             checks.append(Check("pipeline", False, "nothing to run: no sources, silver tables, gold or serve configured",
                                 f"add a source under `sources:` in {self.project.file}"))
+        names = needed_extensions(self.project)
+        shown = ", ".join(n.removesuffix("_scanner") for n in names)
         try:
             con = duckdb.connect()
-            load_extensions(con)
+            load_extensions(con, names)
             con.close()
-            checks.append(Check("extensions", True, f"ducklake, sqlite, postgres, httpfs load (DuckDB {duckdb.__version__})"))
+            checks.append(Check("extensions", True, f"{shown} load (DuckDB {duckdb.__version__})"))
         except AirduckError as exc:
             checks.append(Check("extensions", False, str(exc), "uv sync (installs the duckdb-extension-* wheels)"))
+        catalog_name = redact(self.project.config.lake.catalog)
         try:
             self.close()
-            snap = self.current_snapshot()
-            checks.append(Check("catalog", True, f"{redact(self.project.config.lake.catalog)} (snapshot {snap})"))
+            snap = self._existing_snapshot()
+            checks.append(Check("catalog", True, f"{catalog_name} (snapshot {snap})"))
+        except CatalogMissing:
+            checks.append(Check("catalog", True, f"{catalog_name} does not exist yet: `airduck setup` or the first "
+                                "`airduck run` creates it"))
         except AirduckError as exc:
             checks.append(Check("catalog", False, exc.message, exc.hint or "check lake.catalog / AIRDUCK_CATALOG"))
         for label, opener in (("data", self.data_store), ("landing", self.landing)):

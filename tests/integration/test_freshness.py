@@ -265,6 +265,8 @@ def test_a_failing_dbt_test_publishes_the_other_models_and_not_it(tmp_path, pg_d
     assert second.status["gold:customer_cities"] == "failed"
     assert "accepted_values" in second.gold["customer_cities"].details["test"]
     assert second.gold["customer_cities"].outputs == []
+    failing = [q for q in second.gold["customer_cities"].quality if not q.passed]  # dbt's tests as quality results
+    assert [q.table for q in failing] == ["gold.customer_cities"] and "accepted_values" in failing[0].name
     assert lake_rows(project, "gold.customer_cities") == cities_before  # unchanged in gold
     assert served(serving, "marts.cities") == [("oslo", 5), ("paris", 5)]
     assert second.status["serve:cities"] == "upstream failed"

@@ -217,15 +217,14 @@ def setup(as_json: JsonOpt = False) -> None:
 def tables(as_json: JsonOpt = False, all_: Annotated[bool, typer.Option("--all", help="Include airduck's own tables.")] = False) -> None:
     """List the lake's tables."""
     with lakehouse() as lh:
-        refs = lh.tables(include_system=all_)
         if as_json:
+            refs = lh.tables(include_system=all_)
             render.print_json([{"schema": t.schema, "name": t.name, "table": t.qualified} for t in refs])
             return
         rows = []
-        for t in refs:
-            d = lh.describe(t.qualified)
+        for d in lh.describe_tables(include_system=all_):
             size = "in catalog" if d.inlined_rows and not d.file_count else _bytes(d.file_bytes)
-            rows.append((t.schema, t.name, d.row_count, _files(d), size))
+            rows.append((d.schema, d.name, d.row_count, _files(d), size))
     render.table(["schema", "table", "rows", "files", "size"], rows)
 
 
@@ -518,13 +517,18 @@ def runs_list(
 
 @runs_app.command("show")
 def runs_show(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")], as_json: JsonOpt = False) -> None:
-    """One run with its steps: rows in/out/quarantined/rejected per table, timings, errors."""
+    """One run with its steps: rows in/out/quarantined/rejected per table, timings, errors, quality results."""
     with lakehouse() as lh:
         rec = lh.run_info(run_id)
+        checks = lh.quality(run_id=rec.run_id, limit=None)
     if as_json:
-        render.print_json(rec.to_dict())
+        render.print_json({**rec.to_dict(), "quality": [q.to_dict() for q in checks]})
         return
     _run_summary(rec, timings=True)
+    if checks:
+        from airduck.cli.quality import quality_table
+
+        quality_table(checks, title=f"quality results ({plural(len(checks), 'check')})")
     finished = rec.finished_at.strftime("%Y-%m-%d %H:%M:%S %Z") if rec.finished_at else "-"
     render.console.print(f"started {rec.started_at.strftime('%Y-%m-%d %H:%M:%S %Z')}, finished {finished}; "
                          f"command: {render.cell(rec.command or '-')}; host {render.cell(rec.host)} pid {rec.pid}",
@@ -533,6 +537,33 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="Run id (or a unique pr
         render.console.print(f"  {name}: {render.cell(path)}", highlight=False)
     if rec.error:
         render.console.print(f"[red]error:[/red] {render.cell(rec.error)}", highlight=False)
+
+
+@app.command()
+def quality(
+    table: Annotated[str | None, typer.Option("-t", "--table", help="Only this table (schema.table, or a bare name in any layer).")] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Only this run's results (a run id or a unique prefix).")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only results that did not pass.")] = False,
+    limit: Annotated[int, typer.Option("-n", "--limit", min=1, help="At most this many results.")] = 1000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Quality results: silver expectations, casts, required columns, lookups and dbt tests, per table.
+
+    Rows checked and failing, the action (warn: kept, drop: quarantined, fail: the step failed), failing keys.
+
+    Without --run: the latest result of each check (the most recent run that checked it).
+    """
+    from airduck.cli.quality import nothing_note, quality_by_run
+
+    with lakehouse() as lh:
+        results = lh.quality(table=table, run_id=run_id, failed=failed, limit=limit)
+    if as_json:
+        render.print_json([q.to_dict() for q in results])
+        return
+    if not results:
+        render.console.print(nothing_note(table, run_id, failed), highlight=False)
+        return
+    quality_by_run(results, latest=not run_id)
 
 
 _PROJECT_FLAGS = ("-p", "--project")

@@ -402,8 +402,12 @@ def run_models(
                                     details={"model": m, "log": str(inv.log_path / "dbt.log")})
             continue
         results[m] = _step_of(o, rows=counts.get(o.node.alias or o.node.name, 0), snapshot=snapshot)
-    # models dbt built with them (e.g. selected through a test's parents) are reported too, never published
-    # unless requested
+    from airduck.quality.dbt import attach_to_steps, results_from_run_results
+
+    # every test dbt ran, as quality results of the model it tests; tests of no requested model (e.g. of a
+    # source) go on the first step
+    attach_to_steps(list(results.values()), results_from_run_results(
+        inv.run_results(), inv.manifest(), run_id, fail_on_warn=project.config.gold.fail_on_warn))
     failed = sum(1 for r in results.values() if r.status in ("failed", "upstream failed"))
     reporter.finish("gold", status="failed" if failed else "ok", published=len(published))
     return results
@@ -444,6 +448,12 @@ def run_gold(
                        hint=f"gold was not changed; dbt log: {inv.log_path / 'dbt.log'}")
     if inv.returncode != 0 and not any(n.status in ("fail", "warn") for n in nodes):
         raise DbtError(f"dbt build failed: {inv.first_error()}", hint=f"dbt log: {inv.log_path / 'dbt.log'}")
+
+    from airduck.quality.dbt import attach_to_steps, results_from_run_results
+
+    # every test dbt ran, as quality results of the model it tests (a failing test: a failed result of its model)
+    quality = results_from_run_results(inv.run_results(), inv.manifest(), run_id,
+                                       fail_on_warn=project.config.gold.fail_on_warn)
     outcomes = _outcomes(project, inv, nodes)
     fail_states = ("fail", "warn") if project.config.gold.fail_on_warn else ("fail",)
     owned = {t.unique_id for o in outcomes.values() for t in o.tests}
@@ -469,7 +479,7 @@ def run_gold(
             f"dbt tests failed, nothing was published to gold: {names}",
             hint=f"fix the data or the models; see {artifacts.get('run_results', inv.target_path)}",
         )
-        exc.steps = steps  # type: ignore[attr-defined]
+        exc.steps = attach_to_steps(steps, quality)  # type: ignore[attr-defined]
         exc.artifacts = artifacts  # type: ignore[attr-defined]
         raise exc
     steps: list[StepResult] = []
@@ -487,6 +497,7 @@ def run_gold(
     # warnings of tests on models not published
     steps += [_step_of(o) for o in outcomes.values() if not o.publish and o.tests and o.status != "skipped"]
     published = [s.table for s in steps if s.outputs]
+    attach_to_steps(steps, quality)
     reporter.finish("gold", status="ok", published=len(published))
     return GoldResult(steps=steps, published=published, artifacts=artifacts)
 

@@ -10,7 +10,11 @@ from typing import Any
 import duckdb
 
 from airduck.errors import NotFound, SqlError
-from airduck.lake.connection import LAKE, METADATA, quote_ident
+from airduck.lake.connection import LAKE, METADATA, quote_ident, quote_literal
+
+# The reads below write values into their SQL as quoted literals instead of binding parameters: DuckDB's Python
+# client imports pandas (about 2 s) the first time any parameter is bound, which `airduck tables` would pay.
+_LAKE = quote_literal(LAKE)
 
 #: airduck's own schemas (its state, and the staging schema dbt builds gold in): listed with `tables --all` only
 SYSTEM_SCHEMAS = ("airduck", "gold_stage")
@@ -85,26 +89,57 @@ class Snapshot:
         return d
 
 
-def list_tables(con: duckdb.DuckDBPyConnection, include_system: bool = False) -> list[TableRef]:
-    rows = con.execute(
-        "SELECT table_schema, table_name FROM information_schema.tables "
-        "WHERE table_catalog = ? ORDER BY 1, 2",
-        [LAKE],
-    ).fetchall()
+def list_tables(con: duckdb.DuckDBPyConnection, include_system: bool = False, *,
+                snapshot: int | None = None) -> list[TableRef]:
+    """The lake's tables (and views), by schema and name; airduck's own schemas only with `include_system`.
+
+    `snapshot`: list them as committed at that snapshot, from the catalog's own tables (milliseconds, where
+    `information_schema` first loads every table of the lake); None: as this connection sees them now, its
+    own uncommitted changes included."""
+    if snapshot is not None:
+        rows = sorted(_names_at(con, snapshot))
+    else:
+        rows = con.execute(
+            f"SELECT table_schema, table_name FROM information_schema.tables WHERE table_catalog = {_LAKE} "
+            "ORDER BY 1, 2"
+        ).fetchall()
     return [TableRef(s, n) for s, n in rows if include_system or s not in SYSTEM_SCHEMAS]
+
+
+def relations_at(con: duckdb.DuckDBPyConnection, snapshot: int) -> set[tuple[str, str]]:
+    """(schema, name) of every table and view of the lake at `snapshot`, lower case, read from the catalog's own
+    tables: what `sqlguard.lake_relations` lists, in a few milliseconds where `duckdb_tables()` first loads
+    every table of the lake."""
+    return {(schema.lower(), name.lower()) for schema, name in _names_at(con, snapshot)}
+
+
+def _names_at(con: duckdb.DuckDBPyConnection, snapshot: int) -> list[tuple[str, str]]:
+    at = int(snapshot)
+
+    def live(alias: str) -> str:
+        return f"{alias}.begin_snapshot <= {at} AND ({alias}.end_snapshot IS NULL OR {alias}.end_snapshot > {at})"
+
+    schemas = f"(SELECT schema_id, schema_name FROM {METADATA}.ducklake_schema s WHERE {live('s')})"
+    rows = con.execute(
+        f"SELECT s.schema_name, t.table_name FROM {METADATA}.ducklake_table t JOIN {schemas} s USING (schema_id) "
+        f"WHERE {live('t')} UNION ALL "
+        f"SELECT s.schema_name, v.view_name FROM {METADATA}.ducklake_view v JOIN {schemas} s USING (schema_id) "
+        f"WHERE {live('v')}"
+    ).fetchall()
+    return [(str(schema), str(name)) for schema, name in rows]
 
 
 def list_schemas(con: duckdb.DuckDBPyConnection) -> list[str]:
     rows = con.execute(
-        "SELECT schema_name FROM information_schema.schemata WHERE catalog_name = ? ORDER BY 1", [LAKE]
+        f"SELECT schema_name FROM information_schema.schemata WHERE catalog_name = {_LAKE} ORDER BY 1"
     ).fetchall()
     return [r[0] for r in rows if r[0] != "main"]
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, table: TableRef) -> bool:
     return bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? AND table_schema = ? AND table_name = ?",
-        [LAKE, table.schema, table.name],
+        f"SELECT count(*) FROM information_schema.tables WHERE table_catalog = {_LAKE} "
+        f"AND table_schema = {quote_literal(table.schema)} AND table_name = {quote_literal(table.name)}"
     ).fetchone()[0])
 
 
@@ -117,8 +152,8 @@ def require_table(con: duckdb.DuckDBPyConnection, table: TableRef) -> None:
 def columns(con: duckdb.DuckDBPyConnection, table: TableRef) -> list[Column]:
     rows = con.execute(
         "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
-        "WHERE table_catalog = ? AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-        [LAKE, table.schema, table.name],
+        f"WHERE table_catalog = {_LAKE} AND table_schema = {quote_literal(table.schema)} "
+        f"AND table_name = {quote_literal(table.name)} ORDER BY ordinal_position"
     ).fetchall()
     return [Column(n, t, nl == "YES") for n, t, nl in rows]
 
@@ -128,19 +163,50 @@ def current_snapshot(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def describe(con: duckdb.DuckDBPyConnection, table: TableRef) -> TableDescription:
+    """Columns, rows, files and bytes of one table (NotFound if it does not exist)."""
     require_table(con, table)
-    count = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
-    info = con.execute(
-        "SELECT file_count, file_size_bytes, delete_file_count FROM ducklake_table_info(?) "
-        f"WHERE schema_id = (SELECT schema_id FROM {METADATA}.ducklake_schema WHERE schema_name = ? AND end_snapshot IS NULL) "
-        "AND table_name = ?",
-        [LAKE, table.schema, table.name],
-    ).fetchone()
-    files, size, deletes = info if info else (0, 0, 0)
-    return TableDescription(
-        table.schema, table.name, columns(con, table), int(count), int(files or 0), int(size or 0),
-        int(deletes or 0), current_snapshot(con), max(0, int(count) - _rows_in_files(con, table)),
-    )
+    return describe_all(con, [table])[0]
+
+
+def describe_all(con: duckdb.DuckDBPyConnection, tables: list[TableRef]) -> list[TableDescription]:
+    """`describe` of each of `tables` (which must exist), in a handful of queries whatever their number:
+    one count of every table, one query of the catalog for files, bytes and rows in files, one for columns."""
+    if not tables:
+        return []
+    counts = con.execute(" UNION ALL ".join(
+        f"SELECT {i} AS i, count(*) AS n FROM {t.sql}" for i, t in enumerate(tables))).fetchall()
+    rows = dict(counts)
+    current = (f"SELECT t.table_id, s.schema_name, t.table_name FROM {METADATA}.ducklake_table t "
+               f"JOIN {METADATA}.ducklake_schema s USING (schema_id) "
+               "WHERE t.end_snapshot IS NULL AND s.end_snapshot IS NULL")
+    stats = con.execute(
+        f"WITH cur AS ({current}), "
+        f"info AS (SELECT table_id, file_count, file_size_bytes, delete_file_count FROM ducklake_table_info({_LAKE})), "
+        f"files AS (SELECT table_id, sum(record_count) AS n FROM {METADATA}.ducklake_data_file "
+        "WHERE end_snapshot IS NULL GROUP BY table_id), "
+        f"deletes AS (SELECT table_id, sum(delete_count) AS n FROM {METADATA}.ducklake_delete_file "
+        "WHERE end_snapshot IS NULL GROUP BY table_id) "
+        "SELECT cur.schema_name, cur.table_name, coalesce(info.file_count, 0), coalesce(info.file_size_bytes, 0), "
+        "coalesce(info.delete_file_count, 0), coalesce(files.n, 0) - coalesce(deletes.n, 0) FROM cur "
+        "LEFT JOIN info USING (table_id) LEFT JOIN files USING (table_id) LEFT JOIN deletes USING (table_id)"
+    ).fetchall()
+    by_name = {(schema, name): rest for schema, name, *rest in stats}
+    cols: dict[tuple[str, str], list[Column]] = {}
+    for schema, name, col, kind, nullable in con.execute(
+        "SELECT table_schema, table_name, column_name, data_type, is_nullable FROM information_schema.columns "
+        f"WHERE table_catalog = {_LAKE} ORDER BY table_schema, table_name, ordinal_position"
+    ).fetchall():
+        cols.setdefault((schema, name), []).append(Column(col, kind, nullable == "YES"))
+    snapshot = current_snapshot(con)
+    out = []
+    for i, t in enumerate(tables):
+        count = int(rows.get(i, 0))
+        files, size, deletes, in_files = by_name.get((t.schema, t.name), (0, 0, 0, 0))
+        out.append(TableDescription(
+            t.schema, t.name, cols.get((t.schema, t.name), []), count, int(files or 0), int(size or 0),
+            int(deletes or 0), snapshot, max(0, count - int(in_files or 0)),
+        ))
+    return out
 
 
 def without_nulls(con: duckdb.DuckDBPyConnection, table: TableRef, names: list[str]) -> set[str]:
@@ -153,37 +219,26 @@ def without_nulls(con: duckdb.DuckDBPyConnection, table: TableRef, names: list[s
     return {n for n, has_null in zip(names, row, strict=True) if not has_null}
 
 
-def _rows_in_files(con: duckdb.DuckDBPyConnection, table: TableRef) -> int:
-    """Live rows held in the table's data files (records minus deleted ones); the rest are inlined."""
-    current = (f"(SELECT t.table_id FROM {METADATA}.ducklake_table t JOIN {METADATA}.ducklake_schema s USING (schema_id) "
-               "WHERE s.schema_name = ? AND t.table_name = ? AND t.end_snapshot IS NULL AND s.end_snapshot IS NULL)")
-    row = con.execute(
-        f"SELECT (SELECT coalesce(sum(record_count), 0) FROM {METADATA}.ducklake_data_file "
-        f"WHERE table_id = {current} AND end_snapshot IS NULL) - "
-        f"(SELECT coalesce(sum(delete_count), 0) FROM {METADATA}.ducklake_delete_file "
-        f"WHERE table_id = {current} AND end_snapshot IS NULL)",
-        [table.schema, table.name, table.schema, table.name],
-    ).fetchone()
-    return int(row[0] or 0)
-
-
 def at_clause(version: int | None = None, timestamp: str | datetime | None = None) -> tuple[str, list[Any]]:
     if version is not None and timestamp is not None:
         raise SqlError("give either a snapshot version or a timestamp, not both")
     if version is not None:
-        return " AT (VERSION => ?)", [int(version)]
+        return f" AT (VERSION => {int(version)})", []
     if timestamp is not None:
-        return " AT (TIMESTAMP => CAST(? AS TIMESTAMPTZ))", [str(timestamp)]
+        return f" AT (TIMESTAMP => CAST({quote_literal(str(timestamp))} AS TIMESTAMPTZ))", []
     return "", []
 
 
 def read_at(
     con: duckdb.DuckDBPyConnection, table: TableRef, *, version: int | None = None,
     timestamp: str | datetime | None = None, limit: int | None = 20, order_by: str | None = None,
+    check: bool = True,
 ) -> duckdb.DuckDBPyRelation:
-    """A relation over a table now, at a snapshot version, or at a point in time."""
+    """A relation over a table now, at a snapshot version, or at a point in time.
+
+    `check`: first make sure the table exists (NotFound with the tables there are); False when the caller knows."""
     clause, params = at_clause(version, timestamp)
-    if not clause:
+    if not clause and check:
         require_table(con, table)
     sql = f"SELECT * FROM {table.sql}{clause}"
     if order_by:
@@ -243,8 +298,8 @@ def named_changes(changes: dict[str, list[str]], names: dict[str, str]) -> dict[
 def table_ids(con: duckdb.DuckDBPyConnection, table: TableRef) -> set[str]:
     rows = con.execute(
         f"SELECT DISTINCT t.table_id FROM {METADATA}.ducklake_table t JOIN {METADATA}.ducklake_schema s "
-        "USING (schema_id) WHERE s.schema_name = ? AND t.table_name = ?",
-        [table.schema, table.name],
+        f"USING (schema_id) WHERE s.schema_name = {quote_literal(table.schema)} "
+        f"AND t.table_name = {quote_literal(table.name)}"
     ).fetchall()
     return {str(r[0]) for r in rows}
 

@@ -14,7 +14,7 @@ import duckdb
 if TYPE_CHECKING:
     from airduck.config.project import Project
 from airduck.config.secrets import redact
-from airduck.errors import CatalogError, ConfigError, StorageError
+from airduck.errors import CatalogError, CatalogMissing, ConfigError, StorageError
 from airduck.lake.extensions import load_extensions
 
 LAKE = "lake"
@@ -90,8 +90,10 @@ def catalog_kind(catalog: str) -> str:
     )
 
 
-def attach_target(project: Project) -> tuple[str, str]:
-    """The `ducklake:` ATTACH string and the kind of catalog ('sqlite', 'postgres', 'duckdb')."""
+def attach_target(project: Project, *, create: bool = True) -> tuple[str, str]:
+    """The `ducklake:` ATTACH string and the kind of catalog ('sqlite', 'postgres', 'duckdb').
+
+    `create`: make the folder of a file catalog (a read never creates one, see `catalog_file`)."""
     catalog = project.config.lake.catalog
     kind = catalog_kind(catalog)
     if kind == "postgres":
@@ -102,7 +104,8 @@ def attach_target(project: Project) -> tuple[str, str]:
         return f"ducklake:postgres:{dsn}", kind
     path = catalog[len("sqlite:") :] if catalog.startswith("sqlite:") else catalog
     resolved = Path(project.resolve(path))
-    resolved.parent.mkdir(parents=True, exist_ok=True)
+    if create:
+        resolved.parent.mkdir(parents=True, exist_ok=True)
     return (f"ducklake:sqlite:{resolved}" if kind == "sqlite" else f"ducklake:{resolved}"), kind
 
 
@@ -130,12 +133,54 @@ def split_catalog_password(target: str) -> tuple[str, str | None]:
     return prefix + conninfo.make_conninfo(**{k: str(v) for k, v in params.items()}), str(password)
 
 
-def data_path(project: Project) -> str:
+def catalog_file(project: Project) -> Path | None:
+    """The file of an embedded (SQLite or DuckDB) catalog; None for a PostgreSQL catalog."""
+    catalog = project.config.lake.catalog
+    if catalog_kind(catalog) == "postgres":
+        return None
+    return Path(project.resolve(catalog[len("sqlite:"):] if catalog.startswith("sqlite:") else catalog))
+
+
+def needed_extensions(project: Project, *, writes: bool = True) -> tuple[str, ...]:
+    """The DuckDB extensions a lake connection of this project needs, and no others (each LOAD costs time).
+
+    ducklake always; the catalog's scanner (sqlite or postgres); httpfs when the data (or, for writes, the landing
+    zone, a source or `serve.export`) is on S3 or HTTP. A read-write connection also loads postgres when a source or
+    `serve.postgres` reads or writes PostgreSQL through it."""
+    cfg = project.config
+    kind = catalog_kind(cfg.lake.catalog)
+    names = ["ducklake"]
+    if kind == "sqlite":
+        names.append("sqlite_scanner")
+    remote = [cfg.lake.data_path]
+    postgres = kind == "postgres"
+    if writes:
+        remote.append(cfg.lake.landing)
+        for source in cfg.sources.values():
+            kind_of = getattr(source, "type", None)
+            if kind_of == "http":
+                remote.append("http://")
+            elif kind_of == "postgres":
+                postgres = True
+            elif isinstance(getattr(source, "path", None), str):
+                remote.append(source.path)
+        postgres = postgres or cfg.serve.postgres is not None
+        if cfg.serve.export is not None:
+            remote.append(cfg.serve.export.path)
+    if postgres:
+        names.append("postgres_scanner")
+    if any(str(p).startswith(("s3://", "s3a://", "http://", "https://", "gs://", "r2://")) for p in remote):
+        names.append("httpfs")
+    return tuple(names)
+
+
+def data_path(project: Project, *, create: bool = True) -> str:
+    """The lake's data path, ending in `/`; `create`: make the folder when it is local (reads do not)."""
     project.require(("lake", "data_path"))
     path = project.resolve(project.config.lake.data_path)
     if not path.endswith("/"):
         path += "/"
-    if "://" not in path:
+    if create and "://" not in path:
         Path(path).mkdir(parents=True, exist_ok=True)
     return path
 
@@ -212,35 +257,53 @@ def create_s3_secret(con: duckdb.DuckDBPyConnection, project: Project, name: str
         raise StorageError(f"cannot configure S3 access: {redact(str(exc))}") from None
 
 
-_CONN_HINTS = (
-    (re.compile(r"password authentication failed|authentication failed", re.I), "check the user and password"),
-    (re.compile(r"Connection refused|could not connect|timeout|No route", re.I), "is the server running and reachable?"),
-    (re.compile(r"database .* does not exist", re.I), "create the database first (createdb NAME)"),
+_CONN_HINTS = (  # (pattern, hint, transient)
+    (re.compile(r"password authentication failed|authentication failed", re.I), "check the user and password", False),
+    (re.compile(r"database .* does not exist", re.I), "create the database first (createdb NAME)", False),
+    (re.compile(r"Connection refused|could not connect|timeout|timed out|No route|the database system is "
+                r"(starting up|shutting down)|too many clients|server closed the connection", re.I),
+     "is the server running and reachable?", True),
 )
 
 
 def _catalog_error(exc: Exception, target: str) -> CatalogError:
+    """The error for a catalog that did not attach: transient when its server did not answer (refused, timed out,
+    unreachable), terminal when it answered no (password, missing database) or the target is wrong."""
     text = redact(str(exc)).strip().splitlines()
     first = next((ln for ln in text if ln.strip()), "unknown error")
-    for pattern, hint in _CONN_HINTS:
+    for pattern, hint, transient in _CONN_HINTS:
         if pattern.search(str(exc)):
-            return CatalogError(f"cannot open the lake catalog {redact(target)}: {first}", hint=hint)
+            return CatalogError(f"cannot open the lake catalog {redact(target)}: {first}", hint=hint,
+                                transient=transient)
     return CatalogError(f"cannot open the lake catalog {redact(target)}: {first}")
 
 
-def open_lake(project: Project, *, read_only: bool = False, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """A new in-memory DuckDB connection with the project's DuckLake attached as `lake` and in use."""
+_NOT_CREATED = "creating a new DuckLake is explicitly disabled"
+
+
+def open_lake(project: Project, *, read_only: bool = False, threads: int | None = None,
+              extensions: tuple[str, ...] | None = None) -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB connection with the project's DuckLake attached as `lake` and in use.
+
+    Read-write (the default) creates the catalog and airduck's schemas when they are missing. `read_only`
+    attaches READ_ONLY and writes nothing at all (no catalog, no folder): CatalogMissing when there is no
+    catalog yet. `extensions`: what to LOAD (default: `needed_extensions`)."""
     project.require(("lake",))
+    if read_only:
+        file = catalog_file(project)
+        if file is not None and not file.exists():
+            raise CatalogMissing(f"the lake catalog {redact(project.config.lake.catalog)} does not exist yet",
+                                 hint="`airduck setup` or the first `airduck run` creates it")
     con = duckdb.connect(config={"threads": threads} if threads else {})
     try:
-        load_extensions(con)
+        load_extensions(con, extensions or needed_extensions(project, writes=not read_only))
         # what DuckDB spills (large sorts, staged CSV groups) goes to the project's state folder, not to `.tmp`
         # in whatever folder the command runs from; DuckDB removes its files when the connection closes
         con.execute(f"SET temp_directory = {quote_literal(str(project.state_dir / 'tmp'))}")
-        path = data_path(project)
-        if path.startswith("s3://") or project.config.lake.landing.startswith("s3://"):
+        path = data_path(project, create=not read_only)
+        if path.startswith("s3://") or (not read_only and project.config.lake.landing.startswith("s3://")):
             create_s3_secret(con, project)
-        target, password = split_catalog_password(attach_target(project)[0])
+        target, password = split_catalog_password(attach_target(project, create=not read_only)[0])
         opts = [f"DATA_PATH {quote_literal(path)}"]
         if password is not None:  # the password lives in a secret, never in the attach path (readable as SQL)
             _create_catalog_secret(con, password)
@@ -259,6 +322,23 @@ def open_lake(project: Project, *, read_only: bool = False, threads: int | None 
         con.execute(f"USE {LAKE}")
         if not read_only:
             ensure_schemas(con)
+        return con
+    except BaseException:
+        con.close()
+        raise
+
+
+def open_empty_lake(project: Project) -> duckdb.DuckDBPyConnection:
+    """An empty DuckLake in memory attached as `lake`: what a read sees of a project whose catalog does not exist
+    yet. Nothing is written anywhere (its one snapshot lives in memory; callers say the lake is empty)."""
+    con = duckdb.connect()
+    try:
+        load_extensions(con, ("ducklake",))
+        con.execute(f"ATTACH 'ducklake::memory:' AS {LAKE} "
+                    f"(DATA_PATH {quote_literal(data_path(project, create=False))})")
+        for schema in SCHEMAS:  # as a new lake will have them (in memory only)
+            con.execute(f"CREATE SCHEMA {LAKE}.{quote_ident(schema)}")
+        con.execute(f"USE {LAKE}")
         return con
     except BaseException:
         con.close()
@@ -284,6 +364,9 @@ def _attach(con: duckdb.DuckDBPyConnection, statement: str, catalog: str, *, pro
             return
         except duckdb.Error as exc:
             racing = is_conflict(exc) or "already exists" in str(exc)
+            if _NOT_CREATED in str(exc):
+                raise CatalogMissing(f"the lake catalog {redact(catalog)} does not exist yet",
+                                     hint="`airduck setup` or the first `airduck run` creates it") from None
             if attempt == 5 or not racing:
                 mismatch = _MISMATCH.search(str(exc))
                 if mismatch and project is not None:

@@ -108,8 +108,8 @@ def _ensure_tags_table(con: duckdb.DuckDBPyConnection) -> None:
 
 def tags(con: duckdb.DuckDBPyConnection) -> list[Tag]:
     exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? AND table_schema = 'airduck' "
-        "AND table_name = 'tags'", [LAKE],
+        f"SELECT count(*) FROM information_schema.tables WHERE table_catalog = '{LAKE}' AND table_schema = 'airduck' "
+        "AND table_name = 'tags'"
     ).fetchone()[0]
     if not exists:
         return []

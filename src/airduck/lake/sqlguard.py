@@ -99,12 +99,25 @@ def _parser() -> duckdb.DuckDBPyConnection:
                                   "autoinstall_known_extensions": False, "lock_configuration": True})
 
 
+_parsers = threading.local()
+
+
+def _thread_parser() -> duckdb.DuckDBPyConnection:
+    """This thread's parser connection, made once: a new DuckDB database costs tens of milliseconds, and parsing
+    (all it is used for) leaves nothing behind in it."""
+    con = getattr(_parsers, "con", None)
+    if con is None:
+        con = _parsers.con = _parser()
+    return con
+
+
 def lake_relations(con: duckdb.DuckDBPyConnection, catalog: str = "lake") -> set[tuple[str, str]]:
     """(schema, name) of every table and view of the lake, lower case: what user SQL may read."""
+    name = "'" + catalog.replace("'", "''") + "'"  # a literal, not a parameter: binding one imports pandas (~2 s)
     rows = con.execute(
-        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
-        "UNION SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal",
-        [catalog, catalog]).fetchall()
+        f"SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = {name} "
+        f"UNION SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = {name} AND NOT internal"
+    ).fetchall()
     return {(str(s).lower(), str(t).lower()) for s, t in rows}
 
 
@@ -243,35 +256,33 @@ def check_read_only(sql: str, lake: set[tuple[str, str]]) -> str:
     if _first_keyword(sql) == "pragma":
         raise SqlError("PRAGMA statements are not allowed here",
                        hint="see `airduck tables`, `airduck describe TABLE`, `airduck doctor`")
-    con = _parser()
+    con = _thread_parser()
     try:
-        try:
-            statements = con.extract_statements(sql)
-        except duckdb.Error as exc:
-            raise SqlError(f"cannot parse the SQL: {str(exc).splitlines()[0]}") from None
-        kinds = [s.type.name if hasattr(s.type, "name") else str(s.type) for s in statements]
-        run = None
-        if len(statements) > 1 and kinds[-1] == "SELECT" and all(k == "CREATE" for k in kinds[:-1]):
-            static = _pivot_for_check(sql)  # a PIVOT without values: check it as one query with a value list
-            if static is not None:
-                try:
-                    statements = con.extract_statements(static)
-                except duckdb.Error:
-                    statements = []
-                kinds = [s.type.name if hasattr(s.type, "name") else str(s.type) for s in statements]
-            if static is None or len(statements) != 1:
-                raise SqlError("this PIVOT cannot be checked as one read-only query",
-                               hint="list its values: PIVOT t ON col IN ('a', 'b') USING sum(x)")
-            run = sql
-        if len(statements) != 1:
-            raise SqlError(f"expected exactly one statement, found {len(statements)}")
-        stmt = statements[0]
-        if kinds[0].upper() not in _ALLOWED:
-            raise SqlError(f"only read-only queries (SELECT) are allowed here, not {kinds[0]}",
-                           hint="writes go through `airduck run`, `rollback` or `maintain`")
-        raw = con.execute("SELECT json_serialize_sql(?)", [stmt.query]).fetchone()[0]
-    finally:
-        con.close()
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise SqlError(f"cannot parse the SQL: {str(exc).splitlines()[0]}") from None
+    kinds = [s.type.name if hasattr(s.type, "name") else str(s.type) for s in statements]
+    run = None
+    if len(statements) > 1 and kinds[-1] == "SELECT" and all(k == "CREATE" for k in kinds[:-1]):
+        static = _pivot_for_check(sql)  # a PIVOT without values: check it as one query with a value list
+        if static is not None:
+            try:
+                statements = con.extract_statements(static)
+            except duckdb.Error:
+                statements = []
+            kinds = [s.type.name if hasattr(s.type, "name") else str(s.type) for s in statements]
+        if static is None or len(statements) != 1:
+            raise SqlError("this PIVOT cannot be checked as one read-only query",
+                           hint="list its values: PIVOT t ON col IN ('a', 'b') USING sum(x)")
+        run = sql
+    if len(statements) != 1:
+        raise SqlError(f"expected exactly one statement, found {len(statements)}")
+    stmt = statements[0]
+    if kinds[0].upper() not in _ALLOWED:
+        raise SqlError(f"only read-only queries (SELECT) are allowed here, not {kinds[0]}",
+                       hint="writes go through `airduck run`, `rollback` or `maintain`")
+    literal = "'" + stmt.query.replace("'", "''") + "'"  # not a parameter: binding one imports pandas (~2 s)
+    raw = con.execute(f"SELECT json_serialize_sql({literal})").fetchone()[0]
     try:
         tree = json.loads(raw)
         if tree.get("error"):
@@ -306,7 +317,8 @@ def _subquery_cost(node: Any, depth: int = 0) -> int:
 
 def lock_down(con: duckdb.DuckDBPyConnection, allowed: list[str]) -> None:
     """After attaching: no file access outside the lake, no ATTACH/INSTALL, no changing settings."""
-    con.execute("SET allowed_directories = ?", [allowed])
+    listed = ", ".join("'" + path.replace("'", "''") + "'" for path in allowed)
+    con.execute(f"SET allowed_directories = [{listed}]")  # literals: binding a parameter imports pandas (~2 s)
     con.execute("SET enable_external_access = false")
     con.execute("SET autoload_known_extensions = false")
     con.execute("SET python_enable_replacements = false")  # no Python variables as tables

@@ -1,4 +1,5 @@
-"""Run records: `airduck_runs` and `airduck_run_steps`, kept beside the lake catalog, not in the lake.
+"""Run records: `airduck_runs`, `airduck_run_steps` and the steps' quality results (`airduck_quality_results`,
+see airduck.quality.store), kept beside the lake catalog, not in the lake.
 
 They live in the catalog's own database (the PostgreSQL catalog database, or a SQLite file next to
 the SQLite catalog), written with plain SQL. Keeping them out of the lake means a failed run leaves the
@@ -33,6 +34,7 @@ from airduck.core.model import StepResult
 from airduck.errors import CatalogError
 from airduck.lake.commit import is_conflict, write
 from airduck.lake.connection import LAKE, catalog_kind
+from airduck.quality import store as quality_store
 
 LOCK = f"{LAKE}.airduck.run_lock"
 
@@ -55,6 +57,7 @@ _DDL = (
     "status TEXT, rows_in BIGINT, rows_out BIGINT, rows_quarantined BIGINT, rows_rejected BIGINT, files BIGINT, "
     "started_at TEXT, finished_at TEXT, details TEXT, error TEXT)",
     "CREATE INDEX IF NOT EXISTS airduck_run_steps_id ON airduck_run_steps (run_id)",
+    *quality_store.DDL,
 )
 
 
@@ -178,6 +181,13 @@ class RecordStore:
                             [rec.run_id, i, s.layer, s.table, s.status, s.rows_in, s.rows_out, s.rows_quarantined,
                              s.rows_rejected, s.files, _ts(started), _ts(finished),
                              redact(json.dumps(s.details, default=str)), redact(s.error) if s.error else None])
+                quality_store.insert(cur, self._sql, rec.run_id, s.quality, row[-1], step_id=s.step_id)
+
+    def quality(self, *, table: str | None = None, run_id: str | None = None, failed: bool = False,
+                limit: int | None = quality_store.DEFAULT_LIMIT) -> list:
+        """Stored quality results (see :func:`airduck.quality.store.select` for the filters)."""
+        with self._conn() as cur:
+            return quality_store.select(cur, self._sql, table=table, run_id=run_id, failed=failed, limit=limit)
 
     def step_count(self, run_id: str) -> int:
         with self._conn() as cur:

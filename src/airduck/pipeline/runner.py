@@ -237,7 +237,8 @@ def _timed(reporter, layer: str, table: str, fn) -> Timed:
         result: StepResult = fn()
     except BaseException as exc:
         reporter.finish(layer, table, "failed")
-        failed = StepResult(layer, table, status="failed", error=redact(str(exc)))
+        failed = StepResult(layer, table, status="failed", error=redact(str(exc)),
+                            quality=list(getattr(exc, "quality", None) or []))  # a failed gate's results
         exc.failed_step = (failed, started, datetime.now(UTC))  # type: ignore[attr-defined]
         raise
     finished = datetime.now(UTC)

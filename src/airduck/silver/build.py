@@ -41,6 +41,7 @@ from airduck.lake.connection import quote_literal
 from airduck.silver import sql
 from airduck.silver.config import SilverTable
 from airduck.silver.expressions import Sandbox
+from airduck.silver.quality import quality_results
 from airduck.silver.rules import (
     META_COLUMNS,
     QUARANTINE_COLUMNS,
@@ -204,6 +205,7 @@ def _build(ctx: RunContext, plan: Plan, scratch: list[_StageFile]) -> StepResult
         stage_sql, stage_params = sql.stage(plan, incremental, reloaded, repeats)
         _materialize(ctx, plan, stage_sql, {**params, **stage_params}, scratch)
         _measure(con, plan, result)
+        result.quality = quality_results(ctx, con, plan, result)
         _gates(ctx, con, plan, result)
         if result.rows_quarantined:
             _run(con, sql.insert_quarantine(quarantine), params)
@@ -349,12 +351,14 @@ def _gates(ctx: RunContext, con: duckdb.DuckDBPyConnection, plan: Plan, result: 
             problems.append(f"lookup {lk.lookup.name!r} found no row in {lk.table} for {missed} of {plural(staged, 'row')} "
                             f"(by {ons}); e.g. {_sample(con, f'__ad_miss{lk.index}')}")
     if problems:
-        raise QualityGateFailed(
+        gate = QualityGateFailed(
             f"silver.{plan.name}: quality gate failed: " + " | ".join(problems),
             hint=f"the run was rolled back, nothing of this run was written (bronze and silver are as before); "
             f"{_gate_fix(ctx, plan)} and run again, or relax the rule (on_fail: drop quarantines failing rows, "
             "warn only counts them)",
         )
+        gate.quality = result.quality  # type: ignore[attr-defined]  # the failed step's results (pipeline/runner.py)
+        raise gate
 
 
 def _gate_fix(ctx: RunContext, plan: Plan) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from airduck.lake.catalog import TableRef
 from airduck.lake.connection import quote_ident as q
+from airduck.lake.connection import quote_literal
 from airduck.silver.rules import BRONZE_META, DATELIKE, META_COLUMNS, SCD2_COLUMNS, TEMPORAL, Plan
 
 STAGE = "temp.main.__ad_stage"
@@ -427,3 +428,33 @@ def scd2_close(plan: Plan) -> str:
 def scd2_insert(plan: Plan) -> str:
     return (f"{_insert_head(plan, SCD2_COLUMNS)} SELECT {_data_select(plan)}, __ad_vfe, __ad_next, "
             f"__ad_next IS NULL, $__ad_run, $__ad_batch, now() FROM {ACTIONS} WHERE __ad_action = 'open'")
+
+
+def example_key(plan: Plan) -> str:
+    """A staged row as an example: its key values (``42``; ``a=1, b=x`` for a composite key), or the row's data
+    columns as JSON when the table has no key or the key is NULL."""
+    row = f"CAST(to_json(struct_pack({', '.join(f'{q(c)} := {q(c)}' for c in plan.data_names)})) AS VARCHAR)"
+    keys = plan.rule.key
+    if not keys:
+        return row
+    if len(keys) == 1:
+        text = f"CAST({q(keys[0])} AS VARCHAR)"
+    else:
+        text = "concat_ws(', ', " + ", ".join(
+            f"{quote_literal(k + '=')} || COALESCE(CAST({q(k)} AS VARCHAR), 'NULL')" for k in keys) + ")"
+    return f"CASE WHEN {' AND '.join(f'{q(k)} IS NULL' for k in keys)} THEN {row} ELSE {text} END"
+
+
+def failing_rows(conditions: list[str], limit: int) -> str:
+    """(condition index, `__ad_rowid`) of the first `limit` staged rows (by row id) each condition holds for.
+    One top-N per condition, which reads only its flag columns and the row id and stops early (measured on a
+    10M-row stage: 15-100 ms each, against 0.76 s for one pass that also built the keys)."""
+    return " UNION ALL ".join(
+        f"SELECT * FROM (SELECT {i} AS __ad_c, __ad_rowid FROM {STAGE} WHERE {c} ORDER BY __ad_rowid LIMIT {int(limit)})"
+        for i, c in enumerate(conditions))
+
+
+def example_rows(plan: Plan, rowids: list[int]) -> str:
+    """(rowid, example) of the given staged rows (see :func:`example_key`)."""
+    ids = ", ".join(str(int(r)) for r in rowids)
+    return f"SELECT __ad_rowid, {example_key(plan)} FROM {STAGE} WHERE __ad_rowid IN ({ids})"

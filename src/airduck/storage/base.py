@@ -17,18 +17,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from airduck.errors import StorageError, Transient
+from airduck.errors import StorageError, StorageFailed, StorageUnavailable
 
 _MASK = "***"
 _TMP_PREFIX = ".airduck-tmp-"
 _PROBE_PREFIX = ".airduck-probe-"
 
 
-class ObjectNotFound(StorageError):
+class ObjectNotFound(StorageFailed):
     """The object (or the requested version of it) does not exist."""
 
 
-class StorageUnreachable(StorageError, Transient):
+class StorageUnreachable(StorageUnavailable):
     """The S3 endpoint could not be reached (refused, timed out, DNS): worth retrying later."""
 
 
