@@ -84,12 +84,14 @@ def read_watermark(con: duckdb.DuckDBPyConnection, table: str) -> int | None:
     """The last source _batch a silver table has read (None: read everything)."""
     if not table_exists(con, STATE):
         return None
-    row = con.execute(f"SELECT max(last_batch) FROM {STATE.sql} WHERE table_name = ?", [table]).fetchone()
+    row = con.execute(f"SELECT last_batch FROM {STATE.sql} WHERE table_name = ? "
+                      "ORDER BY updated_at DESC, rowid DESC LIMIT 1", [table]).fetchone()
     return None if row is None or row[0] is None else int(row[0])
 
 
 def write_watermark(con: duckdb.DuckDBPyConnection, table: str, last_batch: int | None, run_id: str) -> None:
-    con.execute(f"DELETE FROM {STATE.sql} WHERE table_name = ?", [table])
+    """Append the table's new watermark (the latest row wins). Not DELETE + INSERT: silver steps of other tables
+    insert into this table at the same time, and a DELETE would make them fail at commit."""
     con.execute(f"INSERT INTO {STATE.sql} VALUES (?, ?, ?, now())", [table, last_batch, run_id])
 
 
