@@ -201,6 +201,15 @@ class Lakehouse:
         return maintenance.run(self.con, self.project.config.lake.maintenance, **kwargs)
 
     # -- runs -------------------------------------------------------------------------------
+    def plan(self, select: list[str] | None = None):
+        """The plan of the project (a :class:`airduck.core.plan.Plan`): its steps with their input and output
+        datasets and dependencies, narrowed to `select` (dbt-style selectors, ``+x``/``x+`` graph operators).
+        Reads airduck.yml and the dbt project (its graph is cached per version; the first call after a model
+        changed runs `dbt parse`). Opens no lake and writes nothing to it."""
+        from airduck.pipeline.plan import build_plan, needs_gold
+
+        return build_plan(self.project, gold=needs_gold(select)).select(select)
+
     def run(self, select: list[str] | None = None, full_refresh: bool = False, reingest: bool = False, *,
             threads: int | None = None, step: str | None = None):
         """Run the pipeline's plan (or the selected part of it). Returns a RunResult; raises RunFailed.

@@ -407,6 +407,28 @@ def maintain(
 
 # -- runs ---------------------------------------------------------------------------------------
 @app.command()
+def plan(
+    select: Annotated[list[str] | None, typer.Option("-s", "--select", help="Steps to show: a layer (bronze, silver, gold, serve), a step id (ingest:orders), a table (silver.orders), a source or model name, tag:<dbt tag>; +x adds what x depends on, x+ what depends on x. Repeatable or comma-separated.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The run's steps in the order they can run: id, kind, what each reads and writes, what it waits for.
+
+    Built from airduck.yml and the dbt project (dbt's graph is read once per version of the dbt project).
+    Reads nothing from the lake and writes nothing."""
+    with lakehouse() as lh:
+        the_plan = lh.plan(select)
+    if as_json:
+        render.print_json(the_plan.to_dict())
+        return
+    if not len(the_plan):
+        render.console.print("nothing to run: the project has no sources, silver tables, gold or serve", highlight=False)
+        return
+    render.table(["step", "kind", "reads", "writes", "depends on"],
+                 [[s.id, s.kind.value, ", ".join(str(d) for d in s.inputs), ", ".join(str(d) for d in s.outputs),
+                   ", ".join(s.depends_on)] for s in the_plan], no_wrap=["step"])
+
+
+@app.command()
 def run(
     select: Annotated[list[str] | None, typer.Option("-s", "--select", help="Layers (bronze, silver, gold, serve), tables (bronze.x, silver.x, gold.x, x), step ids, tag:x; +x adds upstream, x+ downstream. Repeatable.")] = None,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild silver and gold from what bronze holds (sources are not read again).")] = False,

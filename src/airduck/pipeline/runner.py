@@ -35,7 +35,7 @@ import duckdb
 
 from airduck.config.secrets import redact
 from airduck.core.context import RunContext
-from airduck.core.model import Dataset, DatasetKind, DatasetVersion, Status, StepKind, StepResult
+from airduck.core.model import DatasetKind, DatasetVersion, Status, StepKind, StepResult
 from airduck.core.plan import Plan, Step
 from airduck.errors import AirduckError, ConcurrentRunError, ConfigError, RunFailed, SqlError
 from airduck.events import (
@@ -105,6 +105,7 @@ class _Run:
 
     def __init__(self, lh, rec: RunRecord, plan: Plan, opts: _Options) -> None:
         self.lh, self.rec, self.plan, self.opts = lh, rec, plan, opts
+        self.full_plan = plan
         self.store = records.RecordStore(lh.project)
         self.done: list[Timed] = []
         self.status: dict[str, str] = {}
@@ -173,8 +174,7 @@ def run_pipeline(lh, select_items: list[str] | None = None, full_refresh: bool =
     run: _Run | None = None
     t0 = time.monotonic()
     try:
-        plan = _plan(project)
-        plan = plan.subset([plan[step].id]) if step else plan.select(select_items)
+        full_plan, plan = _plan(project, select_items, step)
         _validate(project, plan)
         con = lh.con
         store = records.RecordStore(project)
@@ -187,6 +187,7 @@ def run_pipeline(lh, select_items: list[str] | None = None, full_refresh: bool =
                                command=rec.command, full_refresh=full_refresh, threads=threads))
         landing = lh.landing() if plan.of_kind(StepKind.INGEST) else None
         run = _Run(lh, rec, plan, _Options(full_refresh, reingest, landing, sink))
+        run.full_plan = full_plan
         _setup(lh, rec, plan)
         _execute(run, threads)
     except BaseException as exc:
@@ -271,42 +272,16 @@ def _totals(rec: RunRecord, steps: list[StepResult]) -> None:
 
 # -- the plan -------------------------------------------------------------------------------------------------------
 
-def _plan(project) -> Plan:
-    """The project's plan (airduck.pipeline.plan); until that lands, one built here from airduck.yml."""
-    try:
-        from airduck.pipeline.plan import build_plan  # type: ignore[import-not-found]
-    except ImportError:
-        return _config_plan(project)
-    return build_plan(project)
+def _plan(project, select_items: list[str] | None, step: str | None) -> tuple[Plan, Plan]:
+    """The whole plan and the part of it this run executes (`step`: exactly that step; else the selection)."""
+    from airduck.pipeline.plan import build_plan, needs_gold
 
-
-def _config_plan(project) -> Plan:
-    from airduck.silver.order import dependencies, silver_ref
-
-    cfg = project.config
-    steps: list[Step] = []
-    for name in cfg.sources:
-        steps.append(Step(f"ingest:{name}", StepKind.INGEST, name,
-                          outputs=(Dataset.lake(f"bronze.{name}"), Dataset.lake(f"bronze.{name}__rejects"))))
-    for name, rule in cfg.silver.items():
-        src = silver_ref(rule.source)
-        deps = [f"silver:{d}" for d in dependencies(name, rule, set(cfg.silver))]
-        bronze = rule.source.split(".")[-1].strip('"') if not src else None
-        if bronze in cfg.sources:
-            deps.insert(0, f"ingest:{bronze}")
-        steps.append(Step(f"silver:{name}", StepKind.SILVER, name,
-                          inputs=(Dataset.lake(f"silver.{src}" if src else f"bronze.{bronze}"),),
-                          outputs=(Dataset.lake(f"silver.{name}"), Dataset.lake(f"silver.{name}__quarantine")),
-                          depends_on=tuple(deps)))
-    upstream = tuple(s.id for s in steps)
-    if cfg.gold.dbt_project is not None:
-        steps.append(Step("gold:gold", StepKind.GOLD, "gold", depends_on=upstream))
-    serve_deps = ("gold:gold",) if cfg.gold.dbt_project is not None else ()
-    if cfg.serve.postgres:
-        steps.append(Step("serve:postgres", StepKind.SERVE, "postgres", depends_on=serve_deps))
-    if cfg.serve.export:
-        steps.append(Step("export:export", StepKind.EXPORT, "export", depends_on=serve_deps))
-    return Plan(steps)
+    if step:
+        kind = step.split(":", 1)[0]
+        full = build_plan(project, gold=kind not in ("ingest", "silver"))
+        return full, full.subset([full[step].id])
+    full = build_plan(project, gold=needs_gold(select_items))
+    return full, full.select(select_items)
 
 
 def _validate(project, plan: Plan) -> None:
@@ -638,7 +613,7 @@ def _run_gold_steps(run: _Run, steps: list[Step]) -> None:
         run.sink.handle(StepStarted(run_id=run.rec.run_id, step_id=s.id, kind=s.kind.value,
                                     inputs=tuple(DatasetVersion(d) for d in s.inputs)))
     try:
-        pairs, error = _run_gold(run.lh, steps, run.rec, run.plan, run.sink)
+        pairs, error = _run_gold(run.lh, steps, run.rec, run.full_plan, run.sink)
     except Exception as exc:  # a bug around dbt: every gold step failed
         error = _step_error(steps[0], exc)
         pairs = [(s, StepResult("gold", _main_table(s), status=Status.FAILED, step_id=s.id, error=redact(str(error))))
@@ -658,7 +633,7 @@ def _run_gold(lh, steps: list[Step], rec: RunRecord, plan: Plan, sink: EventSink
     from airduck.pipeline.locks import gold_lock
 
     reporter = StepReporter(sink, rec.run_id, "gold")
-    every = {s.id for s in _plan(lh.project).of_kind(StepKind.GOLD)} if rec.selection else {s.id for s in steps}
+    every = {s.id for s in plan.of_kind(StepKind.GOLD)}
     select = None if {s.id for s in steps} >= every else [s.name for s in steps]
     target = artifacts_dir(lh.project, rec.run_id) / "dbt"
     # a plain `airduck run` does not rebuild gold when nothing it depends on changed (no new snapshot);
@@ -686,6 +661,10 @@ def _run_gold(lh, steps: list[Step], rec: RunRecord, plan: Plan, sink: EventSink
         if s is not None and s.id not in claimed:
             r.step_id = s.id
             claimed.add(s.id)
+            if error is not None and r.status == Status.SKIPPED:  # built or not, nothing of gold was published
+                reason = str((r.details or {}).get("reason") or "")
+                r.status = Status.UPSTREAM_FAILED if "upstream" in reason else Status.FAILED
+                r.error = r.error or f"not published: {redact(error.message)}"
             out.append((s, r))
         else:
             out.append((None, r))
@@ -695,40 +674,32 @@ def _run_gold(lh, steps: list[Step], rec: RunRecord, plan: Plan, sink: EventSink
         if error is not None:
             r = StepResult("gold", _main_table(s), status=Status.FAILED, step_id=s.id,
                            error=f"not published: {redact(error.message)}")
-        elif len(steps) == 1 and len(results) >= 1 and s.name == "gold":  # the plan's one gold step (no manifest)
-            first = results[0]
-            r = StepResult("gold", first.table, status=first.status, step_id=s.id, details=first.details)
         else:
             skipped = any(x.status == Status.SKIPPED for x in results)
-            r = StepResult("gold", _main_table(s), status=Status.SKIPPED if skipped else Status.OK, step_id=s.id)
+            r = StepResult("gold", _main_table(s), status=Status.SKIPPED if skipped else Status.OK, step_id=s.id,
+                           details={"reason": "unchanged"} if skipped else {})
         out.append((s, r))
     return out, error
 
 
 def _run_serve(lh, step: Step, rec: RunRecord, sink: EventSink) -> list[StepResult]:
-    """A serve:<target> or export:<target> step: the marts published to PostgreSQL, or exported. The first result
-    is the step's own (with this step's id); one result per table follows."""
+    """A serve:<name> or export:<name> step: its mart published to PostgreSQL, or exported (the first result is the
+    step's own)."""
     from airduck.serve import export_tables, publish_postgres
 
     reporter = StepReporter(sink, rec.run_id, step.id)
     with catalog_lock(lh.project):
         cur = lh.con.cursor()
         try:
-            if step.kind == StepKind.SERVE:
-                results = publish_postgres(cur, lh.project, run_id=rec.run_id, reporter=reporter)
-            else:
-                results = export_tables(cur, lh.project, run_id=rec.run_id, reporter=reporter)
+            publish = publish_postgres if step.kind == StepKind.SERVE else export_tables
+            results = publish(cur, lh.project, run_id=rec.run_id, reporter=reporter, only={step.name})
         finally:
             cur.close()
     if not results:
         return [StepResult(step.layer, step.id, status=Status.SKIPPED, step_id=step.id,
                            details={"reason": "nothing to publish"})]
-    failed = [r for r in results if r.status == Status.FAILED]
-    main = StepResult(step.layer, step.id, status=Status.FAILED if failed else _worst(results), step_id=step.id,
-                      rows_out=sum(r.rows_out for r in results), details={"tables": [r.table for r in results]},
-                      error=failed[0].error if failed else None)
-    return [main, *results]
+    for r in results:
+        r.step_id = step.id
+    return results
 
 
-def _worst(results: list[StepResult]) -> str:
-    return Status.WARN if any(r.status == Status.WARN for r in results) else Status.OK
