@@ -25,7 +25,9 @@ import random
 import secrets as _secrets
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -321,8 +323,7 @@ def _setup(lh, rec: RunRecord, plan: Plan) -> None:
     if not missing(con):
         return
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        with project_lock(lh.project, "airduck.setup"), catalog_lock(lh.project):
-            cur = lh.con.cursor()
+        with project_lock(lh.project, "airduck.setup"), catalog_lock(lh.project), _lake_con(lh) as cur:
             try:
                 cur.execute("BEGIN TRANSACTION")
                 if not missing(cur):
@@ -337,13 +338,12 @@ def _setup(lh, rec: RunRecord, plan: Plan) -> None:
                     cur.execute("COMMIT")
                     return
                 except duckdb.Error as exc:
+                    _rollback(cur)
                     if attempt == MAX_ATTEMPTS or not is_conflict(exc):
                         raise
             except BaseException:
                 _rollback(cur)
                 raise
-            finally:
-                cur.close()
         time.sleep(_backoff(attempt))
 
 
@@ -505,6 +505,29 @@ def next_batch(con: duckdb.DuckDBPyConnection, table: TableRef) -> int:
     return max(snap + 1, last + 1)
 
 
+def _shared_catalog(project) -> bool:
+    """PostgreSQL catalogs take concurrent transactions from cursors of one DuckDB instance; a SQLite catalog does
+    not (a connection that has read the lake keeps a SQLite read lock that makes every other connection's COMMIT
+    fail with "database is locked"), so there every step uses the Lakehouse's one connection, one at a time."""
+    from airduck.lake.connection import catalog_kind
+
+    return catalog_kind(project.config.lake.catalog) == "postgres"
+
+
+@contextmanager
+def _lake_con(lh) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The connection a step's transaction runs on: its own cursor (PostgreSQL catalog) or, under the catalog lock,
+    the Lakehouse's connection (SQLite catalog)."""
+    if not _shared_catalog(lh.project):
+        yield lh.con
+        return
+    cur = lh.con.cursor()
+    try:
+        yield cur
+    finally:
+        cur.close()
+
+
 def _lake_step(run: _Run, step: Step) -> StepResult:
     """An ingest or silver step: its own transaction on its own cursor, under its output table's lock; a COMMIT that
     loses a race is retried (this step only, with backoff)."""
@@ -532,13 +555,19 @@ def _lake_step(run: _Run, step: Step) -> StepResult:
 
 
 def _lake_transaction(run: _Run, step: Step, ref: TableRef) -> StepResult:
+    lh, rec = run.lh, run.rec
+    message = f"run {rec.run_id}: {step.id}"
+    with _lake_con(lh) as cur:
+        return _in_transaction(run, step, ref, cur, message)
+
+
+def _in_transaction(run: _Run, step: Step, ref: TableRef, cur: duckdb.DuckDBPyConnection, message: str
+                    ) -> StepResult:
     from airduck.bronze import ingest_source
     from airduck.silver import build_silver
 
     lh, rec, opts = run.lh, run.rec, run.opts
     project = lh.project
-    message = f"run {rec.run_id}: {step.id}"
-    cur = lh.con.cursor()
     try:
         cur.execute("BEGIN TRANSACTION")
         set_message(cur, message, step=step.id, run_id=rec.run_id)
@@ -570,15 +599,13 @@ def _lake_transaction(run: _Run, step: Step, ref: TableRef) -> StepResult:
             raise _CommitFailed(exc) from exc
         with run._lock:
             run.batches.append(batch)
-        written = _committed_snapshot(lh.con, message)
+        written = _committed_snapshot(cur, message)
         result.outputs = [DatasetVersion(d, written, result.rows_out if i == 0 else None)
                           for i, d in enumerate(step.outputs)]
         return result
     except BaseException:
         _rollback(cur)
         raise
-    finally:
-        cur.close()
 
 
 def _wrote(step: StepResult) -> bool:
@@ -590,12 +617,8 @@ def _wrote(step: StepResult) -> bool:
 
 
 def _committed_snapshot(con: duckdb.DuckDBPyConnection, message: str) -> int | None:
-    cur = con.cursor()
-    try:
-        row = cur.execute(f"SELECT max(snapshot_id) FROM {LAKE}.snapshots() WHERE commit_message = ?",
-                          [message]).fetchone()
-    finally:
-        cur.close()
+    row = con.execute(f"SELECT max(snapshot_id) FROM {LAKE}.snapshots() WHERE commit_message = ?",
+                      [message]).fetchone()
     return int(row[0]) if row and row[0] is not None else None
 
 
@@ -642,6 +665,8 @@ def _run_gold(lh, steps: list[Step], rec: RunRecord, plan: Plan, sink: EventSink
     error: AirduckError | None = None
     try:
         with gold_lock(lh.project, reporter, lh.project.config.gold.timeout), catalog_lock(lh.project):
+            if not _shared_catalog(lh.project):
+                lh.close()  # dbt opens the lake in its own process; our SQLite read lock would fail its commits
             result = run_gold(lh.project, run_id=rec.run_id, select=select, reporter=reporter,
                               artifacts_dir=target, skip_unchanged=skip_unchanged)
         if result.unchanged_since is None:
@@ -688,13 +713,9 @@ def _run_serve(lh, step: Step, rec: RunRecord, sink: EventSink) -> list[StepResu
     from airduck.serve import export_tables, publish_postgres
 
     reporter = StepReporter(sink, rec.run_id, step.id)
-    with catalog_lock(lh.project):
-        cur = lh.con.cursor()
-        try:
-            publish = publish_postgres if step.kind == StepKind.SERVE else export_tables
-            results = publish(cur, lh.project, run_id=rec.run_id, reporter=reporter, only={step.name})
-        finally:
-            cur.close()
+    with catalog_lock(lh.project), _lake_con(lh) as cur:
+        publish = publish_postgres if step.kind == StepKind.SERVE else export_tables
+        results = publish(cur, lh.project, run_id=rec.run_id, reporter=reporter, only={step.name})
     if not results:
         return [StepResult(step.layer, step.id, status=Status.SKIPPED, step_id=step.id,
                            details={"reason": "nothing to publish"})]
