@@ -204,7 +204,7 @@ def run_pipeline(lh, select_items: list[str] | None = None, full_refresh: bool =
         first = next(iter(run.errors.values()), None)
         cause = _as_airduck(first) if first is not None else AirduckError(failed[0].error or "a step failed")
         error = _failed(lh, rec, run, cause, t0)
-        raise error
+        raise error from cause
     rec.status = "warned" if any(s.status == Status.WARN for s in steps) else "ok"
     rec.finished_at = datetime.now(UTC)
     _totals(rec, steps)
