@@ -122,8 +122,10 @@ def test_failed_gate_leaves_the_lake_at_the_same_snapshot(projects):
         assert count(lh, "bronze.orders") == 600 and count(lh, "silver.orders") == 300
 
 
-@pytest.mark.parametrize("point", ["after-bronze", "before-commit"])
+@pytest.mark.parametrize("point", ["before-commit:ingest:orders", "before-commit"])
 def test_kill_9_mid_run_leaves_nothing_and_the_next_run_completes(local_projects, tmp_path, point):
+    # (each step commits on its own since issue 10: killed inside the first step's transaction, nothing is visible;
+    # killed later, see tests/integration/test_pipeline_steps.py)
     root = local_projects.make(orders_config())
     n = write_orders(root, "day1.csv", 0, 20000)
     with Lakehouse.open(root) as lh:
