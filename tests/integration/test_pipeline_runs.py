@@ -139,7 +139,9 @@ def test_kill_9_mid_run_leaves_nothing_and_the_next_run_completes(local_projects
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     with Lakehouse.open(root) as lh:
-        assert lh.current_snapshot() == before
+        # at most the run's setup (the shared state tables, created before any step) committed
+        later = [s.message.split(": ", 1)[1] for s in lh.snapshots() if s.snapshot_id > before]
+        assert later in ([], ["setup"]), later
         assert "bronze.orders" not in {t.qualified for t in lh.tables()} or count(lh, "bronze.orders") == 0
         result = lh.run()
         assert result.ok

@@ -46,3 +46,35 @@ def test_second_gold_step_waits_then_times_out(tmp_path, pg_database, kind):
     t.join(30)
     with gold_lock(project, Reporter(), 5):  # free again
         pass
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_table_locks_serialise_one_table_and_never_block_another(tmp_path, pg_database, kind):
+    from airduck.pipeline.locks import project_lock
+
+    lake = {} if kind == "sqlite" else {"catalog": pg_database()}
+    (tmp_path / "airduck.yml").write_text(yaml.safe_dump({"name": "x", "lake": lake}))
+    (tmp_path / ".airduck").mkdir()
+    project = load_project(tmp_path, environ={})
+    inside = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with project_lock(project, "bronze.orders"):
+            inside.set()
+            release.wait(30)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert inside.wait(30)
+    with project_lock(project, "bronze.customers", timeout=1.0):  # another table: no wait
+        pass
+    waited: list[bool] = []
+    with pytest.raises(ConcurrentRunError, match="bronze.orders"), \
+            project_lock(project, "bronze.orders", timeout=0.5, notify=lambda: waited.append(True)):
+        pass
+    assert waited == [True]
+    release.set()
+    t.join(30)
+    with project_lock(project, "bronze.orders", timeout=5):
+        pass
