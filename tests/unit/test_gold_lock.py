@@ -70,7 +70,7 @@ def test_table_locks_serialise_one_table_and_never_block_another(tmp_path, pg_da
     with project_lock(project, "bronze.customers", timeout=1.0):  # another table: no wait
         pass
     waited: list[bool] = []
-    with pytest.raises(ConcurrentRunError, match="bronze.orders"), \
+    with pytest.raises(ConcurrentRunError, match=r"bronze\.orders"), \
             project_lock(project, "bronze.orders", timeout=0.5, notify=lambda: waited.append(True)):
         pass
     assert waited == [True]
