@@ -673,6 +673,10 @@ def _run_gold(lh, steps: list[Step], rec: RunRecord, plan: Plan, sink: EventSink
             rec.artifacts["dbt"] = str(target)
         rec.artifacts.update(result.artifacts)
         results = list(result.steps)
+        if result.unchanged_since is not None:  # dbt did not run: each gold step is skipped, with the reason
+            results = [StepResult("gold", _main_table(s), status=Status.SKIPPED, step_id=s.id,
+                                  details={"reason": "unchanged", "published_snapshot": result.unchanged_since})
+                       for s in steps]
     except AirduckError as exc:
         if target.exists():
             rec.artifacts["dbt"] = str(target)
