@@ -260,3 +260,48 @@ def test_old_step_records_gain_a_step_id_column(local_projects):
         assert [s["step_id"] for s in steps] == ["ingest:a"]
     with sqlite3.connect(runs) as db:
         assert db.execute("SELECT step_id FROM airduck_run_steps WHERE run_id = 'old'").fetchall() == [(None,)]
+
+
+@pytest.mark.parametrize("combo", ["pg-local", "sqlite-local"])
+def test_what_ducklake_does_with_two_open_transactions(combo, tmp_path, request):
+    """Why the runner does what it does: on a PostgreSQL catalog DuckLake retries (by itself) a commit whose changes do
+    not conflict, e.g. inserts into the same table from two transactions, and reports a real conflict (a delete of
+    rows another transaction inserted next to) at COMMIT; on a SQLite catalog the second open transaction cannot
+    commit at all, so the steps take turns there."""
+    from airduck.lake.commit import is_conflict
+    from airduck.lake.connection import open_lake
+    from tests.conftest import ProjectFactory
+
+    root = ProjectFactory(combo, tmp_path, request).make({"sources": {}})
+    from airduck.config.project import load_project
+
+    con = open_lake(load_project(root))
+    try:
+        con.execute("CREATE TABLE lake.airduck.t (k VARCHAR, v INTEGER)")
+        con.execute("INSERT INTO lake.airduck.t VALUES ('x', 0)")
+        if combo == "sqlite-local":  # a connection that has read the lake blocks every other one's COMMIT: so the
+            assert con.execute("SELECT count(*) FROM lake.airduck.t").fetchone()[0] == 1  # pipeline uses the one
+            cur = con.cursor()  # connection there, one step at a time (airduck.pipeline.locks)
+            cur.execute("BEGIN TRANSACTION")
+            cur.execute("INSERT INTO lake.airduck.t VALUES ('a', 1)")
+            with pytest.raises(Exception, match="database is locked"):
+                cur.execute("COMMIT")
+            return
+        a, b = con.cursor(), con.cursor()
+        for cur, key in ((a, "a"), (b, "b")):
+            cur.execute("BEGIN TRANSACTION")
+            cur.execute("INSERT INTO lake.airduck.t VALUES (?, 1)", [key])
+        a.execute("COMMIT")
+        b.execute("COMMIT")  # its snapshot is stale, yet it commits: DuckLake retried it on top of a's commit
+        assert con.execute("SELECT count(*) FROM lake.airduck.t").fetchone()[0] == 3
+        a.execute("BEGIN TRANSACTION")
+        a.execute("DELETE FROM lake.airduck.t WHERE k = 'x'")
+        b.execute("BEGIN TRANSACTION")
+        b.execute("INSERT INTO lake.airduck.t VALUES ('c', 1)")
+        a.execute("COMMIT")
+        with pytest.raises(Exception) as info:
+            b.execute("COMMIT")
+        assert is_conflict(info.value), info.value
+        assert "Transaction conflict" in str(info.value)
+    finally:
+        con.close()

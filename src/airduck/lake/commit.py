@@ -16,13 +16,13 @@ import duckdb
 from airduck._version import __version__
 from airduck.errors import ConcurrentRunError
 
-#: what DuckLake and the catalog databases say when a COMMIT loses a race: DuckLake's own conflict check and retry
-#: limit, SQLite's busy catalog, PostgreSQL's serialisation failures and the unique keys of DuckLake's catalog tables
-#: (two commits taking the same snapshot id). Only ever matched against errors raised BY the COMMIT statement (or
+#: what DuckLake, DuckDB and the catalog databases say when a COMMIT loses a race: DuckLake's own conflict check
+#: and retry limit, DuckDB's catalog write-write conflict, SQLite's busy catalog, PostgreSQL's serialisation failures
+#: and the unique keys of DuckLake's catalog tables (two commits taking the same snapshot id). Only ever matched against errors raised BY the COMMIT statement (or
 #: by DuckLake's commit) — a step's own SQL failing on a user value that says "conflict" is not a conflict.
 _CONFLICT_MARKERS = ("Transaction conflict", "Exceeded the maximum retry count", "database is locked",
                      "could not serialize access", "deadlock detected", "duplicate key value violates unique constraint",
-                     "Failed to commit DuckLake transaction")
+                     "Failed to commit DuckLake transaction", "write-write conflict")
 
 
 def author() -> str:
