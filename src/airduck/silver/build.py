@@ -353,8 +353,8 @@ def _gates(ctx: RunContext, con: duckdb.DuckDBPyConnection, plan: Plan, result: 
     if problems:
         raise QualityGateFailed(
             f"silver.{plan.name}: quality gate failed: " + " | ".join(problems),
-            hint=f"silver.{plan.name} was rolled back and is as before (the steps before it, such as bronze, committed "
-            "on their own; the next run reads their new rows again); "
+            hint=f"the step was rolled back, nothing of this step was written (silver.{plan.name} is as before; the "
+            "steps before it, such as bronze, committed on their own and the next run reads their new rows again); "
             f"{_gate_fix(ctx, plan)} and run again, or relax the rule (on_fail: drop quarantines failing rows, "
             "warn only counts them)",
         )
