@@ -55,9 +55,9 @@ def ensure_mart(rows: int, out: Path) -> Path:
     """A local airduck project with `gold.mart` of `rows` rows (cached) and a serve.postgres section."""
     import yaml
 
-    from airduck.config.project import load_project
     from airduck.lake.commit import write
     from airduck.lake.connection import open_lake
+    from airduck.project import load_project
     from bench.publish_contenders import mart_sql
 
     folder = out / f"publish_{rows}"

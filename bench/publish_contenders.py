@@ -50,8 +50,8 @@ def mart_sql(rows: int) -> str:
 
 
 def _open(project_dir: str | Path) -> Any:
-    from airduck.config.project import load_project
     from airduck.lake.connection import open_lake
+    from airduck.project import load_project
 
     return open_lake(load_project(project_dir))
 

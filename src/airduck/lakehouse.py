@@ -10,7 +10,6 @@ from typing import Any
 
 import duckdb
 
-from airduck.config.project import Project, load_project
 from airduck.config.secrets import redact
 from airduck.errors import AirduckError, SqlError
 from airduck.events import EventSink, Fanout, Reporter, ReporterSink
@@ -19,6 +18,7 @@ from airduck.lake.catalog import TableRef
 from airduck.lake.config import MAX_SQL_TIMEOUT_SECONDS
 from airduck.lake.connection import data_path, open_lake, storage_settings
 from airduck.lake.sqlguard import check_read_only, lake_relations, lock_down, run_with_time_limit
+from airduck.project import Project, load_project
 
 
 @dataclass
@@ -54,6 +54,13 @@ class SqlResult:
 
     def __len__(self) -> int:
         return 2
+
+
+#: the steps of `Lakehouse.maintain`, in the order they run; `check_maintenance_steps` raises `UnknownStep` for
+#: any other name (the CLI checks `--step` with it before opening anything)
+MAINTENANCE_STEPS = maintenance.STEPS
+UnknownStep = maintenance.UnknownStep
+check_maintenance_steps = maintenance.check_steps
 
 
 class Lakehouse:
@@ -195,10 +202,24 @@ class Lakehouse:
 
     def maintain(self, dry_run: bool = False, steps: tuple[str, ...] | None = None,
                  now: datetime | None = None) -> list[maintenance.MaintenanceStep]:
+        """Run lake maintenance, or only `steps` of it (see :data:`MAINTENANCE_STEPS`); with `dry_run`, only say
+        what it would do. An unknown step raises :class:`UnknownStep` before the lake is opened."""
         kwargs: dict[str, Any] = {"dry_run": dry_run, "now": now}
         if steps:
-            kwargs["steps"] = steps
+            kwargs["steps"] = check_maintenance_steps(steps)
         return maintenance.run(self.con, self.project.config.lake.maintenance, **kwargs)
+
+    # -- docs -------------------------------------------------------------------------------
+    def docs(self, out: str | Path | None = None) -> Path:
+        """Build the dbt docs of the gold project (`dbt docs generate`) into `out` (default `.airduck/docs`) and
+        return that folder. dbt builds in gold's one staging schema, so this holds the gold lock a run holds."""
+        from airduck.gold.runner import build_docs, dbt_project_dir
+        from airduck.pipeline.locks import gold_lock
+
+        dbt_project_dir(self.project)  # not a dbt project: say so before waiting for the lock
+        self.close()  # dbt opens the lake in its own process
+        with gold_lock(self.project, self.reporter, self.project.config.gold.timeout):
+            return build_docs(self.project, Path(out) if out is not None else self.project.state_dir / "docs")
 
     # -- runs -------------------------------------------------------------------------------
     def plan(self, select: list[str] | None = None):

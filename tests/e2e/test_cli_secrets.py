@@ -76,8 +76,8 @@ def test_working_catalog_failing_source_and_serve_keep_awkward_passwords_out(tmp
                                                                              pg_database):
     """Trust auth accepts any password: the catalog works with an awkward one; a source and a serving database
     that do not exist fail; nothing of either password is in the output, the run records or the dbt profile."""
-    from airduck.config.project import load_project
     from airduck.gold.profile import ENV_CATALOG, generated_profile, profile_env
+    from airduck.project import load_project
 
     monkeypatch.setenv("COLUMNS", "200")
     cat_pw, src_pw, serve_pw = "p@ss:hunter2/x", "a b'c\\d#e?f%g", "hun/ter2@x:y"

@@ -15,10 +15,10 @@ import duckdb
 import pytest
 
 from airduck.bronze import ingest_source
-from airduck.config import load_project
 from airduck.core.context import RunContext
 from airduck.core.model import StepResult
 from airduck.lake.connection import open_lake, storage_settings
+from airduck.project import load_project
 from airduck.storage import open_store, setup_store
 from tests.support.seaweed import boto3_client
 
@@ -147,7 +147,7 @@ def test_mixed_line_endings_and_quoting_errors_are_accounted(local_projects) -> 
 
 
 # --------------------------------------------------------------------------------------------------
-# many CSV files in one run: one scan per header (files._CsvGroup), or file by file (streamed)
+# many CSV files in one run: one scan per header (files.csv_reader._CsvGroup), or file by file (streamed)
 
 GROUP_FILES = {
     "a.csv": b"id,name\n1,ann\n2,bob,extra\n3,cy\n4,dee\n",  # line 3 is ragged
@@ -173,10 +173,10 @@ def _group_snapshot(root: Path) -> dict[str, Any]:
                          ids=["one-scan-per-header", "file-by-file", "run-budget-spent-after-the-first-file"])
 def test_many_csv_files_keep_per_file_accounting_row_numbers_and_landing(local_projects, monkeypatch,
                                                                          limits) -> None:
-    from airduck.bronze import files
+    from airduck.bronze.files import ingest as files_ingest
 
     for name, value in limits.items():  # smaller groups, or a run that may stage only the first files
-        monkeypatch.setattr(files, name, value)
+        monkeypatch.setattr(files_ingest, name, value)
     root = files_project(local_projects, {"people": {"type": "files", "path": "data/*.csv"}})
     for name, data in GROUP_FILES.items():
         (root / "data" / name).write_bytes(data)

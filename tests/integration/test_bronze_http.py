@@ -12,9 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from airduck.bronze import ingest_source
-from airduck.config import load_project
 from airduck.errors import SourceError, Transient
 from airduck.lake.connection import storage_settings
+from airduck.project import load_project
 from airduck.storage import open_store
 from tests.integration.test_bronze_files import bronze_run, ingest, query
 

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
-from airduck.config import load_project
 from airduck.errors import DbtError, QualityGateFailed
 from airduck.events import Reporter
 from airduck.gold import STAGE, build_docs, generated_profile, run_gold
 from airduck.lake.commit import write
 from airduck.lake.connection import open_lake
+from airduck.project import load_project
 from tests.support.lake import lake_rows as rows
 
 MODELS = {
@@ -321,6 +321,28 @@ def test_model_error_raises_dbt_error_and_select_passes_through(built):
 
 def test_build_docs(built, tmp_path):
     out = build_docs(built["project"], tmp_path / "docs")
+    assert (out / "index.html").is_file()
+    catalog = json.loads((out / "catalog.json").read_text())
+    assert any(k.endswith("customer_revenue") for k in catalog["nodes"])
+
+
+def test_docs_through_the_facade_holds_the_gold_lock_and_builds_them(built, tmp_path):
+    """`Lakehouse.docs` (what `airduck docs` calls) builds the docs while holding the gold lock of a run."""
+    from airduck.lakehouse import Lakehouse
+    from airduck.pipeline import locks
+
+    held: list[bool] = []
+    real = locks.gold_lock
+
+    def spy(*args: Any, **kwargs: Any):
+        held.append(True)
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(locks, "gold_lock", spy)
+        with Lakehouse(built["project"]) as lh:
+            out = lh.docs(tmp_path / "facade-docs")
+    assert held == [True] and out == tmp_path / "facade-docs"
     assert (out / "index.html").is_file()
     catalog = json.loads((out / "catalog.json").read_text())
     assert any(k.endswith("customer_revenue") for k in catalog["nodes"])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import yaml
 
-from airduck.config import load_project
 from airduck.gold import STAGE, run_gold
 from airduck.lake.connection import open_lake
+from airduck.project import load_project
 from tests.integration.test_gold_build import (
     GOLD_TABLES,
     expected,

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airduck.config.project import load_project
 from airduck.errors import ConfigError
 from airduck.gold.profile import profile_dict
 from airduck.lakehouse import Lakehouse
+from airduck.project import load_project
 from tests.integration.test_pipeline_runs import count, orders_config, write_orders
 
 

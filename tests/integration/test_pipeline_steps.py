@@ -273,7 +273,7 @@ def test_what_ducklake_does_with_two_open_transactions(combo, tmp_path, request)
     from tests.conftest import ProjectFactory
 
     root = ProjectFactory(combo, tmp_path, request).make({"sources": {}})
-    from airduck.config.project import load_project
+    from airduck.project import load_project
 
     con = open_lake(load_project(root))
     try:

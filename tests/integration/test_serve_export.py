@@ -10,9 +10,9 @@ import boto3
 import duckdb
 from deltalake import DeltaTable
 
-from airduck.config import load_project
 from airduck.lake.commit import write
 from airduck.lake.connection import open_lake
+from airduck.project import load_project
 from airduck.serve import export_tables
 from airduck.serve.export import delta_storage_options
 from tests.support.lake import lake_rows

@@ -8,10 +8,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from airduck.config import load_project
 from airduck.errors import ConfigError, ServeError
 from airduck.lake.commit import write
 from airduck.lake.connection import open_lake
+from airduck.project import load_project
 from airduck.serve import publish_postgres
 from tests.support.lake import lake_rows
 

@@ -21,7 +21,7 @@ from airduck.storage import (
     open_store,
     setup_store,
 )
-from airduck.storage import store as store_module
+from airduck.storage import s3 as s3_store
 from airduck.storage.setup import lifecycle_rule_id
 
 try:
@@ -139,7 +139,7 @@ def test_put_from_file_and_download(store: S3Store, tmp_path: Path, monkeypatch:
     assert store.put("blobs/one-put.bin", src).size == len(payload)
 
     # files above the single-PUT limit go through boto3's managed (multipart-capable) upload
-    monkeypatch.setattr(store_module, "_SINGLE_PUT_LIMIT", 1024)
+    monkeypatch.setattr(s3_store, "_SINGLE_PUT_LIMIT", 1024)
     result = store.put("blobs/managed.bin", src)
     assert result.size == len(payload)
     assert result.etag

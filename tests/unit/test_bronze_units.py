@@ -6,7 +6,6 @@ import duckdb
 import httpx
 import pytest
 
-import airduck.config.project  # noqa: F401  (load the project model first: lake.connection imports it)
 from airduck.bronze.config import HttpSource
 from airduck.bronze.files import glob_regex, landing_key, split_glob
 from airduck.bronze.http import Fetcher, SourceUnreachable, dig, parse_page
@@ -178,7 +177,7 @@ def test_files_are_landed_ahead_in_order_and_errors_surface_in_turn() -> None:
     import threading
     import time
 
-    from airduck.bronze.files import _ahead
+    from airduck.bronze.files.landing import _ahead
 
     started: list[int] = []
     lock = threading.Lock()

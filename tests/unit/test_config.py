@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from airduck.config import load_project, redact
+from airduck.config import redact
 from airduck.config.secrets import register_secret
 from airduck.errors import ConfigError
+from airduck.project import load_project
 
 
 def write(tmp_path, text: str, env: str | None = None):

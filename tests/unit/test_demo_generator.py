@@ -19,10 +19,10 @@ import psycopg
 import pytest
 import yaml
 
-from airduck.config import load_project
-from airduck.demo import create_demo_project, generate
-from airduck.demo.generator import CITIES, COMPANY_COLUMNS, DEFAULT_START, STATE_FILE, VACANCY_COLUMNS
 from airduck.errors import ConfigError, SourceError
+from airduck.project import load_project
+from airduck.scaffold import create_demo_project, generate
+from airduck.scaffold.generator import CITIES, COMPANY_COLUMNS, DEFAULT_START, STATE_FILE, VACANCY_COLUMNS
 
 CITY_NAMES = {c[0] for c in CITIES}
 MODELS = ("salary_by_skill_city_month", "top_growing_skills", "company_hiring_activity")

@@ -7,10 +7,10 @@ import threading
 import pytest
 import yaml
 
-from airduck.config import load_project
 from airduck.errors import ConcurrentRunError
 from airduck.events import Reporter
 from airduck.pipeline.locks import gold_lock
+from airduck.project import load_project
 
 
 class Recorder(Reporter):
@@ -78,3 +78,34 @@ def test_table_locks_serialise_one_table_and_never_block_another(tmp_path, pg_da
     t.join(30)
     with project_lock(project, "bronze.orders", timeout=5):
         pass
+
+
+def test_docs_wait_for_the_gold_lock_of_a_run(tmp_path):
+    """`airduck docs` runs dbt in gold's staging schema like a run's gold step: it waits for that step's lock
+    (here held by another holder until the docs give up), and starts no dbt meanwhile."""
+    from airduck.lakehouse import Lakehouse
+
+    (tmp_path / "gold").mkdir()
+    (tmp_path / "gold" / "dbt_project.yml").write_text("name: g\nversion: '1.0'\nprofile: airduck\n")
+    (tmp_path / "airduck.yml").write_text(yaml.safe_dump({"name": "x", "gold": {"dbt_project": "gold/",
+                                                                                 "timeout": 1.0}}))
+    project = load_project(tmp_path, environ={})
+    inside, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with gold_lock(project, Reporter(), 30):
+            inside.set()
+            release.wait(30)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    try:
+        assert inside.wait(30)
+        rec = Recorder()
+        with pytest.raises(ConcurrentRunError), Lakehouse(project, rec) as lh:
+            lh.docs(tmp_path / "docs")
+        assert rec.messages == ["waiting for another run's gold step to finish"]
+        assert not (tmp_path / "docs").exists()
+    finally:
+        release.set()
+        t.join(30)

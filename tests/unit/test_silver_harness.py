@@ -14,11 +14,11 @@ import duckdb
 import pytest
 import yaml
 
-from airduck.config.project import Project, load_project
 from airduck.core.context import RunContext
 from airduck.core.model import StepResult
 from airduck.lake.commit import set_message
 from airduck.lake.connection import quote_ident
+from airduck.project import Project, load_project
 from airduck.silver import build_silver, read_watermark, silver_order
 
 BRONZE_META = [

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from airduck.config.project import load_project
 from airduck.errors import RuleError
+from airduck.project import load_project
 from airduck.silver import silver_order, validate_rules
 from airduck.silver.config import SilverTable
 

@@ -20,7 +20,7 @@ from airduck.storage import (
     setup_store,
     validate_key,
 )
-from airduck.storage import store as store_module
+from airduck.storage import local as local_store
 
 BAD_KEYS = [
     "../x",
@@ -186,7 +186,7 @@ def test_failed_write_keeps_old_content_and_leaves_no_temp_file(
     def broken_replace(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store_module.os, "replace", broken_replace)
+    monkeypatch.setattr(local_store.os, "replace", broken_replace)
     with pytest.raises(StorageError, match="No space left on device"):
         store.put("data.csv", b"new")
     monkeypatch.undo()
@@ -197,7 +197,7 @@ def test_failed_write_keeps_old_content_and_leaves_no_temp_file(
 
 def test_listing_ignores_in_flight_temp_files(store: LocalStore, root: Path) -> None:
     store.put("a.txt", b"a")
-    (root / f"{store_module._TMP_PREFIX}crashed").write_bytes(b"half")
+    (root / f"{local_store._TMP_PREFIX}crashed").write_bytes(b"half")
     assert [o.key for o in store.list()] == ["a.txt"]
 
 

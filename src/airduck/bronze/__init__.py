@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from airduck.core.context import RunContext
     from airduck.core.model import StepResult
 
-# Nothing heavy at import time: airduck.config imports airduck.bronze.config (and so this package).
+# Nothing heavy at import time: airduck.project imports airduck.bronze.config (and so this package).
 __all__ = ["ingest_source"]
 
 

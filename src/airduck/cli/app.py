@@ -69,15 +69,10 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing airduck.yml.")] = False,
 ) -> None:
     """Create a new project with a commented airduck.yml (or, with --demo, the demo project)."""
-    if demo:
-        from airduck.demo import create_demo_project
+    import airduck
 
-        path = create_demo_project(directory, days=days, seed=seed, source_dsn=source_dsn, serve_dsn=serve_dsn,
-                                   force=force)
-    else:
-        from airduck.project_init import init_project
-
-        path = init_project(directory, name=name, force=force)
+    path = airduck.init(directory, name=name, force=force, demo=demo, days=days, seed=seed, source_dsn=source_dsn,
+                        serve_dsn=serve_dsn)
     render.ok(f"created {path}")
     from airduck.cli.invocation import command, command_prefix
 
@@ -117,19 +112,16 @@ def demo_run(
     """Create the demo project (if it does not exist yet) and run the whole pipeline on it."""
     if ctx.invoked_subcommand is not None:
         return
+    import airduck
     from airduck.cli.progress import RichReporter
-    from airduck.config.project import load_project
     from airduck.lakehouse import Lakehouse
 
-    if not (directory / "airduck.yml").exists():
-        from airduck.demo import create_demo_project
-
-        create_demo_project(directory, days=days)
+    if airduck.ensure_demo_project(directory, days=days):
         render.ok(f"created the demo project in {directory}/ ({plural(days, 'day')} of job-market data)")
     else:
         render.console.print(f"using the existing demo project in {directory}/ (run `airduck demo generate` "
                              "for more days)", highlight=False)
-    with RichReporter(quiet=quiet) as reporter, Lakehouse(load_project(directory), reporter) as lh:
+    with RichReporter(quiet=quiet) as reporter, Lakehouse.open(directory, reporter) as lh:
         result = lh.run()
         rec = lh.run_info(result.record.run_id)
         marts = [t.qualified for t in lh.tables() if t.schema == "gold"]
@@ -165,12 +157,9 @@ def demo_generate(
     as_json: JsonOpt = False,
 ) -> None:
     """Add new days of demo data to the current (demo) project; the next `airduck run` picks them up."""
-    from airduck.config.loader import find_project_dir
-    from airduck.demo import generate, require_demo_project
+    import airduck
 
-    root = state.project or find_project_dir()
-    require_demo_project(root)
-    result = generate(root, days)
+    result = airduck.generate_demo_data(state.project, days)
     if as_json:
         render.print_json({"days": [d.isoformat() for d in result.days], "files": [str(f) for f in result.files],
                            "vacancy_lines": result.vacancy_lines, "company_rows": result.company_rows})
@@ -184,11 +173,11 @@ def docs(
     out: Annotated[Path | None, typer.Option(help="Folder for the docs (default .airduck/docs).")] = None,
 ) -> None:
     """Build the dbt docs of the gold project (dbt docs generate) and say where they are."""
-    from airduck.config.project import load_project
-    from airduck.gold import build_docs
+    from airduck.cli.progress import RichReporter
+    from airduck.lakehouse import Lakehouse
 
-    project = load_project(state.project)
-    folder = build_docs(project, out or project.state_dir / "docs")
+    with RichReporter() as reporter, Lakehouse.open(state.project, reporter) as lh:  # shows a wait for the gold lock
+        folder = lh.docs(out)
     render.ok(f"dbt docs in {folder} (open index.html, or: python -m http.server -d {folder})")
 
 
@@ -383,17 +372,23 @@ def tag(
         render.ok(f"tag {t.name} -> snapshot {t.snapshot_id}")
 
 
+def _maintenance_steps(value: list[str] | None) -> list[str] | None:
+    from airduck.lakehouse import UnknownStep, check_maintenance_steps
+
+    try:
+        check_maintenance_steps(value or [])
+    except UnknownStep as exc:
+        raise typer.BadParameter(exc.message, param_hint="--step") from None
+    return value
+
+
 @app.command()
 def maintain(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be done.")] = False,
-    step: Annotated[list[str] | None, typer.Option("--step", help="Only these steps: flush, merge, rewrite, expire, cleanup.")] = None,
+    step: Annotated[list[str] | None, typer.Option("--step", callback=_maintenance_steps, help="Only these steps: flush, merge, rewrite, expire, cleanup.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Flush inlined data, merge small files, rewrite deletes, expire old snapshots, clean up files."""
-    known = ("flush", "merge", "rewrite", "expire", "cleanup")
-    for s in step or []:
-        if s not in known:
-            raise typer.BadParameter(f"{s!r} is not a step; choose from {', '.join(known)}", param_hint="--step")
     with lakehouse() as lh:
         steps = lh.maintain(dry_run=dry_run, steps=tuple(step) if step else None)
     if as_json:
@@ -440,9 +435,9 @@ def run(
 ) -> None:
     """Run the pipeline's steps: ingest -> silver -> gold (dbt) -> serve; each step commits its tables on its own."""
     from airduck.cli.progress import RichReporter
-    from airduck.config.project import load_project
     from airduck.errors import RunFailed
     from airduck.lakehouse import Lakehouse
+    from airduck.project import load_project
 
     with RichReporter(quiet=quiet or as_json) as reporter, Lakehouse(load_project(state.project), reporter) as lh:
         try:

@@ -1,4 +1,5 @@
-"""airduck.yml: models, loading, interpolation and secrets (loaded lazily: the CLI starts fast)."""
+"""airduck.yml mechanics: YAML with line numbers, ${VAR}, secrets, the base model, and the Project (loaded lazily:
+the CLI starts fast). The whole file's model and `load_project` are in :mod:`airduck.project`, above the stages."""
 
 from __future__ import annotations
 
@@ -8,20 +9,17 @@ from airduck.config.loader import PROJECT_FILE, find_project_dir
 from airduck.config.secrets import redact, register_secret
 
 __all__ = [
-    "ENV_OVERRIDES",
     "PROJECT_FILE",
     "Project",
-    "ProjectConfig",
     "find_project_dir",
-    "load_project",
     "redact",
     "register_secret",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("ENV_OVERRIDES", "Project", "ProjectConfig", "load_project"):
-        from airduck.config import project
+    if name == "Project":
+        from airduck.config.project import Project
 
-        return getattr(project, name)
+        return Project
     raise AttributeError(f"module 'airduck.config' has no attribute {name!r}")

@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from airduck.gold.runner import GOLD, STAGE, GoldResult, build_docs, publish, run_gold
     from airduck.gold.sources import write_sources
 
-# Imported lazily: airduck.config imports airduck.gold.config, so this package must not import
-# airduck.config (nor dbt-related modules) when it is first loaded.
+# Imported lazily: airduck.project imports airduck.gold.config (and so this package) to load any project, so
+# nothing dbt-related may load with it.
 _EXPORTS = {
     "generated_profile": "airduck.gold.profile",
     "write_sources": "airduck.gold.sources",

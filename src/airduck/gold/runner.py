@@ -367,6 +367,12 @@ def publish(project: Project, tables: list[str], *, run_id: str, fingerprint: st
         con.close()
 
 
+def dbt_project_dir(project: Project) -> Path:
+    """The folder of the gold dbt project; ConfigError naming the fix when `gold.dbt_project` is unset or is not
+    a dbt project."""
+    return _dbt_dir(project)
+
+
 def build_docs(project: Project, out_dir: Path) -> Path:
     """`dbt docs generate` into `out_dir` (index.html, manifest.json, catalog.json); returns it."""
     out_dir = Path(out_dir)
@@ -382,4 +388,4 @@ def build_docs(project: Project, out_dir: Path) -> Path:
     return out_dir
 
 
-__all__ = ["GOLD", "STAGE", "GoldResult", "build_docs", "publish", "run_gold"]
+__all__ = ["GOLD", "STAGE", "GoldResult", "build_docs", "dbt_project_dir", "publish", "run_gold"]

@@ -8,10 +8,26 @@ from typing import Any
 
 import duckdb
 
+from airduck.errors import Terminal
 from airduck.lake.commit import write
 from airduck.lake.config import MaintenanceConfig
 from airduck.lake.connection import LAKE, METADATA
 from airduck.lake.history import tags
+
+#: the maintenance steps, in the order they run
+STEPS = ("flush", "merge", "rewrite", "expire", "cleanup")
+
+
+class UnknownStep(Terminal):
+    """A maintenance step that does not exist."""
+
+
+def check_steps(steps: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The steps as a tuple; :class:`UnknownStep` naming the choices for one that does not exist."""
+    for s in steps:
+        if s not in STEPS:
+            raise UnknownStep(f"{s!r} is not a step; choose from {', '.join(STEPS)}")
+    return tuple(steps)
 
 
 @dataclass
@@ -134,7 +150,7 @@ def expirable(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, now: datet
 
 
 def run(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, *, dry_run: bool = False,
-        steps: tuple[str, ...] = ("flush", "merge", "rewrite", "expire", "cleanup"),
+        steps: tuple[str, ...] = STEPS,
         now: datetime | None = None) -> list[MaintenanceStep]:
     """Run maintenance (or, with dry_run, only say what it would do)."""
     now = now or datetime.now(UTC)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from airduck.serve.export import export_tables
     from airduck.serve.postgres import publish_postgres
 
-# Imported lazily: airduck.config imports airduck.serve.config while it is being initialised.
+# Imported lazily: airduck.project imports airduck.serve.config (and so this package) to load any project.
 _EXPORTS = {"export_tables": "airduck.serve.export", "publish_postgres": "airduck.serve.postgres"}
 
 __all__ = ["export_tables", "publish_postgres"]

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from airduck.errors import StorageError
-from airduck.storage.store import LocalStore, ObjectStore, S3Store
+from airduck.storage.base import ObjectStore
+from airduck.storage.local import LocalStore
+from airduck.storage.s3 import S3Store
 
 __all__ = ["SetupStep", "lifecycle_rule_id", "setup_store"]
 

@@ -1,6 +1,6 @@
 """The ready-made demo project: `airduck init DIR --demo`.
 
-It writes a complete project over the generated job-market data (see :mod:`airduck.demo.generator`):
+It writes a complete project over the generated job-market data (see :mod:`airduck.scaffold.generator`):
 
 - ``airduck.yml`` (commented): embedded lake defaults; sources ``vacancies`` (daily NDJSON files) and
   ``companies`` (daily CSV files, or ``type: postgres`` with ``dsn: ${DEMO_SOURCE_DSN}`` and
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from airduck.config.loader import PROJECT_FILE
 from airduck.config.secrets import redact, register_dsn
-from airduck.demo.generator import DEFAULT_SEED, SOURCE_DSN_VAR, STATE_FILE, generate
 from airduck.errors import ConfigError
+from airduck.scaffold.generator import DEFAULT_SEED, SOURCE_DSN_VAR, STATE_FILE, generate
 
 SERVE_DSN_VAR = "DEMO_SERVE_DSN"
 _BLOCK = re.compile(r"^@@([A-Z_]+)@@\n", re.M)
@@ -34,7 +34,7 @@ _ENV_KEY = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 
 
 def _template() -> Traversable:
-    return resources.files("airduck.demo").joinpath("template")
+    return resources.files("airduck.scaffold").joinpath("templates/demo")
 
 
 def _copy_tree(src: Traversable, dest: Path) -> list[Path]:
