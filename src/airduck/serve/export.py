@@ -63,8 +63,10 @@ def delta_storage_options(project: Project) -> dict[str, str]:
 
 def export_tables(
     con: duckdb.DuckDBPyConnection, project: Project, *, run_id: str, reporter: Reporter | None = None,
+    only: set[str] | None = None,
 ) -> list[StepResult]:
-    """Export the `serve.export` tables at the current lake snapshot; one StepResult per table."""
+    """Export the `serve.export` tables (those named in `only`, when given) at the current lake snapshot; one
+    StepResult per table."""
     cfg = project.config.serve.export
     if cfg is None or not cfg.tables:
         return []
@@ -80,6 +82,8 @@ def export_tables(
     sources = []
     for served in cfg.tables:
         source = TableRef.parse(served.table, default_schema="gold")
+        if only is not None and (served.name or source.name) not in only:  # one export:<name> step of a plan
+            continue
         require_table(con, source)
         sources.append((source, served.name or source.name))
     results = []

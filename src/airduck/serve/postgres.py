@@ -113,13 +113,17 @@ def _check_columns(plan: _Plan, cols: list[ServedColumn], served: ServedTable) -
 
 def publish_postgres(
     con: duckdb.DuckDBPyConnection, project: Project, *, run_id: str, reporter: Reporter | None = None,
+    only: set[str] | None = None,
 ) -> list[StepResult]:
-    """Publish the `serve.postgres` tables; one StepResult per table (ServeError on any failure)."""
+    """Publish the `serve.postgres` tables (those named in `only`, when given); one StepResult per table (ServeError
+    on any failure)."""
     cfg = project.config.serve.postgres
     if cfg is None or not cfg.tables:
         return []
     reporter = reporter or Reporter()
     plans = [(_plan(cfg, t), t) for t in cfg.tables]
+    if only is not None:  # one serve:<name> step of a plan
+        plans = [(p, t) for p, t in plans if p.name in only]
     for plan, served in plans:  # check every table before touching PostgreSQL
         require_table(con, plan.source)
         _check_columns(plan, served_columns(con, plan.source, "postgres"), served)
