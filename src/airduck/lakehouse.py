@@ -13,7 +13,7 @@ import duckdb
 
 from airduck.config.secrets import redact
 from airduck.errors import AirduckError, CatalogMissing, NotFound, SqlError
-from airduck.events import Reporter
+from airduck.events import EventSink, Fanout, Reporter, ReporterSink
 from airduck.lake import catalog, history, maintenance
 from airduck.lake.catalog import TableRef
 from airduck.lake.config import MAX_SQL_TIMEOUT_SECONDS
@@ -75,16 +75,24 @@ class Lakehouse:
     `current_snapshot`: those never write (not even on a fresh project) and may be called from many threads.
     """
 
-    def __init__(self, project: Project, reporter: Reporter | None = None) -> None:
+    def __init__(self, project: Project, reporter: Reporter | None = None,
+                 sinks: list[EventSink] | None = None) -> None:
         self.project = project
         self.reporter = reporter or Reporter()
+        self.sinks: list[EventSink] = list(sinks or [])
         self._con: duckdb.DuckDBPyConnection | None = None
         self._read: ReadSession | None = None
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: str | Path | None = None, reporter: Reporter | None = None) -> Lakehouse:
-        return cls(load_project(path), reporter)
+    def open(cls, path: str | Path | None = None, reporter: Reporter | None = None,
+             sinks: list[EventSink] | None = None) -> Lakehouse:
+        return cls(load_project(path), reporter, sinks)
+
+    @property
+    def events(self) -> Fanout:
+        """Where a run sends its typed events: every sink of `sinks`, and the old-style `reporter` (adapted)."""
+        return Fanout([*self.sinks, ReporterSink(self.reporter)])
 
     # -- connections -------------------------------------------------------------------------
     @property
@@ -315,15 +323,18 @@ class Lakehouse:
 
         return build_plan(self.project, gold=needs_gold(select)).select(select)
 
-    def run(self, select: list[str] | None = None, full_refresh: bool = False, reingest: bool = False):
-        """Run the pipeline (bronze -> silver -> gold -> serve, or the selected part). Returns a RunResult.
+    def run(self, select: list[str] | None = None, full_refresh: bool = False, reingest: bool = False, *,
+            threads: int | None = None, step: str | None = None):
+        """Run the pipeline's plan (or the selected part of it). Returns a RunResult; raises RunFailed.
 
+        `select`: plan selectors (``silver.orders+``, ``+gold.x``, layers, step ids); `step`: exactly one step id
+        (``ingest:orders``), without its dependencies; `threads`: steps at once (default: the number of cores).
         `full_refresh` rebuilds silver (and gold) from what bronze holds, without reading the sources again;
         `reingest` re-reads the sources, replacing their bronze rows and rejects (never duplicating), then rebuilds
         downstream."""
         from airduck.pipeline.runner import run_pipeline
 
-        return run_pipeline(self, select, full_refresh, reingest)
+        return run_pipeline(self, select, full_refresh, reingest, threads=threads, step=step)
 
     def _records(self):
         """The run records, or None when a project with an embedded catalog has none yet (a read creates no file)."""

@@ -48,6 +48,38 @@ def test_second_gold_step_waits_then_times_out(tmp_path, pg_database, kind):
         pass
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_table_locks_serialise_one_table_and_never_block_another(tmp_path, pg_database, kind):
+    from airduck.pipeline.locks import project_lock
+
+    lake = {} if kind == "sqlite" else {"catalog": pg_database()}
+    (tmp_path / "airduck.yml").write_text(yaml.safe_dump({"name": "x", "lake": lake}))
+    (tmp_path / ".airduck").mkdir()
+    project = load_project(tmp_path, environ={})
+    inside = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with project_lock(project, "bronze.orders"):
+            inside.set()
+            release.wait(30)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert inside.wait(30)
+    with project_lock(project, "bronze.customers", timeout=1.0):  # another table: no wait
+        pass
+    waited: list[bool] = []
+    with pytest.raises(ConcurrentRunError, match=r"bronze\.orders"), \
+            project_lock(project, "bronze.orders", timeout=0.5, notify=lambda: waited.append(True)):
+        pass
+    assert waited == [True]
+    release.set()
+    t.join(30)
+    with project_lock(project, "bronze.orders", timeout=5):
+        pass
+
+
 def test_docs_wait_for_the_gold_lock_of_a_run(tmp_path):
     """`airduck docs` runs dbt in gold's staging schema like a run's gold step: it waits for that step's lock
     (here held by another holder until the docs give up), and starts no dbt meanwhile."""

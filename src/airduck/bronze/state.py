@@ -27,7 +27,7 @@ A file is skipped when its latest row has the same size and the same etag or sha
 ingested again as a new version. A reingest (:func:`clear_source`) deletes the source's bronze rows, rejects and
 state in the run's transaction, so every input is read again once: replaced, never duplicated.
 
-``airduck.watermarks`` — the current cursor of each incremental source (one row per source):
+``airduck.watermarks`` — the cursor of each incremental source (appended; its latest row is current):
 ``source VARCHAR, cursor_column VARCHAR, value VARCHAR, load_id VARCHAR, updated_at TIMESTAMPTZ``.
 """
 
@@ -143,7 +143,8 @@ def get_watermark(con: duckdb.DuckDBPyConnection, source: str, cursor_column: st
 
 
 def set_watermark(con: duckdb.DuckDBPyConnection, source: str, cursor_column: str, value: str, load_id: str) -> None:
-    con.execute(f"DELETE FROM {WATERMARKS} WHERE source = $source", {"source": source})
+    """Append the new cursor value (the latest row wins): a DELETE would make steps of other sources, which insert
+    into this table at the same time, fail at commit (DuckLake: "another transaction has deleted from it")."""
     con.execute(
         f"INSERT INTO {WATERMARKS} VALUES ($source, $col, $value, $load_id, now())",
         {"source": source, "col": cursor_column, "value": value, "load_id": load_id},

@@ -424,13 +424,15 @@ def plan(
 
 @app.command()
 def run(
-    select: Annotated[list[str] | None, typer.Option("-s", "--select", help="Layers (bronze, silver, gold, serve), tables (bronze.x, silver.x, x) or dbt selectors. Repeatable.")] = None,
+    select: Annotated[list[str] | None, typer.Option("-s", "--select", help="Layers (bronze, silver, gold, serve), tables (bronze.x, silver.x, gold.x, x), step ids, tag:x; +x adds upstream, x+ downstream. Repeatable.")] = None,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild silver and gold from what bronze holds (sources are not read again).")] = False,
     reingest: Annotated[bool, typer.Option("--reingest", help="Re-read every selected source, replacing its bronze rows and rejects, then rebuild silver and gold.")] = False,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Steps run at once (default: the number of cores).")] = None,
+    step: Annotated[str | None, typer.Option("--step", help="Run exactly this step (e.g. ingest:orders), not its dependencies; see `airduck plan`.")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress display.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the pipeline: sources -> bronze -> silver (one atomic step) -> gold (dbt) -> serve."""
+    """Run the pipeline's steps: ingest -> silver -> gold (dbt) -> serve; each step commits its tables on its own."""
     from airduck.cli.progress import RichReporter
     from airduck.errors import RunFailed
     from airduck.lakehouse import Lakehouse
@@ -438,7 +440,7 @@ def run(
 
     with RichReporter(quiet=quiet or as_json) as reporter, Lakehouse(load_project(state.project), reporter) as lh:
         try:
-            result = lh.run(select, full_refresh, reingest)
+            result = lh.run(select, full_refresh, reingest, threads=threads, step=step)
         except RunFailed as exc:  # this run's own record (never an older run's), then the error line
             if as_json:
                 render.print_json(exc.record.to_dict())

@@ -16,7 +16,13 @@ import duckdb
 from airduck._version import __version__
 from airduck.errors import ConcurrentRunError
 
-_CONFLICT_MARKERS = ("database is locked", "conflict", "Transaction conflict", "could not serialize", "Write-write", "duplicate key value")
+#: what DuckLake, DuckDB and the catalog databases say when a COMMIT loses a race: DuckLake's own conflict check
+#: and retry limit, DuckDB's catalog write-write conflict, SQLite's busy catalog, PostgreSQL's serialisation failures
+#: and the unique keys of DuckLake's catalog tables (two commits taking the same snapshot id). Only ever matched against errors raised BY the COMMIT statement (or
+#: by DuckLake's commit) — a step's own SQL failing on a user value that says "conflict" is not a conflict.
+_CONFLICT_MARKERS = ("Transaction conflict", "Exceeded the maximum retry count", "database is locked",
+                     "could not serialize access", "deadlock detected", "duplicate key value violates unique constraint",
+                     "Failed to commit DuckLake transaction", "write-write conflict")
 
 
 def author() -> str:
@@ -32,6 +38,9 @@ def command_line() -> str:
 
 
 def is_conflict(exc: BaseException) -> bool:
+    """Whether an error raised at COMMIT is a lost race (worth retrying). Call it only on errors of a COMMIT."""
+    if isinstance(exc, ConcurrentRunError):
+        return True
     text = str(exc)
     return any(m.lower() in text.lower() for m in _CONFLICT_MARKERS)
 

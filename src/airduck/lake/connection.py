@@ -400,14 +400,8 @@ def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
             existing = {r[0] for r in con.execute(
                 "SELECT schema_name FROM information_schema.schemata WHERE catalog_name = ?", [LAKE]).fetchall()}
             missing = [s for s in SCHEMAS if s not in existing]
-            if not missing and _has_lock(con):
+            if not missing:
                 return
-
-
-def _has_lock(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? AND table_schema = 'airduck' "
-        "AND table_name = 'run_lock'", [LAKE]).fetchone()[0])
 
 
 def _create_schemas(con: duckdb.DuckDBPyConnection, missing: list[str]) -> None:
@@ -416,8 +410,3 @@ def _create_schemas(con: duckdb.DuckDBPyConnection, missing: list[str]) -> None:
     with write(con, "create schemas", step="init"):
         for schema in missing:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {LAKE}.{quote_ident(schema)}")
-        # the run lock (see airduck.pipeline.records) exists from the start, so a run adds no snapshot of its own
-        con.execute(f"CREATE TABLE IF NOT EXISTS {LAKE}.airduck.run_lock (id INTEGER, run_id VARCHAR, batch BIGINT, "
-                    "locked_at TIMESTAMPTZ)")
-        if con.execute(f"SELECT count(*) FROM {LAKE}.airduck.run_lock").fetchone()[0] == 0:
-            con.execute(f"INSERT INTO {LAKE}.airduck.run_lock VALUES (1, NULL, 0, now())")

@@ -9,8 +9,8 @@ lake at exactly the snapshot it had (same snapshot id), while the failure is sti
 `failed`, `killed`); the latest row per run is its state. The data a run commits carries the run id
 in its snapshot's commit message, so a run killed after its commit can still be recognised.
 
-The run lock lives in the lake (`airduck.run_lock`, one row): every run transaction updates it, so two
-runs cannot both commit (DuckLake reports a conflict to the second, which rolls back and retries).
+Steps are recorded as they finish (`step_id` names the plan step, e.g. ``ingest:orders``); each step commits
+its own snapshot, with ``run <id>: <step id>`` as its message and the run and step ids in its extra info.
 """
 
 from __future__ import annotations
@@ -32,11 +32,8 @@ from airduck.config.project import Project
 from airduck.config.secrets import redact
 from airduck.core.model import StepResult
 from airduck.errors import CatalogError
-from airduck.lake.commit import is_conflict, write
 from airduck.lake.connection import LAKE, catalog_kind
 from airduck.quality import store as quality_store
-
-LOCK = f"{LAKE}.airduck.run_lock"
 
 RUN_COLUMNS = (
     "run_id", "status", "started_at", "finished_at", "batch", "command", "selection", "full_refresh",
@@ -45,7 +42,7 @@ RUN_COLUMNS = (
 )
 STEP_COLUMNS = (
     "run_id", "step_no", "layer", "table_name", "status", "rows_in", "rows_out", "rows_quarantined",
-    "rows_rejected", "files", "started_at", "finished_at", "details", "error",
+    "rows_rejected", "files", "started_at", "finished_at", "details", "error", "step_id",
 )
 _DDL = (
     "CREATE TABLE IF NOT EXISTS airduck_runs (run_id TEXT, status TEXT, started_at TEXT, finished_at TEXT, "
@@ -55,7 +52,7 @@ _DDL = (
     "CREATE INDEX IF NOT EXISTS airduck_runs_id ON airduck_runs (run_id)",
     "CREATE TABLE IF NOT EXISTS airduck_run_steps (run_id TEXT, step_no INTEGER, layer TEXT, table_name TEXT, "
     "status TEXT, rows_in BIGINT, rows_out BIGINT, rows_quarantined BIGINT, rows_rejected BIGINT, files BIGINT, "
-    "started_at TEXT, finished_at TEXT, details TEXT, error TEXT)",
+    "started_at TEXT, finished_at TEXT, details TEXT, error TEXT, step_id TEXT)",
     "CREATE INDEX IF NOT EXISTS airduck_run_steps_id ON airduck_run_steps (run_id)",
     *quality_store.DDL,
 )
@@ -82,7 +79,6 @@ class RunRecord:
     pid: int = field(default_factory=os.getpid)
     artifacts: dict[str, str] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
-    committed_snapshot: int | None = field(default=None, repr=False)  # this run's bronze+silver commit
 
     @property
     def seconds(self) -> float | None:
@@ -92,7 +88,6 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.pop("committed_snapshot")
         d["started_at"] = self.started_at.isoformat()
         d["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
         d["seconds"] = self.seconds
@@ -153,6 +148,7 @@ class RecordStore:
             try:
                 for ddl in _DDL:
                     cur.execute(ddl)
+                self._migrate(cur)
                 conn.commit()
                 self._ready = True
                 return
@@ -163,6 +159,15 @@ class RecordStore:
                 import time
 
                 time.sleep(0.3)
+
+    def _migrate(self, cur: Any) -> None:
+        """Record tables of older versions gain the columns added since (step_id)."""
+        if self.kind == "postgres":
+            cur.execute("ALTER TABLE airduck_run_steps ADD COLUMN IF NOT EXISTS step_id TEXT")
+            return
+        cur.execute("PRAGMA table_info(airduck_run_steps)")
+        if "step_id" not in {r[1] for r in cur.fetchall()}:
+            cur.execute("ALTER TABLE airduck_run_steps ADD COLUMN step_id TEXT")
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.kind == "postgres" else sql
@@ -180,7 +185,8 @@ class RecordStore:
                 cur.execute(self._sql(f"INSERT INTO airduck_run_steps VALUES ({', '.join('?' * len(STEP_COLUMNS))})"),
                             [rec.run_id, i, s.layer, s.table, s.status, s.rows_in, s.rows_out, s.rows_quarantined,
                              s.rows_rejected, s.files, _ts(started), _ts(finished),
-                             redact(json.dumps(s.details, default=str)), redact(s.error) if s.error else None])
+                             redact(json.dumps(s.details, default=str)), redact(s.error) if s.error else None,
+                             s.step_id])
                 quality_store.insert(cur, self._sql, rec.run_id, s.quality, row[-1], step_id=s.step_id)
 
     def quality(self, *, table: str | None = None, run_id: str | None = None, failed: bool = False,
@@ -261,8 +267,8 @@ def mark_dead_runs(store: RecordStore, con: duckdb.DuckDBPyConnection) -> list[s
         rec.status = "killed"
         rec.finished_at = datetime.now(UTC)
         rec.error = ("the process ended before the run finished (killed?); "
-                     + (f"its bronze+silver step had committed snapshot {committed}" if committed
-                        else "nothing of it was committed"))
+                     + (f"its steps had committed up to snapshot {committed} (each step commits on its own)"
+                        if committed else "nothing of it was committed"))
         store.add(rec)
         dead.append(rec.run_id)
     return dead
@@ -278,36 +284,3 @@ def _alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-# -- the run lock (in the lake) --------------------------------------------------------------------
-def ensure_lock(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the one-row run lock table (retrying if a concurrent first run creates it too)."""
-    def ready() -> bool:
-        exists = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? AND table_schema = 'airduck' "
-            "AND table_name = 'run_lock'", [LAKE]).fetchone()[0]
-        return bool(exists) and con.execute(f"SELECT count(*) FROM {LOCK}").fetchone()[0] == 1
-
-    for attempt in range(6):
-        if ready():
-            return
-        try:
-            with write(con, "create the run lock", step="init"):
-                con.execute(f"CREATE TABLE IF NOT EXISTS {LOCK} (id INTEGER, run_id VARCHAR, batch BIGINT, "
-                            "locked_at TIMESTAMPTZ)")
-                if con.execute(f"SELECT count(*) FROM {LOCK}").fetchone()[0] == 0:
-                    con.execute(f"INSERT INTO {LOCK} VALUES (1, NULL, 0, now())")
-        except Exception as exc:
-            if attempt == 5 or not (is_conflict(exc) or "already exists" in str(exc)):
-                raise
-            import time
-
-            time.sleep(0.2 * (attempt + 1))
-
-
-def take_lock(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
-    """Inside the run transaction: claim the lock and the next batch number. Two runs that both do this
-    cannot both commit (DuckLake reports a conflict to the second)."""
-    con.execute(f"UPDATE {LOCK} SET run_id = ?, batch = batch + 1, locked_at = now()", [run_id])
-    return int(con.execute(f"SELECT batch FROM {LOCK}").fetchone()[0])

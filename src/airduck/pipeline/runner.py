@@ -1,38 +1,66 @@
-"""A run: bronze and silver as ONE lake transaction (write-audit-publish), then gold and serving.
+"""A run: the project's plan of steps, each step committing its own outputs in one DuckLake transaction.
 
 Order of a run:
-1. record `running` (own small transaction);
-2. BEGIN; take the run lock (a one-row UPDATE: two runs cannot both commit); bronze for each selected
-   source; silver in dependency order (expectations and gates checked here); the run's step records; COMMIT.
-   Any error (a failed gate, a bad file config, a kill -9) means nothing of it is visible: the lake stays at the
-   snapshot it had. A concurrent run that committed first makes this one roll back and retry from scratch;
-   the retry sees what the other run ingested, so nothing is duplicated.
-3. gold: dbt builds into a staging schema; only if all its tests pass are the marts published to `gold` in one
-   transaction (see airduck.gold);
-4. serve: marts are published to PostgreSQL (atomic swap) and exported.
+1. record `running` (in the run records beside the catalog, not in the lake);
+2. one setup transaction creates the system tables every step inserts into (bronze file and cursor state,
+   silver watermarks, rejects tables) when they are missing: two steps creating the same table at once is a
+   real DuckLake conflict, inserting into it at once is not;
+3. the steps run on a thread pool (`threads`), each as soon as the steps it depends on succeeded:
+   - ingest:<source> commits bronze.<source>, its rejects and its incremental state together;
+   - silver:<table> commits silver.<table>, its quarantine and its watermark together;
+   - the gold steps whose upstream succeeded are built by one dbt call (see airduck.gold: staged, published only
+     when its tests pass), then serve/export steps publish their marts.
+   A step writes under the lock of its output table (airduck.pipeline.locks), so two writers of one table (two
+   runs, two processes) take turns and the second sees what the first did. A step that wrote nothing rolls back
+   (no snapshot) and is `skipped`. A step that fails (an error, a failed gate) marks every step downstream of it
+   `upstream failed`; other branches go on. A reader between two steps sees table A new and table B still old:
+   each table is atomic on its own, a run is not.
+4. the run's record says which steps ran, failed or were skipped; a failed run raises one RunFailed with it.
 """
 
 from __future__ import annotations
 
+import os
+import random
 import secrets as _secrets
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from airduck.config.secrets import redact
 from airduck.core.context import RunContext
-from airduck.core.model import StepResult
-from airduck.errors import AirduckError, ConcurrentRunError, ConfigError, RunFailed
-from airduck.lake.catalog import current_snapshot
+from airduck.core.model import DatasetKind, DatasetVersion, Status, StepKind, StepResult
+from airduck.core.plan import Plan, Step
+from airduck.errors import AirduckError, ConcurrentRunError, ConfigError, RunFailed, SqlError
+from airduck.events import (
+    EventSink,
+    Message,
+    RunFinished,
+    RunStarted,
+    StepFailed,
+    StepFinished,
+    StepReporter,
+    StepSkipped,
+    StepStarted,
+)
+from airduck.lake.catalog import TableRef, current_snapshot, table_exists
 from airduck.lake.commit import command_line, is_conflict, set_message
+from airduck.lake.connection import LAKE
 from airduck.pipeline import records
 from airduck.pipeline.failpoints import failpoint
+from airduck.pipeline.locks import catalog_lock, project_lock
 from airduck.pipeline.records import RunRecord
-from airduck.pipeline.selection import Selection, select
 
+#: attempts of one step whose COMMIT keeps losing races (DuckLake itself first retries commits that do not
+#: logically conflict, `ducklake_max_retry_count`)
 MAX_ATTEMPTS = 5
 
 
@@ -58,88 +86,183 @@ class RunResult:
 Timed = tuple[StepResult, datetime, datetime]
 
 
+class _CommitFailed(Exception):
+    """The COMMIT of a step failed (a lost race, or the catalog refused it); nothing of the step is visible."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+@dataclass
+class _Options:
+    full_refresh: bool
+    reingest: bool
+    landing: Any
+    sink: EventSink
+
+
+class _Run:
+    """The state of one run shared by its worker threads: results, records, events."""
+
+    def __init__(self, lh, rec: RunRecord, plan: Plan, opts: _Options) -> None:
+        self.lh, self.rec, self.plan, self.opts = lh, rec, plan, opts
+        self.full_plan = plan
+        self.store = records.RecordStore(lh.project)
+        self.done: list[Timed] = []
+        self.status: dict[str, str] = {}
+        self.errors: dict[str, BaseException] = {}
+        self.batches: list[int] = []
+        self._lock = threading.Lock()
+
+    @property
+    def sink(self) -> EventSink:
+        return self.opts.sink
+
+    def finish(self, step: Step | None, timed: Timed, error: BaseException | None = None) -> None:
+        """Record one finished step (thread-safe) and send its event."""
+        result, started, finished = timed
+        with self._lock:
+            no = len(self.done)
+            self.done.append(timed)
+            if step is not None:
+                self.status[step.id] = str(result.status)
+                if error is not None:
+                    self.errors[step.id] = error
+        try:
+            self.store.add(self.rec, [timed], start_no=no)
+        except Exception as exc:  # records are best effort while the run goes on; the lake is the truth
+            self.sink.handle(Message(run_id=self.rec.run_id, text=f"could not record step {result.step_id}: "
+                                     f"{redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}",
+                                     level="warning"))
+        kind = step.kind.value if step else result.layer
+        seconds = (finished - started).total_seconds()
+        sid = result.step_id or result.table
+        if result.status == Status.FAILED:
+            err = error if isinstance(error, AirduckError) else None
+            self.sink.handle(StepFailed(run_id=self.rec.run_id, step_id=sid, kind=kind, seconds=seconds,
+                                        error=redact(result.error or ""), transient=bool(err and err.transient),
+                                        error_type=type(error).__name__ if error else "Error",
+                                        quality=tuple(result.quality)))
+        elif result.status in (Status.SKIPPED, Status.UPSTREAM_FAILED):
+            self.sink.handle(StepSkipped(run_id=self.rec.run_id, step_id=sid, kind=kind,
+                                         reason=str((result.details or {}).get("reason") or result.status),
+                                         upstream_failed=result.status == Status.UPSTREAM_FAILED))
+        else:
+            snap = next((o.snapshot for o in result.outputs if o.snapshot is not None), None)
+            self.sink.handle(StepFinished.of(self.rec.run_id, kind, result, seconds, snapshot=snap))
+
+
 def run_pipeline(lh, select_items: list[str] | None = None, full_refresh: bool = False,
-                 reingest: bool = False) -> RunResult:
-    """Run the project (or the selected part of it).
+                 reingest: bool = False, threads: int | None = None, step: str | None = None) -> RunResult:
+    """Run the project's plan (or the selected part of it, or exactly one step).
 
-    `full_refresh` rebuilds silver from what bronze holds; `reingest` re-reads the selected sources, replacing their
-    bronze rows and rejects, and rebuilds silver too.
+    `select_items`: selectors of airduck.core.plan.Plan.select (``silver.orders+``, ``+gold.x``, layers, step
+    ids). `step`: run exactly this step id (``ingest:orders``), not its dependencies (what an orchestrator's task
+    calls). `threads`: how many steps run at once (default: the number of cores). `full_refresh` rebuilds silver
+    from what bronze holds; `reingest` re-reads the selected sources, replacing their bronze rows and rejects, and
+    rebuilds silver too.
 
-    Raises :class:`RunFailed` (the cause as ``.cause``/``__cause__``, the failed run's record as ``.record``)
-    after recording the failed run; a run fails with a record even when it fails before its first step
-    (a bad selector, an invalid silver rule)."""
+    Raises :class:`RunFailed` (the first failure as ``.cause``, this run's record as ``.record``, every step result
+    as ``.steps``) after recording the failed run; a run fails with a record even when it fails before its first
+    step (a bad selector, an invalid silver rule)."""
     full_refresh = full_refresh or reingest
     project = lh.project
-    reporter = lh.reporter
+    threads = max(1, int(threads or os.cpu_count() or 1))
+    selection = list(select_items or []) + ([f"--step {step}"] if step else [])
     rec = RunRecord(run_id=new_run_id(), status="running", started_at=datetime.now(UTC), command=command_line(),
-                    selection=list(select_items or []), full_refresh=full_refresh)
-    store = records.RecordStore(project)
-    done: list[Timed] = []
+                    selection=selection, full_refresh=full_refresh)
+    sink = lh.events
+    run: _Run | None = None
+    t0 = time.monotonic()
     try:
-        sel: Selection = select(project.config, select_items)
-        _validate(project, sel)
+        full_plan, plan = _plan(project, select_items, step)
+        _validate(project, plan)
         con = lh.con
-        if sel.sources or sel.silver:
-            records.ensure_lock(con)
+        store = records.RecordStore(project)
         for run_id in records.mark_dead_runs(store, con):
-            reporter.message(f"run {run_id} had been killed (see `airduck runs show {run_id}`)", "warning")
+            sink.handle(Message(run_id=rec.run_id, level="warning",
+                                text=f"run {run_id} had been killed (see `airduck runs show {run_id}`)"))
         rec.snapshot_before = current_snapshot(con)
         store.add(rec)
-        if sel.sources or sel.silver:
-            done += _bronze_silver(lh, rec, sel, full_refresh, reingest)
-        store.add(rec, done)
-        if sel.gold:
-            done += _gold(lh, rec, sel, store, len(done), full_refresh)
-        if sel.serve:
-            done += _serve(lh, rec, store, len(done))
+        sink.handle(RunStarted(run_id=rec.run_id, steps=tuple(plan.ids), selection=tuple(selection),
+                               command=rec.command, full_refresh=full_refresh, threads=threads))
+        landing = lh.landing() if plan.of_kind(StepKind.INGEST) else None
+        run = _Run(lh, rec, plan, _Options(full_refresh, reingest, landing, sink))
+        run.full_plan = full_plan
+        _setup(lh, rec, plan)
+        _execute(run, threads)
     except BaseException as exc:
-        error = _failed(lh, rec, store, done, exc)
+        error = _failed(lh, rec, run, exc, t0)
         if error is exc:
             raise
         raise error from exc
-    rec.status = "warned" if any(s.status == "warn" for s, _, _ in done) else "ok"
+    steps = [s for s, _, _ in run.done]
+    failed = [s for s in steps if s.status == Status.FAILED]
+    rec.batch = max(run.batches) if run.batches else None
+    if failed:
+        first = next(iter(run.errors.values()), None)
+        cause = _as_airduck(first) if first is not None else AirduckError(failed[0].error or "a step failed")
+        error = _failed(lh, rec, run, cause, t0)
+        raise error from cause
+    rec.status = "warned" if any(s.status == Status.WARN for s in steps) else "ok"
     rec.finished_at = datetime.now(UTC)
-    _totals(rec, [s for s, _, _ in done])
+    _totals(rec, steps)
     rec.snapshot_after = current_snapshot(lh.con)
-    store.add(rec)
-    reporter.finish("run", None, rec.status, run_id=rec.run_id)
-    result = RunResult(rec, [s for s, _, _ in done])
-    rec.steps = [_step_dict(i, s, a, b) for i, (s, a, b) in enumerate(done, 1)]
-    return result
+    run.store.add(rec)
+    rec.steps = [_step_dict(i, s, a, b) for i, (s, a, b) in enumerate(run.done, 1)]
+    sink.handle(_run_finished(rec, steps, t0))
+    return RunResult(rec, steps)
 
 
-def _failed(lh, rec: RunRecord, store: records.RecordStore, done: list[Timed], exc: BaseException) -> BaseException:
-    """Record the failed run (best effort) and return the error to raise: RunFailed for airduck and DuckDB errors."""
+def _run_finished(rec: RunRecord, steps: list[StepResult], t0: float) -> RunFinished:
+    return RunFinished(run_id=rec.run_id, status=rec.status, seconds=time.monotonic() - t0,
+                       steps_ok=sum(1 for s in steps if s.status in (Status.OK, Status.WARN)),
+                       steps_failed=sum(1 for s in steps if s.status == Status.FAILED),
+                       steps_skipped=sum(1 for s in steps if s.status in (Status.SKIPPED, Status.UPSTREAM_FAILED)),
+                       error=rec.error)
+
+
+def _as_airduck(exc: BaseException) -> AirduckError:
     from airduck.lake.errors import translate
 
+    if isinstance(exc, AirduckError):
+        return exc
+    if isinstance(exc, duckdb.Error):
+        return translate(exc)
+    return AirduckError(f"{type(exc).__name__}: {redact(str(exc))}")
+
+
+def _failed(lh, rec: RunRecord, run: _Run | None, exc: BaseException, t0: float) -> BaseException:
+    """Record the failed run (best effort) and return the error to raise: RunFailed for airduck and DuckDB errors."""
     rec.status = "failed"
     rec.finished_at = datetime.now(UTC)
     rec.error = redact(str(exc)) if isinstance(exc, AirduckError) else redact(f"{type(exc).__name__}: {exc}")
-    failed = getattr(exc, "step_results", None) or []
-    _totals(rec, [s for s, _, _ in done] + [s for s, _, _ in failed])
-    rec.steps = [_step_dict(i, s, a, b) for i, (s, a, b) in enumerate(done + failed, 1)]
+    done = list(run.done) if run else []
+    steps = [s for s, _, _ in done]
+    _totals(rec, steps)
+    rec.steps = [_step_dict(i, s, a, b) for i, (s, a, b) in enumerate(done, 1)]
     recorded = False
     try:
-        lh.reconnect()
         if rec.snapshot_before is None:  # failed before it started: the lake did not move
+            lh.reconnect()
             rec.snapshot_before = current_snapshot(lh.con)
         rec.snapshot_after = current_snapshot(lh.con)
-        store.add(rec, failed, start_no=len(done))  # the steps in `done` are recorded already
+        records.RecordStore(lh.project).add(rec)  # the steps are recorded already, as they finished
         recorded = True
     except Exception:  # the record is best effort; the original error matters
         pass
-    lh.reporter.finish("run", None, "failed", run_id=rec.run_id)
+    lh.events.handle(_run_finished(rec, steps, t0))
     if isinstance(exc, AirduckError | duckdb.Error):
-        cause = translate(exc)
-        return RunFailed(cause, rec, [s for s, _, _ in done + failed], recorded=recorded)
+        return RunFailed(_as_airduck(exc), rec, steps, recorded=recorded)
     return exc
 
 
 def _step_dict(i: int, s: StepResult, started: datetime, finished: datetime) -> dict:
-    return {"step_no": i, "layer": s.layer, "table_name": s.table, "status": s.status, "rows_in": s.rows_in,
-            "rows_out": s.rows_out, "rows_quarantined": s.rows_quarantined, "rows_rejected": s.rows_rejected,
-            "files": s.files, "started_at": started.isoformat(), "finished_at": finished.isoformat(),
-            "details": s.details, "error": s.error}
+    return {"step_no": i, "step_id": s.step_id, "layer": s.layer, "table_name": s.table, "status": str(s.status),
+            "rows_in": s.rows_in, "rows_out": s.rows_out, "rows_quarantined": s.rows_quarantined,
+            "rows_rejected": s.rows_rejected, "files": s.files, "started_at": started.isoformat(),
+            "finished_at": finished.isoformat(), "details": s.details, "error": s.error}
 
 
 def _totals(rec: RunRecord, steps: list[StepResult]) -> None:
@@ -149,71 +272,340 @@ def _totals(rec: RunRecord, steps: list[StepResult]) -> None:
     rec.rows_rejected = sum(s.rows_rejected for s in steps)
 
 
-def _validate(project, sel: Selection) -> None:
-    if sel.empty and not project.has_something_to_run():
+# -- the plan -------------------------------------------------------------------------------------------------------
+
+def _plan(project, select_items: list[str] | None, step: str | None) -> tuple[Plan, Plan]:
+    """The whole plan and the part of it this run executes (`step`: exactly that step; else the selection)."""
+    from airduck.pipeline.plan import build_plan, needs_gold
+
+    if step:
+        kind = step.split(":", 1)[0]
+        full = build_plan(project, gold=kind not in ("ingest", "silver"))
+        return full, full.subset([full[step].id])
+    full = build_plan(project, gold=needs_gold(select_items))
+    return full, full.select(select_items)
+
+
+def _validate(project, plan: Plan) -> None:
+    if not len(plan) and not project.has_something_to_run():
         raise ConfigError(f"{project.file}: nothing to run: no sources, silver tables, gold or serve are configured",
                           hint="add a source under `sources:` (see the commented examples in airduck.yml)")
-    project.require(("lake",), *(("sources", n) for n in sel.sources), *(("silver", n) for n in sel.silver),
-                    *((("gold",),) if sel.gold else ()), *((("serve",),) if sel.serve else ()))
-    if sel.silver:
+    kinds = {s.kind for s in plan}
+    project.require(("lake",), *(("sources", s.name) for s in plan.of_kind(StepKind.INGEST)),
+                    *(("silver", s.name) for s in plan.of_kind(StepKind.SILVER)),
+                    *((("gold",),) if StepKind.GOLD in kinds else ()),
+                    *((("serve",),) if kinds & {StepKind.SERVE, StepKind.EXPORT} else ()))
+    if StepKind.SILVER in kinds:
         from airduck.silver import validate_rules
 
         validate_rules(project)
 
 
-def _bronze_silver(lh, rec: RunRecord, sel: Selection, full_refresh: bool, reingest: bool = False) -> list[Timed]:
-    from airduck.bronze import ingest_source
-    from airduck.silver import build_silver, silver_order
+# -- setup ----------------------------------------------------------------------------------------------------------
 
-    project = lh.project
-    reporter = lh.reporter
-    landing = lh.landing()
-    order = [n for n in silver_order(project.config.silver) if n in sel.silver]
+def _setup(lh, rec: RunRecord, plan: Plan) -> None:
+    """Create the tables that parallel steps insert into, in one transaction, when any is missing (no snapshot
+    otherwise). Two steps creating the same table at once conflict in DuckLake; inserting into it at once does not."""
+    from airduck.bronze.state import FILES_REF, WATERMARKS_REF, ensure_state_tables
+    from airduck.bronze.table import ensure_rejects_table, rejects_ref
+    from airduck.silver.build import STATE, ensure_state
+
+    ingest = [s.name for s in plan.of_kind(StepKind.INGEST)]
+    silver = plan.of_kind(StepKind.SILVER)
+    if not ingest and not silver:
+        return
+    wanted = [FILES_REF, WATERMARKS_REF, STATE] + [rejects_ref(n) for n in ingest]
+
+    def missing(con: duckdb.DuckDBPyConnection) -> bool:
+        return any(not table_exists(con, ref) for ref in wanted)
+
+    con = lh.con
+    if not missing(con):
+        return
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        con = lh.con
-        steps: list[Timed] = []
-        con.execute("BEGIN TRANSACTION")
-        try:
-            set_message(con, f"run {rec.run_id}: bronze+silver", step="bronze+silver", run_id=rec.run_id)
-            batch = records.take_lock(con, rec.run_id)
-            ctx = RunContext(project, con, rec.run_id, batch, landing, full_refresh, reporter, reingest=reingest)
-            for name in sel.sources:
-                steps.append(_timed(reporter, "bronze", f"bronze.{name}",
-                                    lambda n=name, c=ctx: ingest_source(c, n, project.config.sources[n])))
-            failpoint("after-bronze")
-            for name in order:
-                steps.append(_timed(reporter, "silver", f"silver.{name}",
-                                    lambda n=name, c=ctx: build_silver(c, n, project.config.silver[n])))
-            rec.batch = batch
-            failpoint("before-commit")
-            if not full_refresh and not any(_wrote(s) for s, _, _ in steps):
-                con.execute("ROLLBACK")  # nothing new: no snapshot (the run lock is not taken either)
-                rec.batch = None
-                return steps
-            con.execute("COMMIT")
-            rec.committed_snapshot = _committed_snapshot(con, rec.run_id)
-            return steps
-        except BaseException as exc:
+        with project_lock(lh.project, "airduck.setup"), catalog_lock(lh.project), _lake_con(lh) as cur:
             try:
-                con.execute("ROLLBACK")
-            except Exception:
-                pass
-            conflict = isinstance(exc, ConcurrentRunError) or (isinstance(exc, duckdb.Error) and is_conflict(exc))
-            if not conflict:
-                rolled_back = [(StepResult(**{**s.__dict__, "status": "rolled back"}), a, b) for s, a, b in steps]
-                failed = getattr(exc, "failed_step", None)
-                exc.step_results = rolled_back + ([failed] if failed else [])  # type: ignore[attr-defined]
+                cur.execute("BEGIN TRANSACTION")
+                if not missing(cur):
+                    cur.execute("ROLLBACK")
+                    return
+                set_message(cur, f"run {rec.run_id}: setup", step="setup", run_id=rec.run_id)
+                ensure_state_tables(cur)
+                ensure_state(cur)
+                for name in ingest:
+                    ensure_rejects_table(cur, name)
+                try:
+                    cur.execute("COMMIT")
+                    return
+                except duckdb.Error as exc:
+                    _rollback(cur)
+                    if attempt == MAX_ATTEMPTS or not is_conflict(exc):
+                        raise
+            except BaseException:
+                _rollback(cur)
                 raise
-            if attempt == MAX_ATTEMPTS:
-                raise ConcurrentRunError(
-                    f"other runs kept committing first; gave up after {attempt} attempts, nothing of this run was written",
-                    hint="run again when the other runs have finished",
-                ) from None
-            reporter.message(f"another run committed first; retrying (attempt {attempt + 1} of {MAX_ATTEMPTS})",
-                             "warning")
-            lh.reconnect()
-            time.sleep(min(0.25 * 2**attempt, 4.0))
+        time.sleep(_backoff(attempt))
+
+
+# -- executing the plan ---------------------------------------------------------------------------------------------
+
+def _execute(run: _Run, threads: int) -> None:
+    """Run every step of the plan as soon as its upstream succeeded, at most `threads` at once. All gold steps
+    whose upstream succeeded are built by one call (one dbt build), once nothing outside gold they wait for runs."""
+    plan = run.plan
+    pending = {s.id: s for s in plan}
+    running: dict[Future, list[Step]] = {}
+    gold_ids = {s.id for s in plan.of_kind(StepKind.GOLD)}
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="airduck-step") as pool:
+        try:
+            while pending or running:
+                _mark_upstream_failed(run, pending)
+                ready = [s for s in list(pending.values()) if s.id not in gold_ids
+                         and all(run.status.get(d) is not None and Status(run.status[d]).succeeded
+                                 for d in s.depends_on)]
+                for s in ready:
+                    del pending[s.id]
+                    running[pool.submit(_run_step, run, s)] = [s]
+                gold = [s for s in pending.values() if s.id in gold_ids]
+                if gold and not any(st.kind == StepKind.GOLD for group in running.values() for st in group):
+                    outside = {d for s in gold for d in plan.upstream_of([s.id]) if d not in gold_ids}
+                    if all(d in run.status or d not in {p.id for p in plan} for d in outside):
+                        for s in gold:
+                            del pending[s.id]
+                        running[pool.submit(_run_gold_steps, run, gold)] = gold
+                if not running:
+                    if pending:  # nothing can start and nothing runs: upstream never finished (not in the plan)
+                        for s in list(pending.values()):
+                            del pending[s.id]
+                            _upstream_failed(run, s, "upstream did not run")
+                    break
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    group = running.pop(fut)
+                    exc = fut.exception()
+                    if exc is not None:  # _run_step records its own failures; this is a bug or an interrupt
+                        raise exc
+                    del group
+        except BaseException:
+            for fut in running:
+                fut.cancel()
+            raise
+
+
+def _mark_upstream_failed(run: _Run, pending: dict[str, Step]) -> None:
+    changed = True
+    while changed:
+        changed = False
+        for s in list(pending.values()):
+            bad = [d for d in s.depends_on if run.status.get(d) in (Status.FAILED, Status.UPSTREAM_FAILED)]
+            if bad:
+                del pending[s.id]
+                _upstream_failed(run, s, f"upstream failed: {', '.join(bad)}")
+                changed = True
+
+
+def _upstream_failed(run: _Run, step: Step, reason: str) -> None:
+    now = datetime.now(UTC)
+    result = StepResult(step.layer, _main_table(step), status=Status.UPSTREAM_FAILED, step_id=step.id,
+                        details={"reason": reason})
+    run.finish(step, (result, now, now))
+
+
+def _main_table(step: Step) -> str:
+    lake = [d for d in step.outputs if d.kind == DatasetKind.LAKE]
+    if lake:
+        return lake[0].name
+    if step.kind == StepKind.INGEST:
+        return f"bronze.{step.name}"
+    if step.kind == StepKind.SILVER:
+        return f"silver.{step.name}"
+    if step.kind == StepKind.GOLD:
+        return f"gold.{step.name}"
+    return step.id
+
+
+def _run_step(run: _Run, step: Step) -> None:
+    """Run one non-gold step and record how it ended (never raises for the step's own errors)."""
+    started = datetime.now(UTC)
+    run.sink.handle(StepStarted(run_id=run.rec.run_id, step_id=step.id, kind=step.kind.value,
+                                inputs=tuple(DatasetVersion(d) for d in step.inputs)))
+    try:
+        if step.kind in (StepKind.INGEST, StepKind.SILVER):
+            results = [_lake_step(run, step)]
+        else:
+            results = _run_serve(run.lh, step, run.rec, run.sink)
+    except Exception as exc:
+        error = _step_error(step, exc)
+        result = StepResult(step.layer, _main_table(step), status=Status.FAILED, step_id=step.id,
+                            error=redact(str(error)))
+        result.quality = list(getattr(exc, "quality", None) or [])
+        run.finish(step, (result, started, datetime.now(UTC)), error)
+        return
+    finished = datetime.now(UTC)
+    main, *extra = results
+    for r in extra:  # e.g. one result per served table: recorded, the step's status is the first one's
+        r.step_id = r.step_id or step.id
+        run.finish(None, (r, started, finished))
+    run.finish(step, (main, started, finished))
+
+
+def _step_error(step: Step, exc: BaseException) -> AirduckError:
+    """The airduck error a step's failure stands for. A DuckDB error raised by the step's own SQL is never a
+    conflict, whatever its text says (a value 'no conflict here' in the data): only COMMIT failures are."""
+    if isinstance(exc, _CommitFailed):
+        return ConcurrentRunError(f"{step.id}: other writers kept committing first; gave up after {MAX_ATTEMPTS} "
+                                  f"attempts, nothing of this step was written ({_first(exc.cause)})",
+                                  hint="run again")
+    if isinstance(exc, AirduckError):
+        return exc
+    if isinstance(exc, duckdb.Error):
+        error = _as_airduck(exc)
+        if isinstance(error, ConcurrentRunError):
+            from airduck.errors import RuleError
+
+            kind = RuleError if step.kind == StepKind.SILVER else SqlError
+            return kind(f"{step.id}: {_first(exc)}")
+        return error
+    return AirduckError(f"{step.id}: {type(exc).__name__}: {redact(str(exc))}")
+
+
+def _first(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return redact(lines[0]) if lines else type(exc).__name__
+
+
+def _backoff(attempt: int) -> float:
+    return min(0.2 * 2**attempt, 4.0) * (0.5 + random.random())
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
+def next_batch(con: duckdb.DuckDBPyConnection, table: TableRef) -> int:
+    """The `_batch` of a write of `table`, read inside the step's transaction after taking the table's lock.
+
+    Silver reads a table's new rows as ``_batch > <the last batch it read>``, so batches must grow in COMMIT order
+    per table; nothing needs them to be ordered across tables. Writers of one table take turns (its lock is held
+    from before BEGIN to after COMMIT), so this transaction sees every earlier commit of the table, and
+    ``max(last batch of the table + 1, current snapshot + 1)`` is larger than every batch the table holds or held:
+    the snapshot term keeps it growing after a reingest emptied the table (earlier batches were at most the
+    snapshot they were read at + 1). A writer that started earlier but commits later is impossible: it would hold
+    the lock."""
+    snap = current_snapshot(con)
+    last = 0
+    if table_exists(con, table):
+        from airduck.lake.catalog import columns
+
+        if any(c.name == "_batch" for c in columns(con, table)):
+            last = int(con.execute(f'SELECT coalesce(max("_batch"), 0) FROM {table.sql}').fetchone()[0])
+    return max(snap + 1, last + 1)
+
+
+def _shared_catalog(project) -> bool:
+    """PostgreSQL catalogs take concurrent transactions from cursors of one DuckDB instance; a SQLite catalog does
+    not (a connection that has read the lake keeps a SQLite read lock that makes every other connection's COMMIT
+    fail with "database is locked"), so there every step uses the Lakehouse's one connection, one at a time."""
+    from airduck.lake.connection import catalog_kind
+
+    return catalog_kind(project.config.lake.catalog) == "postgres"
+
+
+@contextmanager
+def _lake_con(lh) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The connection a step's transaction runs on: its own cursor (PostgreSQL catalog) or, under the catalog lock,
+    the Lakehouse's connection (SQLite catalog)."""
+    if not _shared_catalog(lh.project):
+        yield lh.con
+        return
+    cur = lh.con.cursor()
+    try:
+        yield cur
+    finally:
+        cur.close()
+
+
+def _lake_step(run: _Run, step: Step) -> StepResult:
+    """An ingest or silver step: its own transaction on its own cursor, under its output table's lock; a COMMIT that
+    loses a race is retried (this step only, with backoff)."""
+    lh, rec = run.lh, run.rec
+    ref = TableRef.parse(_main_table(step))
+    notify = lambda: run.sink.handle(Message(  # noqa: E731
+        run_id=rec.run_id, step_id=step.id, level="warning", text=f"{step.id}: waiting for another writer of {ref}"))
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        with project_lock(lh.project, ref.qualified, notify=notify, what=f"the lock of {ref}"), \
+                catalog_lock(lh.project):
+            try:
+                result = _lake_transaction(run, step, ref)
+            except _CommitFailed as exc:
+                if attempt == MAX_ATTEMPTS:
+                    raise
+                run.sink.handle(Message(run_id=rec.run_id, step_id=step.id, level="warning",
+                                        text=f"{step.id}: another writer committed first ({_first(exc.cause)}); "
+                                             f"retrying (attempt {attempt + 1} of {MAX_ATTEMPTS})"))
+                delay = _backoff(attempt)
+            else:
+                result.details["commit_attempts"] = attempt
+                return result
+        time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def _lake_transaction(run: _Run, step: Step, ref: TableRef) -> StepResult:
+    lh, rec = run.lh, run.rec
+    message = f"run {rec.run_id}: {step.id}"
+    with _lake_con(lh) as cur:
+        return _in_transaction(run, step, ref, cur, message)
+
+
+def _in_transaction(run: _Run, step: Step, ref: TableRef, cur: duckdb.DuckDBPyConnection, message: str
+                    ) -> StepResult:
+    from airduck.bronze import ingest_source
+    from airduck.silver import build_silver
+
+    lh, rec, opts = run.lh, run.rec, run.opts
+    project = lh.project
+    try:
+        cur.execute("BEGIN TRANSACTION")
+        set_message(cur, message, step=step.id, run_id=rec.run_id)
+        read_at = current_snapshot(cur)
+        existed = table_exists(cur, ref)
+        batch = next_batch(cur, ref)
+        ctx = RunContext(project, cur, rec.run_id, batch, opts.landing, opts.full_refresh,
+                         StepReporter(opts.sink, rec.run_id, step.id), reingest=opts.reingest, step_id=step.id)
+        if step.kind == StepKind.INGEST:
+            result = ingest_source(ctx, step.name, project.config.sources[step.name])
+        else:
+            result = build_silver(ctx, step.name, project.config.silver[step.name])
+        result.step_id = step.id
+        result.details = dict(result.details or {})
+        result.details["batch"] = batch
+        result.inputs = [DatasetVersion(d, read_at if d.kind == DatasetKind.LAKE else None) for d in step.inputs]
+        failpoint(f"before-commit:{step.id}")
+        failpoint("before-commit")
+        if not opts.full_refresh and not _wrote(result) and existed:
+            _rollback(cur)  # nothing new: no snapshot
+            result.status = Status.SKIPPED
+            result.details["reason"] = "no new data"
+            result.outputs = [DatasetVersion(d, read_at) for d in step.outputs]
+            return result
+        try:
+            cur.execute("COMMIT")
+        except duckdb.Error as exc:
+            _rollback(cur)
+            raise _CommitFailed(exc) from exc
+        with run._lock:
+            run.batches.append(batch)
+        written = _committed_snapshot(cur, message)
+        result.outputs = [DatasetVersion(d, written, result.rows_out if i == 0 else None)
+                          for i, d in enumerate(step.outputs)]
+        return result
+    except BaseException:
+        _rollback(cur)
+        raise
 
 
 def _wrote(step: StepResult) -> bool:
@@ -224,27 +616,10 @@ def _wrote(step: StepResult) -> bool:
     return bool(step.rows_out or step.rows_quarantined or step.rows_rejected or step.files or changed)
 
 
-def _committed_snapshot(con, run_id: str) -> int | None:
-    row = con.execute("SELECT max(snapshot_id) FROM lake.snapshots() WHERE commit_message = ?",
-                      [f"run {run_id}: bronze+silver"]).fetchone()
+def _committed_snapshot(con: duckdb.DuckDBPyConnection, message: str) -> int | None:
+    row = con.execute(f"SELECT max(snapshot_id) FROM {LAKE}.snapshots() WHERE commit_message = ?",
+                      [message]).fetchone()
     return int(row[0]) if row and row[0] is not None else None
-
-
-def _timed(reporter, layer: str, table: str, fn) -> Timed:
-    started = datetime.now(UTC)
-    reporter.start(layer, table)
-    try:
-        result: StepResult = fn()
-    except BaseException as exc:
-        reporter.finish(layer, table, "failed")
-        failed = StepResult(layer, table, status="failed", error=redact(str(exc)),
-                            quality=list(getattr(exc, "quality", None) or []))  # a failed gate's results
-        exc.failed_step = (failed, started, datetime.now(UTC))  # type: ignore[attr-defined]
-        raise
-    finished = datetime.now(UTC)
-    reporter.finish(layer, table, result.status, rows_in=result.rows_in, rows_out=result.rows_out,
-                    quarantined=result.rows_quarantined, rejected=result.rows_rejected, files=result.files)
-    return result, started, finished
 
 
 def artifacts_dir(project, run_id: str) -> Path:
@@ -253,77 +628,103 @@ def artifacts_dir(project, run_id: str) -> Path:
     return path
 
 
-def _gold(lh, rec: RunRecord, sel: Selection, store: records.RecordStore, step_no: int,
-          full_refresh: bool = False) -> list[Timed]:
-    from airduck.gold import run_gold
+# -- gold and serving -----------------------------------------------------------------------------------------------
 
+def _run_gold_steps(run: _Run, steps: list[Step]) -> None:
     started = datetime.now(UTC)
-    lh.close()  # dbt opens the lake in its own process
-    target = artifacts_dir(lh.project, rec.run_id) / "dbt"
+    for s in steps:
+        run.sink.handle(StepStarted(run_id=run.rec.run_id, step_id=s.id, kind=s.kind.value,
+                                    inputs=tuple(DatasetVersion(d) for d in s.inputs)))
+    try:
+        pairs, error = _run_gold(run.lh, steps, run.rec, run.full_plan, run.sink)
+    except Exception as exc:  # a bug around dbt: every gold step failed
+        error = _step_error(steps[0], exc)
+        pairs = [(s, StepResult("gold", _main_table(s), status=Status.FAILED, step_id=s.id, error=redact(str(error))))
+                 for s in steps]
+    finished = datetime.now(UTC)
+    for s, result in pairs:
+        run.finish(s, (result, started, finished), error if result.status == Status.FAILED else None)
+
+
+def _run_gold(lh, steps: list[Step], rec: RunRecord, plan: Plan, sink: EventSink
+              ) -> tuple[list[tuple[Step | None, StepResult]], AirduckError | None]:
+    """Build the given gold steps with one call of airduck.gold.run_gold (one `dbt build` of their models; all
+    models when the plan has all of them). Returns a result per gold step (and dbt's other results, step None),
+    and the error when gold failed (then every gold step that dbt did not report is failed too: nothing of gold
+    was published)."""
+    from airduck.gold import run_gold
     from airduck.pipeline.locks import gold_lock
 
+    reporter = StepReporter(sink, rec.run_id, "gold")
+    every = {s.id for s in plan.of_kind(StepKind.GOLD)}
+    select = None if {s.id for s in steps} >= every else [s.name for s in steps]
+    target = artifacts_dir(lh.project, rec.run_id) / "dbt"
     # a plain `airduck run` does not rebuild gold when nothing it depends on changed (no new snapshot);
     # --full-refresh or an explicit selection always builds
-    skip_unchanged = not (full_refresh or rec.selection)
+    skip_unchanged = not (rec.full_refresh or rec.selection)
+    error: AirduckError | None = None
     try:
-        with gold_lock(lh.project, lh.reporter, lh.project.config.gold.timeout):
-            result = run_gold(lh.project, run_id=rec.run_id, select=sel.dbt_select, reporter=lh.reporter,
+        with gold_lock(lh.project, reporter, lh.project.config.gold.timeout), catalog_lock(lh.project):
+            if not _shared_catalog(lh.project):
+                lh.close()  # dbt opens the lake in its own process; our SQLite read lock would fail its commits
+            result = run_gold(lh.project, run_id=rec.run_id, select=select, reporter=reporter,
                               artifacts_dir=target, skip_unchanged=skip_unchanged)
         if result.unchanged_since is None:
             rec.artifacts["dbt"] = str(target)
+        rec.artifacts.update(result.artifacts)
+        results = list(result.steps)
+        if result.unchanged_since is not None:  # dbt did not run: each gold step is skipped, with the reason
+            results = [StepResult("gold", _main_table(s), status=Status.SKIPPED, step_id=s.id,
+                                  details={"reason": "unchanged", "published_snapshot": result.unchanged_since})
+                       for s in steps]
     except AirduckError as exc:
         if target.exists():
             rec.artifacts["dbt"] = str(target)
-        exc.step_results = [(s, started, datetime.now(UTC)) for s in getattr(exc, "steps", None) or []]
-        if lh.project.config.gold.on_failure == "revert" and rec.committed_snapshot is not None:
-            exc.step_results.append((_revert(lh, rec), started, datetime.now(UTC)))
-        raise
-    rec.artifacts.update(result.artifacts)
-    finished = datetime.now(UTC)
-    timed = [(s, started, finished) for s in result.steps]
-    store.add(rec, timed, start_no=step_no)
-    return timed
+        error = exc
+        results = list(getattr(exc, "steps", None) or [])
+    by_table = {_main_table(s): s for s in steps}
+    out: list[tuple[Step | None, StepResult]] = []
+    claimed: set[str] = set()
+    for r in results:
+        s = by_table.get(r.table)
+        if s is not None and s.id not in claimed:
+            r.step_id = s.id
+            claimed.add(s.id)
+            if error is not None and r.status == Status.SKIPPED:  # built or not, nothing of gold was published
+                reason = str((r.details or {}).get("reason") or "")
+                r.status = Status.UPSTREAM_FAILED if "upstream" in reason else Status.FAILED
+                r.error = r.error or f"not published: {redact(error.message)}"
+            out.append((s, r))
+        else:
+            out.append((None, r))
+    for s in steps:
+        if s.id in claimed:
+            continue
+        if error is not None:
+            r = StepResult("gold", _main_table(s), status=Status.FAILED, step_id=s.id,
+                           error=f"not published: {redact(error.message)}")
+        else:
+            skipped = any(x.status == Status.SKIPPED for x in results)
+            r = StepResult("gold", _main_table(s), status=Status.SKIPPED if skipped else Status.OK, step_id=s.id,
+                           details={"reason": "unchanged"} if skipped else {})
+        out.append((s, r))
+    return out, error
 
 
-def _revert(lh, rec: RunRecord) -> StepResult:
-    """Gold failed: undo this run's bronze+silver commit (as a new snapshot), so nothing of the run stays.
-    Skipped (and said so) when another run has committed since: undoing would not be safe then."""
-    from airduck.lake.commit import write
-    from airduck.lake.history import undo_snapshot
-
-    con = lh.con
-    step = StepResult("revert", f"snapshot {rec.committed_snapshot}")
-    holder = con.execute(f"SELECT run_id FROM {records.LOCK}").fetchone()[0]
-    if holder != rec.run_id:
-        step.status = "skipped"
-        step.error = f"run {holder} committed after this one; bronze+silver of this run were kept"
-        lh.reporter.message(step.error, "warning")
-        return step
-    try:
-        with write(con, f"run {rec.run_id}: revert bronze+silver (gold failed)", step="revert", run_id=rec.run_id):
-            tables = undo_snapshot(con, rec.committed_snapshot)
-    except Exception as exc:
-        step.status = "failed"
-        step.error = f"could not revert bronze+silver: {redact(str(exc))}"
-        lh.reporter.message(step.error, "error")
-        return step
-    step.details = {"tables": tables}
-    lh.reporter.message(f"gold failed: reverted this run's bronze+silver ({len(tables)} tables)", "warning")
-    return step
-
-
-def _serve(lh, rec: RunRecord, store: records.RecordStore, step_no: int) -> list[Timed]:
+def _run_serve(lh, step: Step, rec: RunRecord, sink: EventSink) -> list[StepResult]:
+    """A serve:<name> or export:<name> step: its mart published to PostgreSQL, or exported (the first result is the
+    step's own)."""
     from airduck.serve import export_tables, publish_postgres
 
-    serve = lh.project.config.serve
-    started = datetime.now(UTC)
-    results: list[StepResult] = []
-    if serve.postgres:
-        results += publish_postgres(lh.con, lh.project, run_id=rec.run_id, reporter=lh.reporter)
-    if serve.export:
-        results += export_tables(lh.con, lh.project, run_id=rec.run_id, reporter=lh.reporter)
-    finished = datetime.now(UTC)
-    timed = [(s, started, finished) for s in results]
-    if timed:
-        store.add(rec, timed, start_no=step_no)
-    return timed
+    reporter = StepReporter(sink, rec.run_id, step.id)
+    with catalog_lock(lh.project), _lake_con(lh) as cur:
+        publish = publish_postgres if step.kind == StepKind.SERVE else export_tables
+        results = publish(cur, lh.project, run_id=rec.run_id, reporter=reporter, only={step.name})
+    if not results:
+        return [StepResult(step.layer, step.id, status=Status.SKIPPED, step_id=step.id,
+                           details={"reason": "nothing to publish"})]
+    for r in results:
+        r.step_id = step.id
+    return results
+
+

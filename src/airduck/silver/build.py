@@ -85,12 +85,14 @@ def read_watermark(con: duckdb.DuckDBPyConnection, table: str) -> int | None:
     """The last source _batch a silver table has read (None: read everything)."""
     if not table_exists(con, STATE):
         return None
-    row = con.execute(f"SELECT max(last_batch) FROM {STATE.sql} WHERE table_name = ?", [table]).fetchone()
+    row = con.execute(f"SELECT last_batch FROM {STATE.sql} WHERE table_name = ? "
+                      "ORDER BY updated_at DESC, rowid DESC LIMIT 1", [table]).fetchone()
     return None if row is None or row[0] is None else int(row[0])
 
 
 def write_watermark(con: duckdb.DuckDBPyConnection, table: str, last_batch: int | None, run_id: str) -> None:
-    con.execute(f"DELETE FROM {STATE.sql} WHERE table_name = ?", [table])
+    """Append the table's new watermark (the latest row wins). Not DELETE + INSERT: silver steps of other tables
+    insert into this table at the same time, and a DELETE would make them fail at commit."""
     con.execute(f"INSERT INTO {STATE.sql} VALUES (?, ?, ?, now())", [table, last_batch, run_id])
 
 
@@ -353,7 +355,8 @@ def _gates(ctx: RunContext, con: duckdb.DuckDBPyConnection, plan: Plan, result: 
     if problems:
         gate = QualityGateFailed(
             f"silver.{plan.name}: quality gate failed: " + " | ".join(problems),
-            hint=f"the run was rolled back, nothing of this run was written (bronze and silver are as before); "
+            hint=f"the step was rolled back, nothing of this step was written (silver.{plan.name} is as before; the "
+            "steps before it, such as bronze, committed on their own and the next run reads their new rows again); "
             f"{_gate_fix(ctx, plan)} and run again, or relax the rule (on_fail: drop quarantines failing rows, "
             "warn only counts them)",
         )
