@@ -39,7 +39,15 @@ from airduck.config.secrets import redact
 from airduck.core.context import RunContext
 from airduck.core.model import DatasetKind, DatasetVersion, Status, StepKind, StepResult
 from airduck.core.plan import Plan, Step
-from airduck.errors import AirduckError, ConcurrentRunError, ConfigError, RunFailed, SqlError
+from airduck.errors import (
+    AirduckError,
+    ConcurrentRunError,
+    ConfigError,
+    DbtError,
+    QualityGateFailed,
+    RunFailed,
+    SqlError,
+)
 from airduck.events import (
     EventSink,
     Message,
@@ -56,6 +64,7 @@ from airduck.lake.commit import command_line, is_conflict, set_message
 from airduck.lake.connection import LAKE
 from airduck.pipeline import records
 from airduck.pipeline.failpoints import failpoint
+from airduck.pipeline.freshness import StepFreshness
 from airduck.pipeline.locks import catalog_lock, project_lock
 from airduck.pipeline.records import RunRecord
 
@@ -102,6 +111,16 @@ class _Options:
     sink: EventSink
 
 
+class _LiveConnection:
+    """`cursor()` on the Lakehouse's read-write connection as it is now (gold closes it for dbt on SQLite)."""
+
+    def __init__(self, lh) -> None:
+        self.lh = lh
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self.lh.con.cursor()
+
+
 class _Run:
     """The state of one run shared by its worker threads: results, records, events."""
 
@@ -114,6 +133,8 @@ class _Run:
         self.errors: dict[str, BaseException] = {}
         self.batches: list[int] = []
         self._lock = threading.Lock()
+        #: which steps can be skipped (nothing they read or are changed since they last succeeded)
+        self.fresh = StepFreshness(lh.project, _LiveConnection(lh), full_refresh=opts.full_refresh)
 
     @property
     def sink(self) -> EventSink:
@@ -430,15 +451,34 @@ def _run_step(run: _Run, step: Step) -> None:
     run.sink.handle(StepStarted(run_id=run.rec.run_id, step_id=step.id, kind=step.kind.value,
                                 inputs=tuple(DatasetVersion(d) for d in step.inputs)))
     try:
+        if step.kind != StepKind.INGEST:  # sources are always read: finding new data is the step's job
+            with catalog_lock(run.lh.project):
+                reason = run.fresh.changed(step)
+            if reason is None:
+                now = datetime.now(UTC)
+                run.finish(step, (StepResult(step.layer, _main_table(step), status=Status.SKIPPED, step_id=step.id,
+                                             details={"reason": "unchanged"}), started, now))
+                return
+        else:
+            reason = "sources are always read for new data"
         if step.kind in (StepKind.INGEST, StepKind.SILVER):
             results = [_lake_step(run, step)]
         else:
             results = _run_serve(run.lh, step, run.rec, run.sink)
+        results[0].details = {**(results[0].details or {}), "ran_because": reason}
+        if step.kind != StepKind.INGEST and Status(str(results[0].status)).succeeded:
+            with catalog_lock(run.lh.project):
+                run.fresh.record(step, run.rec.run_id)
     except Exception as exc:
         error = _step_error(step, exc)
         result = StepResult(step.layer, _main_table(step), status=Status.FAILED, step_id=step.id,
                             error=redact(str(error)))
         result.quality = list(getattr(exc, "quality", None) or [])
+        try:
+            with catalog_lock(run.lh.project):
+                run.fresh.forget(step)
+        except Exception:  # the step failed anyway; forgetting its state is best effort
+            pass
         run.finish(step, (result, started, datetime.now(UTC)), error)
         return
     finished = datetime.now(UTC)
@@ -636,7 +676,7 @@ def _run_gold_steps(run: _Run, steps: list[Step]) -> None:
         run.sink.handle(StepStarted(run_id=run.rec.run_id, step_id=s.id, kind=s.kind.value,
                                     inputs=tuple(DatasetVersion(d) for d in s.inputs)))
     try:
-        pairs, error = _run_gold(run.lh, steps, run.rec, run.full_plan, run.sink)
+        pairs, error = _run_gold(run.lh, steps, run.rec, run.full_plan, run.sink, run.fresh)
     except Exception as exc:  # a bug around dbt: every gold step failed
         error = _step_error(steps[0], exc)
         pairs = [(s, StepResult("gold", _main_table(s), status=Status.FAILED, step_id=s.id, error=redact(str(error))))
@@ -646,67 +686,56 @@ def _run_gold_steps(run: _Run, steps: list[Step]) -> None:
         run.finish(s, (result, started, finished), error if result.status == Status.FAILED else None)
 
 
-def _run_gold(lh, steps: list[Step], rec: RunRecord, plan: Plan, sink: EventSink
+def _run_gold(lh, steps: list[Step], rec: RunRecord, plan: Plan, sink: EventSink, fresh: StepFreshness | None = None
               ) -> tuple[list[tuple[Step | None, StepResult]], AirduckError | None]:
-    """Build the given gold steps with one call of airduck.gold.run_gold (one `dbt build` of their models; all
-    models when the plan has all of them). Returns a result per gold step (and dbt's other results, step None),
-    and the error when gold failed (then every gold step that dbt did not report is failed too: nothing of gold
-    was published)."""
-    from airduck.gold import run_gold
+    """Build the gold steps whose inputs or model changed (all of them with --full-refresh) with ONE `dbt build`
+    of their models (airduck.gold.run_models); every model that built and passed its tests is published, the
+    others keep their gold table. Unchanged steps are skipped and dbt is not started when none changed. Returns a
+    result per gold step and the error of the first failed one (a failed test: QualityGateFailed)."""
+    from airduck.gold import run_models
     from airduck.pipeline.locks import gold_lock
 
     reporter = StepReporter(sink, rec.run_id, "gold")
-    every = {s.id for s in plan.of_kind(StepKind.GOLD)}
-    select = None if {s.id for s in steps} >= every else [s.name for s in steps]
-    target = artifacts_dir(lh.project, rec.run_id) / "dbt"
-    # a plain `airduck run` does not rebuild gold when nothing it depends on changed (no new snapshot);
-    # --full-refresh or an explicit selection always builds
-    skip_unchanged = not (rec.full_refresh or rec.selection)
-    error: AirduckError | None = None
-    try:
-        with gold_lock(lh.project, reporter, lh.project.config.gold.timeout), catalog_lock(lh.project):
-            if not _shared_catalog(lh.project):
-                lh.close()  # dbt opens the lake in its own process; our SQLite read lock would fail its commits
-            result = run_gold(lh.project, run_id=rec.run_id, select=select, reporter=reporter,
-                              artifacts_dir=target, skip_unchanged=skip_unchanged)
-        if result.unchanged_since is None:
-            rec.artifacts["dbt"] = str(target)
-        rec.artifacts.update(result.artifacts)
-        results = list(result.steps)
-        if result.unchanged_since is not None:  # dbt did not run: each gold step is skipped, with the reason
-            results = [StepResult("gold", _main_table(s), status=Status.SKIPPED, step_id=s.id,
-                                  details={"reason": "unchanged", "published_snapshot": result.unchanged_since})
-                       for s in steps]
-    except AirduckError as exc:
-        if target.exists():
-            rec.artifacts["dbt"] = str(target)
-        error = exc
-        results = list(getattr(exc, "steps", None) or [])
-    by_table = {_main_table(s): s for s in steps}
+    with catalog_lock(lh.project):
+        decisions = fresh.changed_many(steps) if fresh is not None else {s.id: "always" for s in steps}
     out: list[tuple[Step | None, StepResult]] = []
-    claimed: set[str] = set()
-    for r in results:
-        s = by_table.get(r.table)
-        if s is not None and s.id not in claimed:
-            r.step_id = s.id
-            claimed.add(s.id)
-            if error is not None and r.status == Status.SKIPPED:  # built or not, nothing of gold was published
-                reason = str((r.details or {}).get("reason") or "")
-                r.status = Status.UPSTREAM_FAILED if "upstream" in reason else Status.FAILED
-                r.error = r.error or f"not published: {redact(error.message)}"
-            out.append((s, r))
-        else:
-            out.append((None, r))
+    now = [s for s in steps if decisions.get(s.id)]
     for s in steps:
-        if s.id in claimed:
-            continue
-        if error is not None:
-            r = StepResult("gold", _main_table(s), status=Status.FAILED, step_id=s.id,
-                           error=f"not published: {redact(error.message)}")
-        else:
-            skipped = any(x.status == Status.SKIPPED for x in results)
-            r = StepResult("gold", _main_table(s), status=Status.SKIPPED if skipped else Status.OK, step_id=s.id,
-                           details={"reason": "unchanged"} if skipped else {})
+        if not decisions.get(s.id):
+            out.append((s, StepResult("gold", _main_table(s), status=Status.SKIPPED, step_id=s.id,
+                                      details={"reason": "unchanged"})))
+    if not now:
+        if steps:
+            reporter.message("gold: no model and nothing a model reads changed; dbt not started")
+        return out, None
+    target = artifacts_dir(lh.project, rec.run_id) / "dbt"
+    with gold_lock(lh.project, reporter, lh.project.config.gold.timeout), catalog_lock(lh.project):
+        if not _shared_catalog(lh.project):
+            lh.close()  # dbt opens the lake in its own process; our SQLite read lock would fail its commits
+        results = run_models(lh.project, [s.name for s in now], run_id=rec.run_id, reporter=reporter,
+                             artifacts_dir=target, full_refresh=rec.full_refresh)
+    if target.exists():
+        rec.artifacts["dbt"] = str(target)
+    for key in ("manifest.json", "run_results.json"):
+        if (target / key).is_file():
+            rec.artifacts[key.split(".")[0]] = str(target / key)
+    error: AirduckError | None = None
+    for s in now:
+        r = results.get(s.name) or StepResult("gold", _main_table(s), status=Status.FAILED, step_id=s.id,
+                                               error="dbt reported nothing for this model")
+        r.step_id = s.id
+        r.details = {**(r.details or {}), "ran_because": decisions.get(s.id)}
+        if fresh is not None:
+            with catalog_lock(lh.project):
+                if Status(str(r.status)).succeeded:
+                    fresh.record(s, rec.run_id)
+                else:
+                    fresh.forget(s)
+        if r.status == Status.FAILED and error is None:
+            gate = any(q.check == "dbt_test" and not q.passed and q.action == "fail" for q in r.quality)
+            text = f"gold:{s.name}: {r.error or 'failed'}"
+            error = (QualityGateFailed(text, hint="its gold table was not changed; other models were published")
+                     if gate else DbtError(text, hint=f"dbt log: {target / 'logs' / 'dbt.log'}"))
         out.append((s, r))
     return out, error
 
