@@ -402,7 +402,10 @@ class Lakehouse:
         if not self.project.has_something_to_run():
             checks.append(Check("pipeline", False, "nothing to run: no sources, silver tables, gold or serve configured",
                                 f"add a source under `sources:` in {self.project.file}"))
-        names = needed_extensions(self.project)
+        try:
+            names = needed_extensions(self.project)
+        except AirduckError:  # the catalog setting is unusable (e.g. an unset variable): the catalog check says so
+            names = ("ducklake",)
         shown = ", ".join(n.removesuffix("_scanner") for n in names)
         try:
             con = duckdb.connect()
