@@ -732,8 +732,10 @@ def _run_gold(lh, steps: list[Step], rec: RunRecord, plan: Plan, sink: EventSink
                 else:
                     fresh.forget(s)
         if r.status == Status.FAILED and error is None:
-            gate = any(q.check == "dbt_test" and not q.passed and q.action == "fail" for q in r.quality)
-            text = f"gold:{s.name}: {r.error or 'failed'}"
+            tests = [q.name for q in r.quality if q.check == "dbt_test" and not q.passed and q.action == "fail"]
+            gate = bool(tests)
+            text = (f"gold:{s.name}: dbt test {', '.join(tests[:3])} failed: {r.error or 'failed'}" if gate
+                    else f"gold:{s.name}: {r.error or 'failed'}")
             error = (QualityGateFailed(text, hint="its gold table was not changed; other models were published")
                      if gate else DbtError(text, hint=f"dbt log: {target / 'logs' / 'dbt.log'}"))
         out.append((s, r))
