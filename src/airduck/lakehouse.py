@@ -363,9 +363,8 @@ class Lakehouse:
         `table`: ``schema.table`` or a bare name; `run_id`: that run's results (a prefix matches like `runs show`);
         without it, the latest result of each check (the most recent run that checked it). `failed`: only those
         that did not pass. Returns :class:`airduck.core.quality.QualityResult` objects."""
-        from airduck.pipeline.records import RecordStore
-
-        return RecordStore(self.project).quality(table=table, run_id=run_id, failed=failed, limit=limit)
+        store = self._records()
+        return store.quality(table=table, run_id=run_id, failed=failed, limit=limit) if store is not None else []
 
     # -- storage ----------------------------------------------------------------------------
     def landing(self):

@@ -34,6 +34,8 @@ READS = (
     ("runs", "--json"),
     ("plan",),
     ("plan", "--json"),
+    ("quality",),
+    ("quality", "--json"),
 )
 
 
@@ -78,6 +80,7 @@ def test_reads_on_a_fresh_project_create_no_catalog(factory):
             assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
         assert catalog_state(root) == (False, 0), args
         assert not (root / ".airduck" / "catalog.sqlite").exists()
+        assert not (root / ".airduck" / "catalog.sqlite.runs.sqlite").exists(), args
     assert "does not exist yet" in cli(root, "doctor").stdout
     assert cli(root, "tables", "--json").stdout.strip() == "[]"
     assert cli(root, "snapshots", "--json").stdout.strip() == "[]"

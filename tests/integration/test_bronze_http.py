@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -197,14 +198,18 @@ def test_non_json_page_is_rejected_whole_and_errors_name_the_source(local_projec
     assert TOKEN not in str(info.value)
 
 
-def test_a_query_string_in_the_url_is_kept_and_its_secrets_masked(local_projects, api: Api) -> None:
+def test_a_query_string_in_the_url_is_kept_and_its_secrets_masked(local_projects, api: Api, caplog) -> None:
     """httpx's `params=` replaced the URL's own query: `url: …/page?size=3&api_key=…` lost both."""
     secret = "urlsecret-7771"
     root = local_projects.make({"sources": {
         "paged": http_source(f"{api.base}/page?size={SIZE}&api_key={secret}", records_path="results",
                              pagination={"style": "page", "page_size": SIZE}),
     }})
-    result = ingest(root, "paged", "run-1")
+    with caplog.at_level(logging.DEBUG):  # an Airflow task logs INFO of every logger, httpx's request lines too
+        result = ingest(root, "paged", "run-1")
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith(("httpx", "httpcore"))]
+    assert any("api_key=***" in m for m in logged), logged
+    assert not any(secret in m for m in logged), logged
     assert result.rows_out == 7 and result.details["pages"] == 3
     seen = [p for s, p in api.requests if s == 200]
     assert seen and all(f"size={SIZE}" in p and f"api_key={secret}" in p and "page=" in p for p in seen), seen

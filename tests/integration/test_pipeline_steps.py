@@ -232,6 +232,9 @@ def test_step_runs_exactly_one_step_and_unknown_steps_are_named(local_projects):
         with pytest.raises(RunFailed, match="no step 'ingest:zz'") as info:
             lh.run(step="ingest:zz")
         assert isinstance(info.value.cause, ConfigError) and info.value.record.status == "failed"
+        with pytest.raises(RunFailed, match="does not combine with --select"):  # never one silently ignored
+            lh.run(["ingest:b"], step="ingest:a")
+        assert "bronze.b" not in {t.qualified for t in lh.tables()}
     proc = cli(root, "run", "--step", "silver:a", "--threads", "1", "--json")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err

@@ -113,6 +113,10 @@ def test_selectors_with_graph_operators(planned):
     assert set(plan.select(["ingest:rates,bronze.raw_orders"]).ids) == {"ingest:rates", "ingest:raw_orders"}
     with pytest.raises(ConfigError, match="no step, table, layer or source"):
         plan.select(["silver.nope"])
+    assert plan.select(None).ids == plan.select([]).ids == plan.ids  # no selector: every step
+    for blank in ([""], [" "], [","], ["", " , "]):  # `-s "$EMPTY"`: an error, never the whole plan
+        with pytest.raises(ConfigError, match="empty selector"):
+            plan.select(blank)
 
 
 def test_graph_is_cached_per_version_of_the_dbt_project(tmp_path):

@@ -18,6 +18,7 @@ import contextlib
 import email.utils
 import hashlib
 import json
+import logging
 import tempfile
 import time
 import uuid
@@ -125,6 +126,21 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 def _safe_url(url: str | httpx.URL) -> str:
     return redact(str(url))
+
+
+class _RedactUrls(logging.Filter):
+    """httpx logs every request's full URL at INFO (`HTTP Request: GET https://…?api_key=…`); an Airflow task or
+    a script with INFO logging would print the source's keys. Mask them in the record, keep the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(str(a)) if isinstance(a, str | httpx.URL) else a for a in record.args)
+        elif isinstance(record.msg, str) and not record.args:
+            record.msg = redact(record.msg)
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactUrls())
 
 
 def _with_query(url: str, params: dict[str, Any] | None) -> tuple[str, Any]:

@@ -473,7 +473,8 @@ def _run_summary(rec, timings: bool = False) -> None:
                          f"{rec.rows_rejected:,} rejected", highlight=False)
     notes = [(s["table_name"], s.get("error") or (s.get("details") or {}).get("warning")) for s in rec.steps
              if s["status"] in ("warn", "failed") and (s.get("error") or (s.get("details") or {}).get("warning"))]
-    for table, note in notes:
+    for table, note in notes:  # a step's error often starts with its table already
+        note = note.removeprefix(f"{table}: ")
         render.console.print(f"  [yellow]{render.cell(table)}[/yellow]: {render.cell(note)}", highlight=False)
 
 

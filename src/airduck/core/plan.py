@@ -144,8 +144,12 @@ class Plan:
 
     def select(self, items: Iterable[str] | None) -> Plan:
         """The steps that `items` select (all of them when `items` is empty). See :func:`resolve_selector`."""
-        items = [i.strip() for raw in (items or []) for i in raw.split(",") if i.strip()]
+        given = list(items or [])
+        items = [i.strip() for raw in given for i in raw.split(",") if i.strip()]
         if not items:
+            if given:  # `-s "$TABLES"` with an empty variable must not run (or --reingest) everything
+                raise ConfigError(f"--select {given[0]!r}: an empty selector selects nothing",
+                                  hint="leave out --select to run every step, or name a layer, table or step")
             return self
         chosen: set[str] = set()
         for item in items:

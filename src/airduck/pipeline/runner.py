@@ -300,6 +300,9 @@ def _plan(project, select_items: list[str] | None, step: str | None) -> tuple[Pl
     from airduck.pipeline.plan import build_plan, needs_gold
 
     if step:
+        if any(i.strip(" ,") for i in select_items or []):
+            raise ConfigError(f"--step {step} does not combine with --select",
+                              hint="--step runs exactly that one step; use one or the other")
         kind = step.split(":", 1)[0]
         full = build_plan(project, gold=kind not in ("ingest", "silver"))
         return full, full.subset([full[step].id])
