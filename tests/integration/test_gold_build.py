@@ -351,7 +351,7 @@ def test_docs_through_the_facade_holds_the_gold_lock_and_builds_them(built, tmp_
 def test_a_run_with_nothing_new_adds_no_snapshot_and_every_snapshot_has_a_message(local_projects):
     """The whole pipeline (files -> silver -> dbt gold) twice: the second run changes nothing, not even the
     snapshot id; new input rebuilds gold; every snapshot (dbt's own too) has a message and an author."""
-    from airduck.gold.runner import fingerprint, unchanged_since
+    from airduck.pipeline.freshness import StepFreshness
     from airduck.lakehouse import Lakehouse
     from tests.integration.test_pipeline_runs import cli
 
@@ -402,11 +402,13 @@ def test_a_run_with_nothing_new_adds_no_snapshot_and_every_snapshot_has_a_messag
         inserted = ("tables_inserted_into", "inlined_insert")  # small marts are inlined in the catalog
         assert "gold.customer_revenue" in [t for k in inserted for t in publish.tables.get(k, [])]  # names, not ids
         assert all(v.isdigit() for k in inserted for v in publish.changes.get(k, []))  # the ids stay in `changes`
-        # a changed dbt project is a change too (checked without running dbt)
+        # a changed model file is a change of its step too (checked without running dbt)
         dbt_dir = root / "gold"
-        assert unchanged_since(lh.con, fingerprint(lh.project, dbt_dir, None)) == publish.snapshot_id
+        fresh = StepFreshness(lh.project, lh.con)
+        step = lh.plan()["gold:city_revenue"]
+        assert fresh.changed(step) is None
         (dbt_dir / "models" / "city_revenue.sql").write_text(MODELS["city_revenue.sql"] + "\n-- changed\n")
-        assert unchanged_since(lh.con, fingerprint(lh.project, dbt_dir, None)) is None
+        assert fresh.changed(step) == "its model or the dbt project changed"
     proc = cli(root, "runs", "show", run_id)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err

@@ -357,7 +357,7 @@ def _step_of(o: _Outcome, *, rows: int = 0, snapshot: int | None = None) -> Step
 
 def run_models(
     project: Project, models: list[str], *, run_id: str, reporter: Reporter | None = None, artifacts_dir: Path,
-    full_refresh: bool = False,
+    full_refresh: bool = False, sources: list[str] | None = None,
 ) -> dict[str, StepResult]:
     """Build these dbt models (and seeds) with ONE `dbt build --select <models>` into `gold_stage`, then publish
     every one that built and passed its tests to `gold`, all in ONE lake commit; keyed by model name.
@@ -365,7 +365,8 @@ def run_models(
     A model whose build or tests fail is a ``failed`` step and its `gold` table stays as it was; the models dbt
     skipped because something upstream of them failed are ``upstream failed``. The others are published all the
     same (each table is atomic; there is no all-or-nothing across gold tables). `full_refresh` passes
-    ``--full-refresh`` to dbt (incremental models are rebuilt). With no models, dbt is not started.
+    ``--full-refresh`` to dbt (incremental models are rebuilt). With no models, dbt is not started. `sources`: lake
+    tables the models read (``silver.orders``) whose dbt source tests run in the same build (``source:silver.orders``).
 
     Each published step has ``step_id`` ``gold:<model>`` and an output ``gold.<alias>`` at the publish snapshot.
     Raises only for problems of the project as a whole (ConfigError: no dbt project); a dbt that fails
@@ -376,7 +377,8 @@ def run_models(
     reporter = reporter or Reporter()
     reporter.start("gold")
     try:
-        inv, nodes, _ = _dbt_build(project, list(models), run_id=run_id, reporter=reporter,
+        select = list(models) + [f"source:{t}" for t in sources or ()]
+        inv, nodes, _ = _dbt_build(project, select, run_id=run_id, reporter=reporter,
                                    artifacts_dir=artifacts_dir, full_refresh=full_refresh)
     except DbtError as exc:  # a timeout
         reporter.finish("gold", status="failed")

@@ -715,8 +715,9 @@ def _run_gold(lh, steps: list[Step], rec: RunRecord, plan: Plan, sink: EventSink
     with gold_lock(lh.project, reporter, lh.project.config.gold.timeout), catalog_lock(lh.project):
         if not _shared_catalog(lh.project):
             lh.close()  # dbt opens the lake in its own process; our SQLite read lock would fail its commits
+        read = sorted({d.name for s in now for d in s.inputs if d.name.split(".", 1)[0] in ("bronze", "silver")})
         results = run_models(lh.project, [s.name for s in now], run_id=rec.run_id, reporter=reporter,
-                             artifacts_dir=target, full_refresh=rec.full_refresh)
+                             artifacts_dir=target, full_refresh=rec.full_refresh, sources=read)
     if target.exists():
         rec.artifacts["dbt"] = str(target)
     for key in ("manifest.json", "run_results.json"):
