@@ -351,8 +351,8 @@ def test_docs_through_the_facade_holds_the_gold_lock_and_builds_them(built, tmp_
 def test_a_run_with_nothing_new_adds_no_snapshot_and_every_snapshot_has_a_message(local_projects):
     """The whole pipeline (files -> silver -> dbt gold) twice: the second run changes nothing, not even the
     snapshot id; new input rebuilds gold; every snapshot (dbt's own too) has a message and an author."""
-    from airduck.pipeline.freshness import StepFreshness
     from airduck.lakehouse import Lakehouse
+    from airduck.pipeline.freshness import StepFreshness
     from tests.integration.test_pipeline_runs import cli
 
     def columns(**types: str) -> dict[str, Any]:

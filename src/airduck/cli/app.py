@@ -408,7 +408,7 @@ def plan(
     """The run's steps in the order they can run: id, kind, what each reads and writes, what it waits for.
 
     Built from airduck.yml and the dbt project (dbt's graph is read once per version of the dbt project).
-    Reads nothing from the lake and writes nothing."""
+    Opens no lake and writes nothing to it (dbt's graph is cached in .airduck/dbt/)."""
     with lakehouse() as lh:
         the_plan = lh.plan(select)
     if as_json:
