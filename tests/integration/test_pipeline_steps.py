@@ -4,10 +4,8 @@ per-table batches, conflicts only from COMMIT, upstream-failed steps, typed even
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,6 +16,7 @@ from airduck.core.model import Status
 from airduck.errors import ConcurrentRunError, ConfigError, QualityGateFailed, RunFailed
 from airduck.events import ListSink, Message, RunFinished, RunStarted, StepFinished, StepSkipped, StepStarted
 from airduck.lakehouse import Lakehouse
+from tests.integration.test_pipeline_runs import cli, count
 
 AIRDUCK = [sys.executable, "-m", "airduck"]
 SOURCES = ("s1", "s2", "s3", "s4")
@@ -39,15 +38,6 @@ def multi_config(sources=SOURCES, silver: bool = True) -> dict:
     return cfg
 
 
-def count(lh: Lakehouse, table: str) -> int:
-    return lh.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-
-
-def cli(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRDUCK_", "AWS_"))}
-    full_env.update(env or {})
-    return subprocess.Popen([*AIRDUCK, "-p", str(root), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=full_env)
 
 
 def retries(sink: ListSink) -> list[str]:
