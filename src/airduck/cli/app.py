@@ -432,7 +432,11 @@ def run(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress display.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the pipeline's steps: ingest -> silver -> gold (dbt) -> serve; each step commits its tables on its own."""
+    """Run the pipeline's steps: ingest -> silver -> gold (dbt) -> serve; each step commits its tables on its own.
+
+    Independent steps run at once (--threads). A step whose inputs, rule or model did not change since it last
+    succeeded is skipped (sources are always read for new data; --full-refresh runs every step). A failed step
+    stops the steps below it (`upstream failed`); the others finish. Prints this run's record."""
     from airduck.cli.progress import RichReporter
     from airduck.errors import RunFailed
     from airduck.lakehouse import Lakehouse
