@@ -59,7 +59,7 @@ def test_a_copied_project_uses_its_own_lake_and_never_the_original(local_project
 def test_a_data_path_that_does_not_match_the_catalog_names_both_paths(local_projects, tmp_path):
     root = local_projects.make(name="lake")
     with Lakehouse.open(root) as lh:
-        assert lh.schemas()
+        assert lh.con is not None and lh.schemas()  # the read-write connection creates the lake (reads do not)
     stored = str(root / ".airduck" / "data")
     # an absolute data path elsewhere
     elsewhere = tmp_path / "elsewhere" / "data"
@@ -83,7 +83,7 @@ def test_two_checkouts_sharing_a_postgres_catalog_with_local_data_are_told_why(t
         root.mkdir()
         (root / "airduck.yml").write_text(yaml.safe_dump({"name": "test", "lake": {"catalog": catalog}}))
     with Lakehouse.open(first) as lh:
-        assert lh.schemas()
+        assert lh.con is not None and lh.schemas()  # the read-write connection creates the lake (reads do not)
     with pytest.raises(ConfigError) as info, Lakehouse.open(second) as lh:
         lh.schemas()
     message = info.value.message
