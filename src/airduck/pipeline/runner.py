@@ -20,6 +20,7 @@ Order of a run:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets as _secrets
@@ -752,7 +753,11 @@ def _run_serve(lh, step: Step, rec: RunRecord, sink: EventSink) -> list[StepResu
     from airduck.serve import export_tables, publish_postgres
 
     reporter = StepReporter(sink, rec.run_id, step.id)
-    with catalog_lock(lh.project), _lake_con(lh) as cur:
+    # serve steps of a project publish into one PostgreSQL schema, one at a time: two sessions running
+    # `CREATE SCHEMA IF NOT EXISTS` at once make one fail (PostgreSQL's unique index on schema names)
+    serving = (project_lock(lh.project, "serve.postgres", what="the PostgreSQL marts")
+               if step.kind == StepKind.SERVE else contextlib.nullcontext())
+    with serving, catalog_lock(lh.project), _lake_con(lh) as cur:
         publish = publish_postgres if step.kind == StepKind.SERVE else export_tables
         results = publish(cur, lh.project, run_id=rec.run_id, reporter=reporter, only={step.name})
     if not results:
