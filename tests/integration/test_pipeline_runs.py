@@ -61,6 +61,17 @@ def cli(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess
                             text=True, env=full_env)
 
 
+def kill_at_failpoint(root: Path, point: str, marker: Path, *, timeout: float) -> None:
+    """Start `airduck run -q`, wait until it reaches failpoint `point` (it writes `marker`), then kill -9 it."""
+    proc = cli(root, "run", "-q", env={"AIRDUCK_FAILPOINT": point, "AIRDUCK_FAILPOINT_FILE": str(marker)})
+    deadline = time.monotonic() + timeout
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.communicate()[1] if proc.poll() is not None else "failpoint never reached"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
 def test_same_input_twice_adds_nothing(projects):
     root = projects.make(orders_config())
     write_orders(root, "day1.csv", 0, 500)
@@ -130,14 +141,7 @@ def test_kill_9_mid_run_leaves_nothing_and_the_next_run_completes(local_projects
     n = write_orders(root, "day1.csv", 0, 20000)
     with Lakehouse.open(root) as lh:
         before = lh.current_snapshot()
-    marker = tmp_path / "failpoint.txt"
-    proc = cli(root, "run", "-q", env={"AIRDUCK_FAILPOINT": point, "AIRDUCK_FAILPOINT_FILE": str(marker)})
-    deadline = time.monotonic() + 120
-    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert marker.exists(), proc.communicate()[1] if proc.poll() is not None else "failpoint never reached"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_at_failpoint(root, point, tmp_path / "failpoint.txt", timeout=120)
     with Lakehouse.open(root) as lh:
         # at most the run's setup (the shared state tables, created before any step) committed
         later = [s.message.split(": ", 1)[1] for s in lh.snapshots() if s.snapshot_id > before]

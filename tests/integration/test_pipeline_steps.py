@@ -4,7 +4,6 @@ per-table batches, conflicts only from COMMIT, upstream-failed steps, typed even
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 import sys
 import time
@@ -16,7 +15,7 @@ from airduck.core.model import Status
 from airduck.errors import ConcurrentRunError, ConfigError, QualityGateFailed, RunFailed
 from airduck.events import ListSink, Message, RunFinished, RunStarted, StepFinished, StepSkipped, StepStarted
 from airduck.lakehouse import Lakehouse
-from tests.integration.test_pipeline_runs import cli, count
+from tests.integration.test_pipeline_runs import cli, count, kill_at_failpoint
 
 AIRDUCK = [sys.executable, "-m", "airduck"]
 SOURCES = ("s1", "s2", "s3", "s4")
@@ -143,15 +142,7 @@ def test_two_writers_of_one_table_take_turns_and_silver_misses_nothing(pg_s3_pro
 def test_kill_9_inside_a_later_step_keeps_the_committed_steps(projects, tmp_path):
     root = projects.make(multi_config(sources=("orders",)))
     write_csv(root, "orders", "a.csv", 0, 5000)
-    marker = tmp_path / "failpoint.txt"
-    proc = cli(root, "run", "-q", env={"AIRDUCK_FAILPOINT": "before-commit:silver:orders",
-                                        "AIRDUCK_FAILPOINT_FILE": str(marker)})
-    deadline = time.monotonic() + 180
-    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert marker.exists(), proc.communicate()[1] if proc.poll() is not None else "failpoint never reached"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_at_failpoint(root, "before-commit:silver:orders", tmp_path / "failpoint.txt", timeout=180)
     with Lakehouse.open(root) as lh:
         # bronze is at its new state (its step committed), silver at its old one (it never existed)
         assert count(lh, "bronze.orders") == 5000
