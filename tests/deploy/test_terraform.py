@@ -142,7 +142,7 @@ def test_resources_use_only_attributes_the_nebius_provider_documents(module):
             assert path in schema, f"{address}: `{path}` is not an attribute of {rtype}"
         for path in NEBIUS[rtype]["required"]:
             parent = path.rsplit(".", 1)[0] if "." in path else ""
-            if not parent or parent in used and isinstance(used[parent], dict):
+            if not parent or (parent in used and isinstance(used[parent], dict)):
                 assert path in used, f"{address}: required `{path}` is missing"
     # references to resources of this module exist
     for rtype, name in re.findall(r"\b(nebius_[a-z0-9_]+)\.([a-z_]+)\.", text(module)):
