@@ -76,6 +76,18 @@ def test_the_validator_refuses_a_broken_object(rendered):
 def test_every_pod_template_is_locked_down(rendered, overlay):
     specs = [(d["kind"], d["metadata"]["name"], s) for d in rendered[overlay] for s in pod_specs(d)]
     assert {kind for kind, _, _ in specs} == {"Deployment", "CronJob"}
+    check_pod_specs(specs, overlay)
+
+
+def test_the_step_pod_template_validates_and_is_locked_down():
+    pod = yaml.safe_load((K8S / "pod-template" / "step-pod.yaml").read_text(encoding="utf-8"))
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    check_pod_specs([("Pod", "airduck-step", pod["spec"])], "prod")
+    assert pod["spec"]["containers"][0]["name"] == "base"  # the KubernetesPodOperator's container name
+    assert pod["spec"]["containers"][0]["args"][2:4] == ["run", "--step"]
+
+
+def check_pod_specs(specs: list[tuple[str, str, dict]], overlay: str) -> None:
     for kind, name, spec in specs:
         where = f"{overlay} {kind}/{name}"
         pod = spec["securityContext"]

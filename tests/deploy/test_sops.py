@@ -97,6 +97,7 @@ def test_decrypted_keys_fill_vars_and_never_reach_output_or_run_records(tmp_path
 
     loaded = load_project(root)
     assert loaded.env["RETRIES"] == "3" and loaded.env["SERVE_PW"] == SERVE_PW
+    assert loaded.secret_vars == {"CAT_PW", "SERVE_PW", "RETRIES"}
     assert SERVE_PW in loaded.config.serve.postgres.dsn
     assert redact(f"x {SERVE_PW} y {CAT_PW}") == "x *** y ***"  # registered as secrets
 
