@@ -186,3 +186,14 @@ def test_missing_sops_wrong_key_tampered_and_plain_files_give_one_clear_line(tmp
     assert "not found" in _error(root)
     for shown in (msg, text):
         assert "tok-123456-secret" not in shown
+
+
+def test_secrets_must_be_a_list_of_files(tmp_path, sops_env):
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "airduck.yml").write_text("name: x\nsecrets: secrets.enc.yaml\n", encoding="utf-8")
+    msg = _error(root)
+    assert "airduck.yml:2: secrets" in msg and "expected a list of SOPS-encrypted files" in msg, msg
+    (root / "airduck.yml").write_text("name: x\nsecrets: [\"${SECRETS_DIR}/s.enc.yaml\"]\n", encoding="utf-8")
+    msg = _error(root)
+    assert "SECRETS_DIR is not set" in msg, msg
