@@ -83,6 +83,7 @@ class Lakehouse:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._read: ReadSession | None = None
         self._lock = threading.Lock()
+        self._observers: list[EventSink] | None = None  # the metrics and alert sinks (see _metrics_sinks)
 
     @classmethod
     def open(cls, path: str | Path | None = None, reporter: Reporter | None = None,
@@ -92,7 +93,7 @@ class Lakehouse:
     @property
     def events(self) -> Fanout:
         """Where a run sends its typed events: every sink of `sinks`, and the old-style `reporter` (adapted)."""
-        return Fanout([*self.sinks, ReporterSink(self.reporter)])
+        return Fanout([*self.sinks, *self._metrics_sinks(), ReporterSink(self.reporter)])
 
     # -- connections -------------------------------------------------------------------------
     @property
@@ -365,6 +366,89 @@ class Lakehouse:
         that did not pass. Returns :class:`airduck.core.quality.QualityResult` objects."""
         store = self._records()
         return store.quality(table=table, run_id=run_id, failed=failed, limit=limit) if store is not None else []
+
+    # -- metrics, data-age freshness and alerts (issue 12; airduck.metrics) ------------------------------
+    def lake_state(self):
+        """Everything the lake gauges show, in one call (a :class:`airduck.metrics.lake.LakeState`): every table's
+        rows, bytes and files, the time of the latest snapshot that changed each, the snapshot count, the runs by
+        status, the last finished run with its steps and each table's last successful step (run records)."""
+        from airduck.metrics.lake import LakeState, policies_of, step_table
+
+        cfg = self.project.config
+        state = LakeState(project=cfg.name, policies=policies_of(cfg.sources, cfg.silver))
+        session = self.read_session()
+        with session.cursor() as cur:
+            if not session.empty:
+                state.current_snapshot = catalog.current_snapshot(cur)
+                refs = catalog.list_tables(cur, False, snapshot=state.current_snapshot)
+                state.tables = catalog.describe_all(cur, refs)
+                snaps = catalog.snapshots(cur)
+                state.snapshots = len(snaps)
+                known = {f"{t.schema}.{t.name}" for t in state.tables}
+                for snap in snaps:  # oldest first: the last one seen wins
+                    for names in snap.tables.values():
+                        for name in names:
+                            if name in known:
+                                state.last_change[name] = snap.time
+        store = self._records()
+        if store is not None:
+            counts, steps, last_ok = store.summary()
+            state.runs_by_status, state.last_success_run = counts, last_ok
+            for (layer, table), finished in steps.items():
+                name = step_table(layer, table)
+                if name:
+                    state.last_success[name] = finished
+            last = next((r for r in store.list(20) if r.status != "running"), None)
+            state.last_run = store.get(last.run_id) if last is not None else None
+        return state
+
+    def freshness(self, now: datetime | None = None) -> list:
+        """Every table's age (since the latest snapshot that changed it) and status against its `freshness:`
+        policy (:class:`airduck.metrics.staleness.TableAge`: ok, warn, error; `none` without a policy). A table a
+        policy names that was never written is `error`. `now`: the clock (default: now, UTC)."""
+        from datetime import UTC
+
+        from airduck.metrics.staleness import table_ages
+
+        state = self.lake_state()
+        rows = {f"{t.schema}.{t.name}": t.row_count for t in state.tables}
+        return table_ages(rows, state.last_change, state.policies, now or datetime.now(UTC), rows)
+
+    def metrics_collector(self, cache_seconds: float = 10.0):
+        """A Prometheus collector of the lake gauges (:class:`airduck.metrics.lake.LakeCollector`) over this
+        Lakehouse, reading `lake_state` at most every `cache_seconds` (the API server registers it)."""
+        from airduck.metrics.lake import LakeCollector
+
+        return LakeCollector(self.lake_state, cache_seconds=cache_seconds)
+
+    def alert_stale(self, ages: list) -> list:
+        """Send the `stale` alert for the warn/error tables of `ages` (from `freshness`) to the webhooks of
+        `alerts:` that want it; returns the deliveries (:class:`airduck.metrics.alerts.Delivery`)."""
+        from airduck.metrics.alerts import send, stale_alert
+
+        alert = stale_alert(self.project.config.name, ages)
+        if alert is None or not self.project.config.alerts.webhooks:
+            return []
+        self.project.require(("alerts",))
+        return send(self.project.config.alerts, alert)
+
+    def _metrics_sinks(self) -> list[EventSink]:
+        """The run sinks of `metrics:` (Pushgateway, textfile) and `alerts:`, made once per Lakehouse."""
+        if self._observers is None:
+            cfg = self.project.config
+            sinks: list[EventSink] = []
+            if cfg.metrics.pushgateway or cfg.metrics.textfile:
+                from airduck.metrics.batch import PrometheusSink
+
+                self.project.require(("metrics",))
+                sinks.append(PrometheusSink(cfg.metrics, cfg.name, lake=self.lake_state, root=self.project.root))
+            if cfg.alerts.webhooks:
+                from airduck.metrics.alerts import AlertSink
+
+                self.project.require(("alerts",))
+                sinks.append(AlertSink(cfg.alerts, cfg.name))
+            self._observers = sinks
+        return self._observers
 
     # -- storage ----------------------------------------------------------------------------
     def landing(self):

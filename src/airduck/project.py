@@ -30,6 +30,7 @@ from airduck.config.secrets import normalize_dsn, register_dsn, register_secret
 from airduck.errors import ConfigError
 from airduck.gold.config import GoldConfig
 from airduck.lake.config import LakeConfig
+from airduck.metrics.config import AlertsConfig, MetricsConfig
 from airduck.serve.config import ServeConfig
 from airduck.silver.config import SilverTable
 
@@ -56,6 +57,8 @@ class ProjectConfig(Model):
     silver: dict[str, SilverTable] = Field(default_factory=dict)
     gold: GoldConfig = Field(default_factory=GoldConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @field_validator("sources", "silver")
     @classmethod
@@ -163,7 +166,7 @@ def load_project(path: str | Path | None = None, environ: Mapping[str, str] | No
 
 
 #: top-level parts whose unset `${VAR}`s fail only when the part is used; any other one fails at load
-_LAZY = ("lake", "sources", "silver", "gold", "serve")
+_LAZY = ("lake", "sources", "silver", "gold", "serve", "metrics", "alerts")
 
 
 def _secure_dsns(config: ProjectConfig) -> None:
@@ -179,6 +182,10 @@ def _secure_dsns(config: ProjectConfig) -> None:
         dsn = getattr(holder, attr)
         register_dsn(dsn)
         setattr(holder, attr, normalize_dsn(dsn))
+    for hook in config.alerts.webhooks:
+        from airduck.metrics.alerts import register_webhook
+
+        register_webhook(hook.url)
     for src in config.sources.values():
         for name, value in (getattr(src, "headers", None) or {}).items():
             if name.lower() not in _PLAIN_HEADERS:

@@ -619,3 +619,8 @@ def main(argv: list[str] | None = None) -> Any:
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
         render.error(str(translate(exc)))
         sys.exit(1)
+
+
+from airduck.cli.freshness import freshness  # noqa: E402 (issue 12: data-age freshness)
+
+app.command()(freshness)
