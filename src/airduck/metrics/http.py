@@ -99,16 +99,18 @@ class MetricsMiddleware:
                                  time.perf_counter() - start)
 
 
-def metrics_router(metrics: HttpMetrics, *, dependencies: Sequence[Any] = (), path: str = "/metrics"):
+def metrics_router(metrics: HttpMetrics, *, dependencies: Sequence[Any] = (), path: str = "/metrics",
+                   responses: dict[int | str, Any] | None = None):
     """A FastAPI router with ``GET /metrics`` in Prometheus' text format (`dependencies`: e.g. the API's token
-    check)."""
+    check; `responses`: the error responses to declare in the OpenAPI schema)."""
     from fastapi import APIRouter  # fastapi only where the server runs
     from fastapi.responses import Response
 
     router = APIRouter(dependencies=list(dependencies), tags=["metrics"])
 
     @router.get(path, response_class=Response, summary="Prometheus metrics",
-                responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+                responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
+                           **(responses or {})})
     def prometheus_metrics() -> Response:
         """Request counts and latency per route, and the lake gauges (tables, snapshots, freshness, runs)."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -116,10 +118,11 @@ def metrics_router(metrics: HttpMetrics, *, dependencies: Sequence[Any] = (), pa
     return router
 
 
-def install(app: Any, lakehouse: Any, *, dependencies: Sequence[Any] = (), cache_seconds: float = 10.0) -> HttpMetrics:
+def install(app: Any, lakehouse: Any, *, dependencies: Sequence[Any] = (), cache_seconds: float = 10.0,
+            responses: dict[int | str, Any] | None = None) -> HttpMetrics:
     """Wire metrics into a FastAPI app: the middleware, and ``GET /metrics`` with the lake gauges of `lakehouse`
     (a :class:`airduck.lakehouse.Lakehouse`, read at most every `cache_seconds`)."""
     metrics = HttpMetrics(lake=lakehouse.metrics_collector(cache_seconds) if lakehouse is not None else None)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.include_router(metrics_router(metrics, dependencies=dependencies))
+    app.include_router(metrics_router(metrics, dependencies=dependencies, responses=responses))
     return metrics
