@@ -369,10 +369,11 @@ class Lakehouse:
         return store.quality(table=table, run_id=run_id, failed=failed, limit=limit) if store is not None else []
 
     # -- metrics, data-age freshness and alerts (issue 12; airduck.metrics) ------------------------------
-    def lake_state(self):
+    def lake_state(self, *, full: bool = True):
         """Everything the lake gauges show, in one call (a :class:`airduck.metrics.lake.LakeState`): every table's
         rows, bytes and files, the time of the latest snapshot that changed each, the snapshot count, the runs by
-        status, the last finished run with its steps and each table's last successful step (run records)."""
+        status, the last finished run with its steps and each table's last successful step (run records).
+        `full=False`: only the tables' names and last changes (what `freshness` needs; no scan, no run records)."""
         from airduck.metrics.lake import LakeState, policies_of, step_table
 
         cfg = self.project.config
@@ -382,7 +383,7 @@ class Lakehouse:
             if not session.empty:
                 state.current_snapshot = catalog.current_snapshot(cur)
                 refs = catalog.list_tables(cur, False, snapshot=state.current_snapshot)
-                state.tables = catalog.describe_all(cur, refs)
+                state.tables = catalog.describe_all(cur, refs) if full else refs
                 snaps = catalog.snapshots(cur)
                 state.snapshots = len(snaps)
                 known = {f"{t.schema}.{t.name}" for t in state.tables}
@@ -391,7 +392,7 @@ class Lakehouse:
                         for name in names:
                             if name in known:
                                 state.last_change[name] = snap.time
-        store = self._records()
+        store = self._records() if full else None
         if store is not None:
             counts, steps, last_ok = store.summary()
             state.runs_by_status, state.last_success_run = counts, last_ok
@@ -411,9 +412,9 @@ class Lakehouse:
 
         from airduck.metrics.staleness import table_ages
 
-        state = self.lake_state()
-        rows = {f"{t.schema}.{t.name}": t.row_count for t in state.tables}
-        return table_ages(rows, state.last_change, state.policies, now or datetime.now(UTC), rows)
+        state = self.lake_state(full=False)
+        names = [f"{t.schema}.{t.name}" for t in state.tables]
+        return table_ages(names, state.last_change, state.policies, now or datetime.now(UTC))
 
     def metrics_collector(self, cache_seconds: float = 10.0):
         """A Prometheus collector of the lake gauges (:class:`airduck.metrics.lake.LakeCollector`) over this

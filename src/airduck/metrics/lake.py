@@ -112,7 +112,7 @@ def families(state: LakeState, now: datetime) -> list[GaugeMetricFamily]:
         fam["airduck_table_bytes"].add_metric(labels, t.file_bytes)
         fam["airduck_table_files"].add_metric(labels, t.file_count)
     nowts = now.timestamp()
-    for age in table_ages(rows, state.last_change, state.policies, now, rows):
+    for age in table_ages(rows, state.last_change, state.policies, now):
         labels = [age.table, age.layer]
         if age.last_change is not None:
             fam["airduck_table_last_change_timestamp_seconds"].add_metric(labels, age.last_change.timestamp())

@@ -26,7 +26,6 @@ class TableAge:
     age_seconds: float | None
     warn_after: float | None = None
     error_after: float | None = None
-    rows: int | None = None
 
     @property
     def layer(self) -> str:
@@ -37,7 +36,7 @@ class TableAge:
                 "last_change": self.last_change.isoformat() if self.last_change else None,
                 "age_seconds": None if self.age_seconds is None else round(self.age_seconds, 3),
                 "age": format_duration(self.age_seconds) if self.age_seconds is not None else None,
-                "warn_after_seconds": self.warn_after, "error_after_seconds": self.error_after, "rows": self.rows}
+                "warn_after_seconds": self.warn_after, "error_after_seconds": self.error_after}
 
 
 def _aware(value: datetime) -> datetime:
@@ -45,7 +44,7 @@ def _aware(value: datetime) -> datetime:
 
 
 def table_ages(tables: Iterable[str], last_change: Mapping[str, datetime], policies: Mapping[str, FreshnessPolicy],
-               now: datetime, rows: Mapping[str, int] | None = None) -> list[TableAge]:
+               now: datetime) -> list[TableAge]:
     """The age and status of every table of `tables` and every table a policy names (sorted by name)."""
     now = _aware(now)
     out = []
@@ -55,8 +54,7 @@ def table_ages(tables: Iterable[str], last_change: Mapping[str, datetime], polic
         policy = policies.get(name)
         status = policy.status(age) if policy is not None else NO_POLICY
         out.append(TableAge(name, status, _aware(changed) if changed else None, age,
-                            policy.warn_after if policy else None, policy.error_after if policy else None,
-                            (rows or {}).get(name)))
+                            policy.warn_after if policy else None, policy.error_after if policy else None))
     return out
 
 
