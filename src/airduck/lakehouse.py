@@ -435,20 +435,30 @@ class Lakehouse:
         return send(self.project.config.alerts, alert)
 
     def _metrics_sinks(self) -> list[EventSink]:
-        """The run sinks of `metrics:` (Pushgateway, textfile) and `alerts:`, made once per Lakehouse."""
+        """The run sinks of `metrics:` (Pushgateway, textfile) and `alerts:`, made once per Lakehouse. A part whose
+        `${VAR}` is unset is left out with a warning on the log (it never stops a run)."""
         if self._observers is None:
+            import logging
+
             cfg = self.project.config
             sinks: list[EventSink] = []
-            if cfg.metrics.pushgateway or cfg.metrics.textfile:
-                from airduck.metrics.batch import PrometheusSink
+            for part, wanted in (("metrics", bool(cfg.metrics.pushgateway or cfg.metrics.textfile)),
+                                 ("alerts", bool(cfg.alerts.webhooks))):
+                if not wanted:
+                    continue
+                try:
+                    self.project.require((part,))
+                except AirduckError as exc:
+                    logging.getLogger("airduck").warning("%s: left out of runs: %s", part, exc)
+                    continue
+                if part == "metrics":
+                    from airduck.metrics.batch import PrometheusSink
 
-                self.project.require(("metrics",))
-                sinks.append(PrometheusSink(cfg.metrics, cfg.name, lake=self.lake_state, root=self.project.root))
-            if cfg.alerts.webhooks:
-                from airduck.metrics.alerts import AlertSink
+                    sinks.append(PrometheusSink(cfg.metrics, cfg.name, lake=self.lake_state, root=self.project.root))
+                else:
+                    from airduck.metrics.alerts import AlertSink
 
-                self.project.require(("alerts",))
-                sinks.append(AlertSink(cfg.alerts, cfg.name))
+                    sinks.append(AlertSink(cfg.alerts, cfg.name))
             self._observers = sinks
         return self._observers
 
