@@ -180,3 +180,29 @@ def test_statuses_change_as_time_passes():
     assert alert is not None and alert.kind == "stale"
     assert "silver.orders: warn, last changed 7h ago (error after 1d)" in alert.text()
     assert "silver.never: error, never written (error after 1d)" in alert.text()
+
+
+def test_config_keys_load_validate_and_register_the_webhook_secrets(tmp_path):
+    from airduck.errors import ConfigError
+    from airduck.project import load_project
+
+    hook = "https://hooks.example.com/services/T9/B9/cfgtoken-77aa99bb?sig=cfgsig-1234abcd"
+    (tmp_path / "airduck.yml").write_text(
+        "name: shop\n"
+        "sources:\n  orders: {type: files, path: 'd/*.csv', freshness: {warn_after: 12h}}\n"
+        "silver:\n  orders: {from: orders, freshness: {warn_after: 6h, error_after: 1d}}\n"
+        "metrics: {textfile: m/airduck.prom, pushgateway: 'http://127.0.0.1:9091'}\n"
+        f"alerts:\n  webhooks: [{{url: '{hook}'}}]\n")
+    cfg = load_project(tmp_path).config
+    assert cfg.sources["orders"].freshness.warn_after == 43200
+    assert cfg.silver["orders"].freshness.error_after == 86400
+    assert cfg.metrics.textfile == "m/airduck.prom" and cfg.alerts.on == ["run_failed", "gate_failed", "stale"]
+    masked = redact(f"posting to {hook}")
+    assert "cfgtoken-77aa99bb" not in masked and "cfgsig-1234abcd" not in masked
+    (tmp_path / "airduck.yml").write_text(
+        "name: shop\nsilver:\n  orders:\n    from: orders\n    freshness: {warn_after: soon}\n")
+    with pytest.raises(ConfigError, match=r"airduck.yml:5: silver.orders.freshness.warn_after: .*not a duration"):
+        load_project(tmp_path)
+    (tmp_path / "airduck.yml").write_text("name: shop\nmetrics: {textfile: metrics.txt}\n")
+    with pytest.raises(ConfigError, match=r"metrics.textfile: .*\.prom"):
+        load_project(tmp_path)

@@ -70,8 +70,9 @@ def _table(rows: list[list[str]]) -> None:
     from rich.table import Table
 
     t = Table(header_style="bold")
+    widest = max(len(r[0]) for r in rows)
     for c in ("table", "status", "age", "last change (UTC)", "warn after", "error after"):
-        t.add_column(c, no_wrap=c != "table", overflow="fold")
+        t.add_column(c, no_wrap=c != "table", overflow="fold", min_width=min(widest, 40) if c == "table" else None)
     for r in rows:
         t.add_row(*r)
     render.console.print(t)
