@@ -172,3 +172,9 @@ def test_objects(served: Served):
     assert served.client.delete("/api/v1/objects/docs/report.bin", headers=served.h("write")).status_code == 204
     assert served.get("/api/v1/objects/docs/report.bin").status_code == 404
     assert served.client.delete("/api/v1/objects/docs/report.bin", headers=served.h("write")).status_code == 404
+
+
+def test_object_keys_cannot_escape_the_store(served: Served):
+    from tests.api.test_api_security import check_traversals
+
+    check_traversals(served)  # a folder on sqlite-local and pg-local, an S3 bucket on pg-s3
