@@ -219,6 +219,9 @@ def test_api_server_metrics(lake):
         assert client.get("/api/v1/tables/silver.nope", headers=headers).status_code == 404
         assert client.get("/no/such/route", headers=headers).status_code == 404
         response = client.get("/metrics", headers=headers)
+        schema = client.get("/api/v1/openapi.json", headers=headers).json()
+    op = schema["paths"]["/metrics"]["get"]  # declared, with the API's security and error responses
+    assert {"200", "401", "403"} <= set(op["responses"]) and op.get("security")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     text = response.text
     lake.emitted.append(response.content)

@@ -108,10 +108,10 @@ def metrics_router(metrics: HttpMetrics, *, dependencies: Sequence[Any] = (), pa
 
     router = APIRouter(dependencies=list(dependencies), tags=["metrics"])
 
-    @router.get(path, response_class=Response, summary="Prometheus metrics",
+    @router.get(path, response_class=Response, response_model=None, summary="Prometheus metrics",
                 responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
                            **(responses or {})})
-    def prometheus_metrics() -> Response:
+    def prometheus_metrics():  # no annotation: `Response` is imported here, not where the annotations resolve
         """Request counts and latency per route, and the lake gauges (tables, snapshots, freshness, runs)."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
