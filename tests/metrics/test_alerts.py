@@ -121,6 +121,14 @@ def test_alert_sink_gate_failure_and_run_failure(receiver):
     fan.handle(RunStarted(run_id="r2"))
     fan.handle(RunFinished(run_id="r2", status="ok", seconds=1.0))
     assert receiver.requests == []
+    # the same sink (a long-lived Lakehouse, e.g. the API server's) on a later failed run: only its own steps
+    fan.handle(RunStarted(run_id="r3"))
+    fan.handle(StepFailed(run_id="r3", step_id="ingest:orders", kind="ingest", seconds=0.1, error="no such file",
+                          error_type="SourceFailed"))
+    fan.handle(RunFinished(run_id="r3", status="failed", seconds=0.5, steps_failed=1))
+    slack, generic = bodies(receiver)
+    assert slack["text"].startswith("airduck shop: run failed\n") and "not_huge" not in slack["text"]
+    assert generic["details"]["steps_failed"] == ["ingest:orders"] and generic["details"]["gates_failed"] == []
 
 
 def test_secrets_never_reach_a_body(receiver):

@@ -62,4 +62,8 @@ def test_each_run_replaces_the_textfile_and_the_push(tmp_path, pushgateway):
     assert values(text)[("airduck_run_outcome", (("status", "failed"),))] == 1
     assert values(text)[("airduck_run_outcome", (("status", "ok"),))] == 0
     assert "r1" not in text and "r2" not in text  # run ids are never labels
+    # a run without steps: no step metrics left over from the runs before
+    fan.handle(RunStarted(run_id="r3"))
+    fan.handle(RunFinished(run_id="r3", status="failed", seconds=0.1))
+    assert "airduck_step_duration_seconds{" not in (tmp_path / "a.prom").read_text()
     assert not list(tmp_path.glob("*.tmp*"))

@@ -171,26 +171,29 @@ class AlertSink(EventSink):
 
     def __init__(self, config: AlertsConfig, project: str) -> None:
         self.config, self.project = config, project
-        self.failed_steps: list[StepFailed] = []
+        self.failed_steps: dict[str | None, list[StepFailed]] = {}  # per run (one Lakehouse may run many)
         self.deliveries: list[Delivery] = []
         self._lock = threading.Lock()
 
     def handle(self, event: Event) -> None:
         if isinstance(event, StepFailed):
             with self._lock:
-                self.failed_steps.append(event)
-        elif isinstance(event, RunFinished) and event.status == "failed":
-            self._run_failed(event)
+                self.failed_steps.setdefault(event.run_id, []).append(event)
+        elif isinstance(event, RunFinished):
+            with self._lock:
+                failed = self.failed_steps.pop(event.run_id, [])
+            if event.status == "failed":
+                self._run_failed(event, failed)
 
-    def _run_failed(self, event: RunFinished) -> None:
-        gates = [s for s in self.failed_steps if s.error_type in GATE_ERRORS]
-        others = [s for s in self.failed_steps if s.error_type not in GATE_ERRORS]
+    def _run_failed(self, event: RunFinished, failed: list[StepFailed]) -> None:
+        gates = [s for s in failed if s.error_type in GATE_ERRORS]
+        others = [s for s in failed if s.error_type not in GATE_ERRORS]
         lines = [f"{s.step_id}: quality gate failed: {s.error}" for s in gates]
         lines += [f"{s.step_id}: {s.error}" for s in others]
-        if not self.failed_steps and event.error:
+        if not failed and event.error:
             lines.append(event.error)
         lines.append(f"run {event.run_id} ({event.seconds:.1f}s): `airduck runs show {event.run_id}`")
-        details = {"steps_failed": [s.step_id for s in self.failed_steps], "gates_failed": [s.step_id for s in gates],
+        details = {"steps_failed": [s.step_id for s in failed], "gates_failed": [s.step_id for s in gates],
                    "seconds": round(event.seconds, 3), "error": event.error}
         for hook in self.config.webhooks:
             kinds = hook.on if hook.on is not None else self.config.on

@@ -82,19 +82,21 @@ class PrometheusSink(EventSink):
                  root: Path | None = None, clock: Callable[[], datetime] | None = None) -> None:
         self.config, self.project, self.lake, self.root = config, project, lake, root
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.events: list[Event] = []
+        self.events: dict[str | None, list[Event]] = {}  # per run (one Lakehouse may run many)
         self._lock = threading.Lock()
         self.registry: CollectorRegistry | None = None
 
     def handle(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             with self._lock:
-                self.events = []
+                self.events[event.run_id] = []
         elif isinstance(event, StepFinished | StepFailed | StepSkipped):
             with self._lock:
-                self.events.append(event)
+                self.events.setdefault(event.run_id, []).append(event)
         elif isinstance(event, RunFinished):
-            self.flush(event)
+            with self._lock:
+                steps = self.events.pop(event.run_id, [])
+            self.flush(event, steps)
 
     def textfile(self) -> Path | None:
         if not self.config.textfile:
@@ -102,10 +104,9 @@ class PrometheusSink(EventSink):
         path = Path(self.config.textfile).expanduser()
         return path if path.is_absolute() or self.root is None else self.root / path
 
-    def flush(self, finished: RunFinished) -> None:
+    def flush(self, finished: RunFinished, steps: list[Event] | None = None) -> None:
         registry = CollectorRegistry(auto_describe=False)
-        with self._lock:
-            registry.register(_RunCollector(finished, list(self.events)))
+        registry.register(_RunCollector(finished, list(steps or [])))
         if self.lake is not None:
             registry.register(LakeCollector(self.lake, cache_seconds=0, clock=self.clock))
         self.registry = registry
