@@ -48,6 +48,7 @@ class SqlResult:
     truncated: bool = False
     total: int | None = None
     limit: int | None = None
+    arrow: Any = None  # the rows as a pyarrow Table, when asked for (`Lakehouse.rows(arrow=True)`, `sql(arrow=True)`)
 
     def __iter__(self):
         return iter((self.columns, self.rows))
@@ -83,6 +84,7 @@ class Lakehouse:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._read: ReadSession | None = None
         self._lock = threading.Lock()
+        self._observers: list[EventSink] | None = None  # the metrics and alert sinks (see _metrics_sinks)
 
     @classmethod
     def open(cls, path: str | Path | None = None, reporter: Reporter | None = None,
@@ -92,7 +94,7 @@ class Lakehouse:
     @property
     def events(self) -> Fanout:
         """Where a run sends its typed events: every sink of `sinks`, and the old-style `reporter` (adapted)."""
-        return Fanout([*self.sinks, ReporterSink(self.reporter)])
+        return Fanout([*self.sinks, *self._metrics_sinks(), ReporterSink(self.reporter)])
 
     # -- connections -------------------------------------------------------------------------
     @property
@@ -207,14 +209,14 @@ class Lakehouse:
             return rel.columns, rel.fetchall()
 
     def sql(self, query: str, limit: int | None = None, *, timeout: float | None = None,
-            count_all: bool = False) -> SqlResult:
+            count_all: bool = False, arrow: bool = False) -> SqlResult:
         """Run one read-only query in a locked-down session (no writes, no files outside the lake, no secrets).
 
         `limit`: at most this many rows (None: all; 0: none, the columns only); the result says whether it cut.
         `timeout`: seconds before the query is interrupted (QueryTimeout); None: the project's
         `lake.sql_timeout_seconds` (default 300 s), 0: no limit. `count_all`: when the limit cut the result,
         count the rest of it (streamed once, not kept) so `total` is known; a time limit hit while counting
-        leaves `total` None instead of failing. Each call runs on a fresh cursor of the read session: calls
+        leaves `total` None instead of failing. `arrow`: the result as a pyarrow Table (`result.arrow`, `rows` empty). Each call runs on a fresh cursor of the read session: calls
         from many threads run side by side.
         """
         if limit is not None and limit < 0:
@@ -229,7 +231,7 @@ class Lakehouse:
             session = self.read_session()
             with session.cursor() as cur:
                 checked = check_read_only(query, set(session.relations(cur)))
-                return run_with_time_limit(cur, timeout, lambda: _fetch(cur, checked, limit, count_all))
+                return run_with_time_limit(cur, timeout, lambda: _fetch(cur, checked, limit, count_all, arrow))
         except duckdb.Error as exc:
             raise SqlError(redact(str(exc).splitlines()[0])) from None
 
@@ -366,6 +368,100 @@ class Lakehouse:
         store = self._records()
         return store.quality(table=table, run_id=run_id, failed=failed, limit=limit) if store is not None else []
 
+    # -- metrics, data-age freshness and alerts (issue 12; airduck.metrics) ------------------------------
+    def lake_state(self, *, full: bool = True):
+        """Everything the lake gauges show, in one call (a :class:`airduck.metrics.lake.LakeState`): every table's
+        rows, bytes and files, the time of the latest snapshot that changed each, the snapshot count, the runs by
+        status, the last finished run with its steps and each table's last successful step (run records).
+        `full=False`: only the tables' names and last changes (what `freshness` needs; no scan, no run records)."""
+        from airduck.metrics.lake import LakeState, policies_of, step_table
+
+        cfg = self.project.config
+        state = LakeState(project=cfg.name, policies=policies_of(cfg.sources, cfg.silver))
+        session = self.read_session()
+        with session.cursor() as cur:
+            if not session.empty:
+                state.current_snapshot = catalog.current_snapshot(cur)
+                refs = catalog.list_tables(cur, False, snapshot=state.current_snapshot)
+                state.tables = catalog.describe_all(cur, refs) if full else refs
+                snaps = catalog.snapshots(cur)
+                state.snapshots = len(snaps)
+                known = {f"{t.schema}.{t.name}" for t in state.tables}
+                for snap in snaps:  # oldest first: the last one seen wins
+                    for names in snap.tables.values():
+                        for name in names:
+                            if name in known:
+                                state.last_change[name] = snap.time
+        store = self._records() if full else None
+        if store is not None:
+            counts, steps, last_ok = store.summary()
+            state.runs_by_status, state.last_success_run = counts, last_ok
+            for (layer, table), finished in steps.items():
+                name = step_table(layer, table)
+                if name:
+                    state.last_success[name] = finished
+            last = next((r for r in store.list(20) if r.status != "running"), None)
+            state.last_run = store.get(last.run_id) if last is not None else None
+        return state
+
+    def freshness(self, now: datetime | None = None) -> list:
+        """Every table's age (since the latest snapshot that changed it) and status against its `freshness:`
+        policy (:class:`airduck.metrics.staleness.TableAge`: ok, warn, error; `none` without a policy). A table a
+        policy names that was never written is `error`. `now`: the clock (default: now, UTC)."""
+        from datetime import UTC
+
+        from airduck.metrics.staleness import table_ages
+
+        state = self.lake_state(full=False)
+        names = [f"{t.schema}.{t.name}" for t in state.tables]
+        return table_ages(names, state.last_change, state.policies, now or datetime.now(UTC))
+
+    def metrics_collector(self, cache_seconds: float = 10.0):
+        """A Prometheus collector of the lake gauges (:class:`airduck.metrics.lake.LakeCollector`) over this
+        Lakehouse, reading `lake_state` at most every `cache_seconds` (the API server registers it)."""
+        from airduck.metrics.lake import LakeCollector
+
+        return LakeCollector(self.lake_state, cache_seconds=cache_seconds)
+
+    def alert_stale(self, ages: list) -> list:
+        """Send the `stale` alert for the warn/error tables of `ages` (from `freshness`) to the webhooks of
+        `alerts:` that want it; returns the deliveries (:class:`airduck.metrics.alerts.Delivery`)."""
+        from airduck.metrics.alerts import send, stale_alert
+
+        alert = stale_alert(self.project.config.name, ages)
+        if alert is None or not self.project.config.alerts.webhooks:
+            return []
+        self.project.require(("alerts",))
+        return send(self.project.config.alerts, alert)
+
+    def _metrics_sinks(self) -> list[EventSink]:
+        """The run sinks of `metrics:` (Pushgateway, textfile) and `alerts:`, made once per Lakehouse. A part whose
+        `${VAR}` is unset is left out with a warning on the log (it never stops a run)."""
+        if self._observers is None:
+            import logging
+
+            cfg = self.project.config
+            sinks: list[EventSink] = []
+            for part, wanted in (("metrics", bool(cfg.metrics.pushgateway or cfg.metrics.textfile)),
+                                 ("alerts", bool(cfg.alerts.webhooks))):
+                if not wanted:
+                    continue
+                try:
+                    self.project.require((part,))
+                except AirduckError as exc:
+                    logging.getLogger("airduck").warning("%s: left out of runs: %s", part, exc)
+                    continue
+                if part == "metrics":
+                    from airduck.metrics.batch import PrometheusSink
+
+                    sinks.append(PrometheusSink(cfg.metrics, cfg.name, lake=self.lake_state, root=self.project.root))
+                else:
+                    from airduck.metrics.alerts import AlertSink
+
+                    sinks.append(AlertSink(cfg.alerts, cfg.name))
+            self._observers = sinks
+        return self._observers
+
     # -- storage ----------------------------------------------------------------------------
     def landing(self):
         """The landing zone's object store (raw files as received)."""
@@ -388,6 +484,111 @@ class Lakehouse:
         steps += setup_store(self.landing(), versioning=lake.landing_versioning,
                              noncurrent_days=lake.noncurrent_version_days if lake.landing_versioning else None)
         return steps
+
+    # -- REST API (issue 11): table pages, column profiles, table diffs, the object store ---------------
+    @translated
+    def rows(self, name: str, *, limit: int = 100, offset: int = 0, at: str | int | None = None,
+             at_time: str | datetime | None = None, timeout: float | None = None, arrow: bool = False) -> SqlResult:
+        """A page of a table (`limit` rows from `offset`, in the table's stored order), now, at a snapshot id or
+        tag, or at a time, on the read session. `truncated` says whether more rows follow the page; with `arrow`
+        the page is also an Arrow table (`result.arrow`, the table's own types)."""
+        if limit < 0 or offset < 0:
+            raise SqlError(f"limit and offset must be 0 or more, not {limit} and {offset}")
+        if limit > MAX_SQL_LIMIT or offset > MAX_SQL_LIMIT:
+            raise SqlError(f"limit and offset must be at most {MAX_SQL_LIMIT:,}")
+        ref = TableRef.parse(name)
+        session = self.read_session()
+        with session.cursor() as cur:
+            version = history.resolve_version(cur, at)
+            known = (ref.schema.lower(), ref.name.lower()) in session.relations(cur)
+            rel = catalog.read_at(cur, ref, version=version, timestamp=at_time, limit=None, check=not known)
+            page = rel.limit(limit + 1, offset)
+            seconds = self.project.config.lake.sql_timeout_seconds if timeout is None else timeout
+            if arrow:
+                table = run_with_time_limit(cur, seconds, page.to_arrow_table)
+                more = table.num_rows > limit
+                return SqlResult(rel.columns, [], more, None, limit, arrow=table.slice(0, limit))
+            found = run_with_time_limit(cur, seconds, page.fetchall)
+            return SqlResult(rel.columns, found[:limit], len(found) > limit, None, limit)
+
+    @translated
+    def profile(self, name: str, column: str, *, top: int = 10, at: str | int | None = None,
+                at_time: str | datetime | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """A column's profile: rows, nulls, distinct values, min, max and the `top` most frequent values."""
+        ref = TableRef.parse(name)
+        if not 0 <= top <= 1000:
+            raise SqlError(f"top must be 0 to 1000, not {top}")
+        seconds = self.project.config.lake.sql_timeout_seconds if timeout is None else timeout
+        with self.read_session().cursor() as cur:
+            version = history.resolve_version(cur, at)
+            rel = catalog.read_at(cur, ref, version=version, timestamp=at_time, limit=None)
+            types = dict(zip(rel.columns, [str(t) for t in rel.types], strict=True))
+            if column not in types:
+                raise NotFound(f"{ref} has no column {column!r}", hint=f"columns: {', '.join(rel.columns)}")
+            col = catalog.quote_ident(column)
+            comparable = not any(k in types[column] for k in ("[]", "STRUCT", "MAP", "UNION"))
+            extremes = f"min({col}), max({col})" if comparable else "NULL, NULL"
+
+            def work() -> dict[str, Any]:
+                total, nulls, distinct, low, high = rel.aggregate(
+                    f"count(*), count(*) - count({col}), count(DISTINCT {col}), {extremes}").fetchone()
+                tops = rel.aggregate(f"{col} AS value, count(*) AS n", col).order("n DESC, value ASC NULLS LAST") \
+                    .limit(top).fetchall() if comparable and top else []
+                return {"table": str(ref), "column": column, "type": types[column], "rows": int(total),
+                        "nulls": int(nulls), "distinct": int(distinct), "min": low, "max": high,
+                        "top": [{"value": v, "count": int(n)} for v, n in tops]}
+
+            return run_with_time_limit(cur, seconds, work)
+
+    @translated
+    def diff(self, name: str, start: str | int, end: str | int | None = None, *, limit: int = 100,
+             timeout: float | None = None) -> dict[str, Any]:
+        """What changed in a table after snapshot `start` up to `end` (ids or tags; None: now), from DuckLake's
+        change feed: the number of rows inserted, deleted and updated, and the first `limit` changed rows
+        (`change_type` insert, delete, update_preimage, update_postimage)."""
+        ref = TableRef.parse(name)
+        if not 0 <= limit <= 100_000:
+            raise SqlError(f"limit must be 0 to 100,000, not {limit}")
+        seconds = self.project.config.lake.sql_timeout_seconds if timeout is None else timeout
+        session = self.read_session()
+        with session.cursor() as cur:
+            if session.empty:
+                raise NotFound(f"no table {ref}", hint="the lake has no catalog yet: nothing was written")
+            first = history.resolve_version(cur, start)
+            last = history.resolve_version(cur, end) if end is not None else catalog.current_snapshot(cur)
+            assert first is not None and last is not None
+            if last < first:
+                raise SqlError(f"the end snapshot {last} is before the start {first}", hint="swap them")
+            catalog.snapshots(cur, ref)  # NotFound when the table never existed
+            feed = (f"ducklake_table_changes({catalog.quote_literal(catalog.LAKE)}, {catalog.quote_literal(ref.schema)}, "
+                    f"{catalog.quote_literal(ref.name)}, {first + 1}, {last})")
+
+            def work() -> dict[str, Any]:
+                if last == first:
+                    return {"counts": {}, "columns": [], "rows": []}
+                counts = dict(cur.execute(f"SELECT change_type, count(*) FROM {feed} GROUP BY 1").fetchall())
+                rel = cur.sql(f"SELECT * FROM {feed} ORDER BY snapshot_id, rowid, change_type LIMIT {int(limit)}")
+                return {"counts": counts, "columns": rel.columns, "rows": rel.fetchall()}
+
+            try:
+                found = run_with_time_limit(cur, seconds, work)
+            except duckdb.Error as exc:
+                raise NotFound(f"no changes of {ref} between snapshots {first} and {last}: "
+                               f"{redact(str(exc).splitlines()[0])}", hint=f"see `airduck snapshots {ref}`") from None
+        counts = found.pop("counts")
+        return {"table": str(ref), "from": first, "to": last, "inserted": int(counts.get("insert", 0)),
+                "deleted": int(counts.get("delete", 0)), "updated": int(counts.get("update_postimage", 0)), **found}
+
+    def objects(self):
+        """The store of unstructured objects (`lake.objects`: a folder, default `.airduck/objects/`, or
+        ``s3://bucket/prefix/``), as an :class:`airduck.storage.objects.Objects` (keys checked against escapes)."""
+        from airduck.storage import open_store
+        from airduck.storage.objects import Objects
+
+        self.project.require(("lake", "objects"), ("lake", "s3"))
+        store = open_store(self.project.config.lake.objects, storage_settings(self.project),
+                           base_dir=self.project.root)
+        return Objects(store)
 
     # -- health -----------------------------------------------------------------------------
     def doctor(self) -> list[Check]:
@@ -440,11 +641,17 @@ COUNT_SECONDS = 5.0
 MAX_SQL_LIMIT = 10**12
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, query: str, limit: int | None, count_all: bool) -> SqlResult:
+def _fetch(con: duckdb.DuckDBPyConnection, query: str, limit: int | None, count_all: bool,
+           arrow: bool = False) -> SqlResult:
     """Run `query` once; keep at most `limit` rows and tell whether there were more (one extra row is read)."""
     rel = con.sql(query)
     if rel is None:
         raise SqlError("the statement returned no result")
+    if arrow:
+        table = (rel if limit is None else rel.limit(limit + 1)).to_arrow_table()
+        cut = limit is not None and table.num_rows > limit
+        table = table.slice(0, limit) if cut else table
+        return SqlResult(rel.columns, [], cut, None if cut else table.num_rows, limit, arrow=table)
     if limit is None:
         rows = rel.fetchall()
         return SqlResult(rel.columns, rows, False, len(rows), None)

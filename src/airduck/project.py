@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
+from airduck.api.config import ApiConfig
 from airduck.bronze.config import Source
 from airduck.config.base import Model
 from airduck.config.loader import (
@@ -31,6 +32,7 @@ from airduck.config.secrets import normalize_dsn, register_dsn, register_secret
 from airduck.errors import ConfigError
 from airduck.gold.config import GoldConfig
 from airduck.lake.config import LakeConfig
+from airduck.metrics.config import AlertsConfig, MetricsConfig
 from airduck.serve.config import ServeConfig
 from airduck.silver.config import SilverTable
 
@@ -43,6 +45,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "AIRDUCK_CATALOG": ("catalog",),
     "AIRDUCK_DATA_PATH": ("data_path",),
     "AIRDUCK_LANDING": ("landing",),
+    "AIRDUCK_OBJECTS": ("objects",),
     "AIRDUCK_S3_ENDPOINT": ("s3", "endpoint"),
     "AWS_ACCESS_KEY_ID": ("s3", "access_key_id"),
     "AWS_SECRET_ACCESS_KEY": ("s3", "secret_access_key"),
@@ -59,6 +62,9 @@ class ProjectConfig(Model):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     #: SOPS-encrypted files (paths relative to the project) whose keys become `${VAR}` values
     secrets: list[str] = Field(default_factory=list)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @field_validator("sources", "silver")
     @classmethod
@@ -163,6 +169,8 @@ def load_project(path: str | Path | None = None, environ: Mapping[str, str] | No
                     raise error from None
         raise ConfigError(_format_error(file, lines, exc, data)) from None
     _secure_dsns(config)
+    for api_token in config.api.tokens.values():
+        register_secret(api_token.token.get_secret_value())
     return Project(root=root, config=config, env=env, missing=missing, secret_vars=secret_vars)
 
 
@@ -190,7 +198,7 @@ def _sops_env(root: Path, file: Path, lines: dict, raw: dict[str, Any], env: dic
 
 
 #: top-level parts whose unset `${VAR}`s fail only when the part is used; any other one fails at load
-_LAZY = ("lake", "sources", "silver", "gold", "serve")
+_LAZY = ("lake", "sources", "silver", "gold", "serve", "api", "metrics", "alerts")
 
 
 def _secure_dsns(config: ProjectConfig) -> None:
@@ -206,6 +214,10 @@ def _secure_dsns(config: ProjectConfig) -> None:
         dsn = getattr(holder, attr)
         register_dsn(dsn)
         setattr(holder, attr, normalize_dsn(dsn))
+    for hook in config.alerts.webhooks:
+        from airduck.metrics.alerts import register_webhook
+
+        register_webhook(hook.url)
     for src in config.sources.values():
         for name, value in (getattr(src, "headers", None) or {}).items():
             if name.lower() not in _PLAIN_HEADERS:

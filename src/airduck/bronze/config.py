@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from airduck.config.base import Model
+from airduck.config.staleness import FreshnessPolicy
 
 FileFormat = Literal["csv", "tsv", "json", "ndjson", "parquet"]
 
@@ -15,6 +16,7 @@ class FilesSource(Model):
     """Files on disk or S3 matched by a glob; each file is ingested once (again when it changes)."""
 
     type: Literal["files"]
+    freshness: FreshnessPolicy | None = Field(None, description="how old bronze.<name> may get: {warn_after: 6h, error_after: 24h}")
     path: str = Field(description="glob relative to the project, absolute, or s3://bucket/prefix/*.csv")
     format: FileFormat | None = Field(None, description="inferred from the file extension when omitted")
     delimiter: str | None = None
@@ -29,6 +31,7 @@ class PostgresSource(Model):
     """A table or a query in a PostgreSQL database, read in bulk through DuckDB's postgres extension."""
 
     type: Literal["postgres"]
+    freshness: FreshnessPolicy | None = Field(None, description="how old bronze.<name> may get: {warn_after: 6h, error_after: 24h}")
     dsn: str
     table: str | None = None
     query: str | None = None
@@ -57,6 +60,7 @@ class HttpSource(Model):
     """A JSON REST API, paged, with retries on 429/5xx and timeouts."""
 
     type: Literal["http"]
+    freshness: FreshnessPolicy | None = Field(None, description="how old bronze.<name> may get: {warn_after: 6h, error_after: 24h}")
     url: str
     params: dict[str, str | int | float] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict, description="values may use ${VAR} for tokens")

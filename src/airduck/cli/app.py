@@ -573,6 +573,10 @@ def quality(
     quality_by_run(results, latest=not run_id)
 
 
+from airduck.cli.serve import serve  # noqa: E402  (issue 11: the API server)
+
+app.command()(serve)
+
 _PROJECT_FLAGS = ("-p", "--project")
 
 
@@ -619,3 +623,8 @@ def main(argv: list[str] | None = None) -> Any:
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
         render.error(str(translate(exc)))
         sys.exit(1)
+
+
+from airduck.cli.freshness import freshness  # noqa: E402 (issue 12: data-age freshness)
+
+app.command()(freshness)

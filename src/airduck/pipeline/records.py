@@ -249,6 +249,21 @@ class RecordStore:
                 rec.steps.append(step)
             return rec
 
+    def summary(self) -> tuple[dict[str, int], dict[tuple[str, str], datetime], datetime | None]:
+        """For the metrics: runs by final status; per (layer, table) when its last successful step (ok, warn or
+        skipped as unchanged) finished; when the last ok or warned run finished. Three queries."""
+        latest = ("SELECT run_id, status, finished_at FROM (SELECT run_id, status, finished_at, row_number() OVER "
+                  "(PARTITION BY run_id ORDER BY recorded_at DESC) AS rn FROM airduck_runs) latest WHERE rn = 1")
+        with self._conn() as cur:
+            cur.execute(f"SELECT status, count(*) FROM ({latest}) r GROUP BY status")
+            counts = {str(status): int(n) for status, n in cur.fetchall()}
+            cur.execute("SELECT layer, table_name, max(finished_at) FROM airduck_run_steps "
+                        "WHERE status IN ('ok', 'warn', 'skipped') AND table_name IS NOT NULL GROUP BY layer, table_name")
+            steps = {(str(layer or ""), str(table)): _parse_ts(ts) for layer, table, ts in cur.fetchall() if ts}
+            cur.execute(f"SELECT max(finished_at) FROM ({latest}) r WHERE status IN ('ok', 'warned')")
+            row = cur.fetchone()
+        return counts, steps, _parse_ts(row[0]) if row and row[0] else None
+
     def running_here(self) -> list[RunRecord]:
         with self._conn() as cur:
             return self._latest(cur, "AND status = ? AND host = ?", ["running", socket.gethostname()])

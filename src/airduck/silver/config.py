@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from airduck.config.base import Model
+from airduck.config.staleness import FreshnessPolicy
 
 NORMALIZERS = ("trim", "lower", "upper", "null_if_empty", "collapse_spaces")
 
@@ -63,6 +64,7 @@ class SilverTable(Model):
     lookups: list[Lookup] = Field(default_factory=list)
     deleted_flag: str | None = Field(None, description="a column that marks a row as deleted (merge mode)")
     evolve: bool = Field(False, description="let new source columns reach silver")
+    freshness: FreshnessPolicy | None = Field(None, description="how old silver.<name> may get: {warn_after: 6h, error_after: 24h}")
 
     @field_validator("key", "order_by", mode="before")
     @classmethod
