@@ -366,6 +366,30 @@ class Lakehouse:
         store = self._records()
         return store.quality(table=table, run_id=run_id, failed=failed, limit=limit) if store is not None else []
 
+    # -- lineage (issue 12: the built-in graph, OpenLineage events) --------------------------
+    def lineage(self, table: str | None = None, *, upstream: bool = True, downstream: bool = True,
+                columns: bool = False):
+        """The lineage graph of the project (a :class:`airduck.lineage.LineageGraph`; ``.to_dict()`` gives
+        ``{"nodes": [{"id", "kind" (source|table|step|mart|export), "name", "layer", "namespace", ...}],
+        "edges": [{"source", "target", "role"}], "columns": [...]}``), built from the plan: opens no lake.
+
+        `table`: only what is upstream (`upstream`) and/or downstream (`downstream`) of that table, source or
+        step; `columns`: with column lineage (silver rules, dbt models' compiled SQL where sqlglot traces it)."""
+        from airduck.lineage import build_graph
+
+        graph = build_graph(self.project, self.plan(), columns=columns, gold_columns=self._gold_columns())
+        if table is None:
+            return graph
+        return graph.around(graph.resolve(table), upstream=upstream, downstream=downstream)
+
+    def _gold_columns(self):
+        """A callable (gold step) -> its column lineage from dbt's compiled SQL, or None without a dbt project."""
+        if not self.project.config.gold.dbt_project:
+            return None
+        from airduck.lineage.dbt import gold_column_lineage
+
+        return gold_column_lineage(self.project)
+
     # -- storage ----------------------------------------------------------------------------
     def landing(self):
         """The landing zone's object store (raw files as received)."""
