@@ -30,6 +30,7 @@ from airduck.config.secrets import normalize_dsn, register_dsn, register_secret
 from airduck.errors import ConfigError
 from airduck.gold.config import GoldConfig
 from airduck.lake.config import LakeConfig
+from airduck.lineage.config import LineageConfig
 from airduck.serve.config import ServeConfig
 from airduck.silver.config import SilverTable
 
@@ -56,6 +57,7 @@ class ProjectConfig(Model):
     silver: dict[str, SilverTable] = Field(default_factory=dict)
     gold: GoldConfig = Field(default_factory=GoldConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    lineage: LineageConfig | None = None
 
     @field_validator("sources", "silver")
     @classmethod

@@ -24,9 +24,10 @@ def newest_manifest(project: Any) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
-def compiled_sql(project: Any) -> dict[str, str]:
-    """{model name: compiled SQL} of the newest manifest (empty before a run compiled the models)."""
-    path = newest_manifest(project)
+def compiled_sql(project: Any, path: Path | None = None) -> dict[str, str]:
+    """{model name: compiled SQL} of the manifest at `path` or the newest one (empty before a run compiled the
+    models)."""
+    path = path or newest_manifest(project)
     if path is None:
         return {}
     try:
