@@ -85,7 +85,10 @@ def dataset_name(dataset: Dataset, lake_ns: str) -> tuple[str, str]:
         return _storage(_join(dataset.location, dataset.name.rsplit("/", 1)[-1] if dataset.location else dataset.name))
     if kind in (DatasetKind.POSTGRES, DatasetKind.POSTGRES_MART):
         ns, db = _pg(dataset.location)
-        return ns, f"{db}.{dataset.name}" if db else dataset.name
+        name = dataset.name.replace('"', "")
+        if "." not in name and not name.startswith("query:"):
+            name = f"public.{name}"  # PostgreSQL's default schema: the spec's name is database.schema.table
+        return ns, f"{db}.{name}" if db else name
     if kind == DatasetKind.HTTP:
         url = safe_url(dataset.name)
         if "://" in url:
