@@ -69,14 +69,18 @@ class OpenLineageSink(EventSink):
         self._started: dict[tuple[str | None, str], tuple[Event, list, list]] = {}
         self._gold_sql: dict[str, str] | None = None
         self._run_id: str | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     # -- plumbing --------------------------------------------------------------------------------
     @property
     def plan(self) -> Plan:
-        if self._plan is None:
-            self._plan = self._plan_fn()
-        return self._plan
+        with self._lock:
+            if self._plan is None:
+                try:
+                    self._plan = self._plan_fn()
+                except Exception:  # an invalid project: its events name what the airduck events say
+                    self._plan = Plan([])
+            return self._plan
 
     def _step(self, step_id: str) -> Step | None:
         return self.plan._by_id.get(step_id)
@@ -139,6 +143,7 @@ class OpenLineageSink(EventSink):
         self._plan = None  # a new run reads the plan (and its dbt SQL) afresh
         self._gold_sql = None
         self._run_id = event.run_id
+        _ = self.plan  # read now, before the steps' threads need it
         self._send(RunEvent(eventType=RunState.START, eventTime=event.time.isoformat(), producer=self.producer,
                             run=Run(runId=uid, facets=self._run_facets(event)), job=self._job(PARENT_JOB, "RUN")))
 
@@ -225,7 +230,8 @@ class OpenLineageSink(EventSink):
         versions_out = list(event.outputs) if isinstance(event, StepFinished) else []
         quality = list(getattr(event, "quality", ()) or ())
         inputs = self._inputs(step, versions_in, quality)
-        outputs = self._outputs(step, versions_out, done=isinstance(event, StepFinished), quality=quality)
+        outputs = self._outputs(step, versions_out, done=isinstance(event, StepFinished), quality=quality,
+                                rows=event.rows_out if isinstance(event, StepFinished) else None)
         sql = self._sql(step, event)
         self._send(RunEvent(eventType=getattr(RunState, state), eventTime=event.time.isoformat(),
                             producer=self.producer, run=self._step_run(event.run_id, event.step_id, event.time, facets),
@@ -271,7 +277,7 @@ class OpenLineageSink(EventSink):
         return out
 
     def _outputs(self, step: Step | None, versions: list[DatasetVersion], *, done: bool,
-                 quality: list | None = None) -> list[Any]:
+                 quality: list | None = None, rows: int | None = None) -> list[Any]:
         from openlineage.client.event_v2 import OutputDataset
         from openlineage.client.facet_v2 import (
             dataset_version_dataset,
@@ -306,6 +312,9 @@ class OpenLineageSink(EventSink):
                 out_facets["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
                     rowCount=v.rows if v is not None and v.rows is not None else (info or {}).get("rows"),
                     size=(info or {}).get("bytes"), fileCount=(info or {}).get("files"))
+            elif done and rows is not None and d.kind in (DatasetKind.POSTGRES_MART, DatasetKind.EXPORT):
+                out_facets["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+                    rowCount=rows)
             if d.kind == DatasetKind.LAKE and d.name in columns:
                 facets["columnLineage"] = columns[d.name]
             if quality and step is not None and step.kind.value == "gold" and d == step.outputs[0]:
