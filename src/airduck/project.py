@@ -32,6 +32,7 @@ from airduck.config.secrets import normalize_dsn, register_dsn, register_secret
 from airduck.errors import ConfigError
 from airduck.gold.config import GoldConfig
 from airduck.lake.config import LakeConfig
+from airduck.lineage.config import LineageConfig
 from airduck.metrics.config import AlertsConfig, MetricsConfig
 from airduck.serve.config import ServeConfig
 from airduck.silver.config import SilverTable
@@ -65,6 +66,7 @@ class ProjectConfig(Model):
     api: ApiConfig = Field(default_factory=ApiConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    lineage: LineageConfig | None = None
 
     @field_validator("sources", "silver")
     @classmethod
