@@ -30,6 +30,7 @@ from airduck.config.secrets import normalize_dsn, register_dsn, register_secret
 from airduck.errors import ConfigError
 from airduck.gold.config import GoldConfig
 from airduck.lake.config import LakeConfig
+from airduck.orchestrate.config import AirflowConfig
 from airduck.serve.config import ServeConfig
 from airduck.silver.config import SilverTable
 
@@ -56,6 +57,7 @@ class ProjectConfig(Model):
     silver: dict[str, SilverTable] = Field(default_factory=dict)
     gold: GoldConfig = Field(default_factory=GoldConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    airflow: AirflowConfig = Field(default_factory=AirflowConfig)
 
     @field_validator("sources", "silver")
     @classmethod
@@ -163,7 +165,7 @@ def load_project(path: str | Path | None = None, environ: Mapping[str, str] | No
 
 
 #: top-level parts whose unset `${VAR}`s fail only when the part is used; any other one fails at load
-_LAZY = ("lake", "sources", "silver", "gold", "serve")
+_LAZY = ("lake", "sources", "silver", "gold", "serve", "airflow")
 
 
 def _secure_dsns(config: ProjectConfig) -> None:
