@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,7 @@ def _dag(snap: dict[str, Any], cfg: AirflowConfig, dag_id_: str, *, schedule: An
                                  interval=timedelta(minutes=cfg.deadline_minutes),
                                  callback=AsyncCallback(deadline_missed, kwargs={
                                      "dag_id": dag_id_, "minutes": cfg.deadline_minutes}))
-    start = datetime(cfg.start_date.year, cfg.start_date.month, cfg.start_date.day, tzinfo=timezone.utc)
+    start = datetime(cfg.start_date.year, cfg.start_date.month, cfg.start_date.day, tzinfo=UTC)
     return DAG(dag_id_, schedule=schedule, start_date=start, catchup=cfg.catchup,
                max_active_runs=cfg.max_active_runs, max_active_tasks=cfg.max_active_tasks,
                default_args=_default_args(cfg), tags=["airduck", snap["project"], *tags, *cfg.tags],
@@ -265,7 +265,7 @@ def pod_task(snap: dict[str, Any], cfg: AirflowConfig, kind: str, arguments: lis
         image_pull_secrets=[k8s.V1LocalObjectReference(name=n) for n in kube.image_pull_secrets] or None,
         service_account_name=kube.service_account, cmds=["airduck"], arguments=args,
         env_vars=env, env_from=env_from or None, container_resources=_resources(cfg, kind),
-        labels=labels, annotations={**kube.annotations, f"{LABEL}/step-id": step_id} or None,
+        labels=labels, annotations={**kube.annotations, f"{LABEL}/step-id": step_id},
         node_selector=kube.node_selector or None, startup_timeout_seconds=kube.startup_timeout_seconds,
         security_context=k8s.V1PodSecurityContext(run_as_non_root=True, run_as_user=kube.run_as_user,
                                                   run_as_group=kube.run_as_user, fs_group=kube.run_as_user,
