@@ -113,13 +113,14 @@ async def deadline_missed(**kwargs: Any) -> None:
 
 
 def _dag(snap: dict[str, Any], cfg: AirflowConfig, dag_id_: str, *, schedule: Any, doc: str,
-         tags: tuple[str, ...] = ()) -> DAG:
+         tags: tuple[str, ...] = (), deadline_minutes: int | None = None) -> DAG:
+    """A DAG with the project's settings; `deadline_minutes`: an Airflow 3 deadline alert (the pipeline DAG's)."""
     deadline = None
-    if cfg.deadline_minutes:
+    if deadline_minutes:
         deadline = DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT,
-                                 interval=timedelta(minutes=cfg.deadline_minutes),
+                                 interval=timedelta(minutes=deadline_minutes),
                                  callback=AsyncCallback(deadline_missed, kwargs={
-                                     "dag_id": dag_id_, "minutes": cfg.deadline_minutes}))
+                                     "dag_id": dag_id_, "minutes": deadline_minutes}))
     start = datetime(cfg.start_date.year, cfg.start_date.month, cfg.start_date.day, tzinfo=UTC)
     return DAG(dag_id_, schedule=schedule, start_date=start, catchup=cfg.catchup,
                max_active_runs=cfg.max_active_runs, max_active_tasks=cfg.max_active_tasks,
@@ -133,7 +134,8 @@ def pipeline_dag(snap: dict[str, Any], cfg: AirflowConfig) -> DAG:
     steps = snap["steps"]
     doc = (f"The pipeline of the airduck project **{project}** ({len(steps)} steps), from its plan: "
            f"`airduck plan` shows the same steps. Mode: `{cfg.mode}`.")
-    with _dag(snap, cfg, dag_id(snap, cfg), schedule=cfg.schedule, doc=doc) as dag:
+    with _dag(snap, cfg, dag_id(snap, cfg), schedule=cfg.schedule, doc=doc,
+              deadline_minutes=cfg.deadline_minutes) as dag:
         groups: dict[str, TaskGroup] = {}
         tasks: dict[str, Any] = {}
         for layer in LAYER_ORDER:

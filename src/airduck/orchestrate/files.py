@@ -126,8 +126,10 @@ def load_snapshot(project: str | Path | None, snapshot: str | Path | None) -> di
                       hint="run `airduck airflow dags --out DIR` in the project again, or mount the project there")
 
 
-def dag_file_name(project_name: str) -> str:
-    return f"airduck_{re.sub(r'[^a-z0-9_]', '_', project_name.lower())}.py"
+def dag_file_name(snapshot: dict[str, Any]) -> str:
+    """``airduck_<project>.py``, or ``<airflow.dag_id>.py`` when the project sets its DAG id."""
+    name = snapshot["airflow"].get("dag_id") or f"airduck_{snapshot['project']}"
+    return re.sub(r"[^A-Za-z0-9_]", "_", name) + ".py"
 
 
 _TEMPLATE = '''\
@@ -160,7 +162,7 @@ def write_dag_files(lh: Any, out: str | Path) -> list[Path]:
     data = snapshot_of(lh)
     root = lh.project.root
     _write_json(root / CACHE, data)
-    dag_file = out / dag_file_name(data["project"])
+    dag_file = out / dag_file_name(data)
     snapshot = dag_file.with_suffix(".plan.json")
     _write_json(snapshot, data)
     out.mkdir(parents=True, exist_ok=True)
