@@ -101,6 +101,7 @@ def test_every_pod_renders_and_validates(demo_template, tmp_path):
                                                         "-q"]
     assert seen["shop_k8s_maintenance/flush"] == ["-p", "/project", "maintain", "--step", "flush"]
     assert seen["shop_k8s_quality/silver_vacancies"][-3:] == ["--table", "silver.vacancies", "--gate"]
+    assert seen["shop_k8s_quality/freshness"] == ["-p", "/project", "freshness"]
     assert len([k for k in seen if k.startswith("shop_k8s/")]) == 10
     gold = pipeline.get_task("gold.top_growing_skills")
     pod = pod_dict(gold.build_pod_request_obj(dry_run=True))

@@ -100,6 +100,8 @@ def test_gate_concurrency_maintenance_quality(airflow_dags, tmp_path, pg_databas
         check.python_callable(**check.op_kwargs)
     ok = quality.get_task("silver_b")
     assert ok.python_callable(**ok.op_kwargs)["gates_failed"] == []
+    fresh = quality.get_task("freshness")  # no `freshness:` policy here: nothing is stale
+    assert "error" not in (fresh.python_callable(**fresh.op_kwargs).get("status") or {})
     assert {a.uri for a in quality.timetable.asset_condition.objects} >= {"airduck://tiny/silver/a",
                                                                             "airduck://tiny/silver/b"}
 

@@ -122,6 +122,9 @@ class QualityDag(Model):
 
     schedule: str | None = None
     enabled: bool = True
+    #: a `freshness` task: fails when a table is older than its `freshness:` policy's error_after
+    #: (`Lakehouse.freshness`, `airduck freshness`; skipped with a note on an airduck without them)
+    freshness: bool = True
 
 
 class AirflowConfig(Model):

@@ -6,7 +6,8 @@
   table it reads an inlet, so other DAGs can be scheduled on them;
 - the maintenance DAG (``airduck_<project>_maintenance``): flush -> merge -> expire -> cleanup, on its schedule;
 - the data-quality DAG (``airduck_<project>_quality``): a task per table with quality checks fails when the
-  table's latest results have a failed gate; by default it runs whenever the pipeline updates those tables.
+  table's latest results have a failed gate, and a ``freshness`` task fails when a table is older than its
+  policy allows; by default it runs whenever the pipeline updates those tables.
 
 Two modes (``airflow.mode``): ``local`` runs each step in the worker through the facade; ``kubernetes`` runs
 ``airduck run --step <id>`` in a pod of the project's image (:class:`AirduckPodOperator`). Either way a transient
@@ -343,6 +344,30 @@ def check_quality(project: str, table: str) -> dict[str, Any]:
     return summary
 
 
+def check_freshness(project: str) -> dict[str, Any]:
+    """Local mode: every table's data age against its `freshness:` policy (``Lakehouse.freshness()``); fails (no
+    retry) when a table is `error`. On an airduck without freshness it says so and passes."""
+    from airduck.errors import AirduckError
+    from airduck.lakehouse import Lakehouse
+
+    try:
+        with Lakehouse.open(project) as lh:
+            if not hasattr(lh, "freshness"):
+                log.warning("airduck: this version of airduck has no freshness checks (Lakehouse.freshness)")
+                return {"available": False}
+            ages = lh.freshness()
+    except AirduckError as exc:
+        _fail(exc)
+    by_status: dict[str, list[str]] = {}
+    for age in ages:
+        by_status.setdefault(str(age.status), []).append(age.table)
+    log.info("airduck freshness: %s", by_status)
+    if by_status.get("error"):
+        raise AirflowFailException("tables older than their freshness policy allows: "
+                                   + ", ".join(by_status["error"]))
+    return {"available": True, "status": by_status}
+
+
 def quality_dag(snap: dict[str, Any], cfg: AirflowConfig) -> DAG:
     project = snap["project"]
     tables = _quality_tables(snap)
@@ -364,4 +389,11 @@ def quality_dag(snap: dict[str, Any], cfg: AirflowConfig) -> DAG:
                 PythonOperator(task_id=tid, python_callable=check_quality,
                                op_kwargs={"project": snap["root"], "table": table}, inlets=[asset(project, table)],
                                **_task_args(cfg, "quality"))
+        if cfg.quality.freshness:
+            if cfg.mode == "kubernetes":
+                pod_task(snap, cfg, "quality", ["freshness"], step_id="quality:freshness", layer="lake",
+                         task_id="freshness", **_task_args(cfg, "quality"))
+            else:
+                PythonOperator(task_id="freshness", python_callable=check_freshness,
+                               op_kwargs={"project": snap["root"]}, **_task_args(cfg, "quality"))
     return dag
