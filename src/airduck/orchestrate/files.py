@@ -74,8 +74,11 @@ def snapshot_of(lh: Any) -> dict[str, Any]:
             "depends_on": list(s.depends_on),
             "tags": list(s.get("tags") or ()), "file": s.get("file"), "materialized": s.get("materialized"),
         })
+    from airduck._version import __version__
+
     return {
         "version": SNAPSHOT_VERSION,
+        "airduck": __version__,
         "project": cfg.name,
         "root": str(project.root),
         "key": project_key(project.root, _dbt_dir(project.root, cfg.gold.dbt_project)),
@@ -110,7 +113,10 @@ def load_snapshot(project: str | Path | None, snapshot: str | Path | None) -> di
     if root is not None and (root / "airduck.yml").is_file():
         cache = root / CACHE
         data = _read_json(cache)
-        if data is not None and data.get("key") == project_key(root, _dbt_dir(root, data.get("dbt_project"))):
+        from airduck._version import __version__
+
+        if (data is not None and data.get("airduck") == __version__
+                and data.get("key") == project_key(root, _dbt_dir(root, data.get("dbt_project")))):
             return data
         from airduck.lakehouse import Lakehouse
 
