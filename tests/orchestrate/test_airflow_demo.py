@@ -33,7 +33,10 @@ def lake_digest(root: Path, env: dict[str, str] | None = None) -> dict[str, tupl
                 cols = [c for c, in lh.con.execute(
                     "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'lake' AND "
                     "table_schema = ? AND table_name = ? ORDER BY ordinal_position", [ref.schema, ref.name]).fetchall()]
-                body = ", ".join(KEPT.get(c, f'"{c}"') for c in cols if c in KEPT or not c.startswith("_"))
+                kept = dict(KEPT, _reasons='"_reasons"')
+                if ref.name.endswith("__quarantine"):  # its _raw is the bronze row, with bronze's run columns
+                    kept.pop("_raw")
+                body = ", ".join(kept.get(c, f'"{c}"') for c in cols if c in kept or not c.startswith("_"))
                 out[table] = lh.con.execute(f"SELECT count(*), coalesce(sum(hash(({body}))), 0) FROM {table}"
                                             ).fetchone()
             return out
