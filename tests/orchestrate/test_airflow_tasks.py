@@ -76,10 +76,12 @@ def test_gate_concurrency_maintenance_quality(airflow_dags, tmp_path, pg_databas
     (a0, a1, ra), (b0, b1, rb) = spans["bronze.a"], spans["bronze.b"]
     assert max(a0, b0) < min(a1, b1), spans  # the two tasks overlapped in time
     assert ra["status"] == rb["status"] == "ok" and ra["run_id"] != rb["run_id"]
-    assert ra["snapshot_after"] != rb["snapshot_after"]  # each committed its own snapshot
     with Lakehouse.open(root) as lh:
         assert lh.con.execute("SELECT count(*) FROM bronze.a").fetchone()[0] == 3000
         assert lh.con.execute("SELECT count(*) FROM bronze.b").fetchone()[0] == 3000
+        # each committed its own snapshot (made while the other task was running)
+        snap_a, snap_b = lh.snapshots("bronze.a")[-1], lh.snapshots("bronze.b")[-1]
+    assert snap_a.snapshot_id != snap_b.snapshot_id
 
     # the whole DAG: the gate fails silver.a once (no retry although retries=3), silver.a_top never runs,
     # the independent branch finishes
