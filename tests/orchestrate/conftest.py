@@ -7,12 +7,12 @@ from the DAGs folder (the DAG must be in Airflow's bundle: write DAG files into 
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ import pytest
 HOME = Path(tempfile.mkdtemp(prefix="airduck-airflow-"))
 DAGS = HOME / "dags"
 DAGS.mkdir()
+atexit.register(shutil.rmtree, HOME, ignore_errors=True)  # also when no test asked for the database
 os.environ.update({
     "AIRFLOW_HOME": str(HOME),
     "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
@@ -32,13 +33,12 @@ AIRDUCK = [sys.executable, "-m", "airduck"]
 
 
 @pytest.fixture(scope="session")
-def airflow_dags() -> Iterator[Path]:
+def airflow_dags() -> Path:
     """Airflow's DAGs folder, with its metadata database migrated (once per session)."""
     proc = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
                           timeout=600, env=os.environ.copy())
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    yield DAGS
-    shutil.rmtree(HOME, ignore_errors=True)
+    return DAGS
 
 
 def airduck(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 600,
