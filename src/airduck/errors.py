@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
+#: the exit code of `airduck run` (and `maintain`) when the failure is transient (EX_TEMPFAIL): worth retrying, as
+#: an orchestrator's pod task does on this code only; any other error exits 1
+EXIT_TRANSIENT = 75
+
 
 class AirduckError(Exception):
     """Base class of every error airduck reports to a user."""

@@ -34,6 +34,7 @@ from airduck.gold.config import GoldConfig
 from airduck.lake.config import LakeConfig
 from airduck.lineage.config import LineageConfig
 from airduck.metrics.config import AlertsConfig, MetricsConfig
+from airduck.orchestrate.config import AirflowConfig
 from airduck.serve.config import ServeConfig
 from airduck.silver.config import SilverTable
 
@@ -67,6 +68,7 @@ class ProjectConfig(Model):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     lineage: LineageConfig | None = None
+    airflow: AirflowConfig = Field(default_factory=AirflowConfig)
 
     @field_validator("sources", "silver")
     @classmethod
@@ -200,7 +202,7 @@ def _sops_env(root: Path, file: Path, lines: dict, raw: dict[str, Any], env: dic
 
 
 #: top-level parts whose unset `${VAR}`s fail only when the part is used; any other one fails at load
-_LAZY = ("lake", "sources", "silver", "gold", "serve", "api", "metrics", "alerts")
+_LAZY = ("lake", "sources", "silver", "gold", "serve", "api", "metrics", "alerts", "airflow")
 
 
 def _secure_dsns(config: ProjectConfig) -> None:

@@ -27,6 +27,8 @@ app = typer.Typer(
 class State:
     project: Path | None = None
     debug: bool = False
+    #: `run` and `maintain` exit EXIT_TRANSIENT (75) on a transient failure, for orchestrators to retry on
+    exit_transient: bool = False
 
 
 state = State()
@@ -388,6 +390,7 @@ def maintain(
     as_json: JsonOpt = False,
 ) -> None:
     """Flush inlined data, merge small files, rewrite deletes, expire old snapshots, clean up files."""
+    state.exit_transient = True
     with lakehouse() as lh:
         steps = lh.maintain(dry_run=dry_run, steps=tuple(step) if step else None)
     if as_json:
@@ -436,7 +439,9 @@ def run(
 
     Independent steps run at once (--threads). A step whose inputs, rule or model did not change since it last
     succeeded is skipped (sources are always read for new data; --full-refresh runs every step). A failed step
-    stops the steps below it (`upstream failed`); the others finish. Prints this run's record."""
+    stops the steps below it (`upstream failed`); the others finish. Prints this run's record. Exit code 1 on a
+    failure, 75 on a transient one (a network hiccup, a commit conflict: worth retrying)."""
+    state.exit_transient = True
     from airduck.cli.progress import RichReporter
     from airduck.errors import RunFailed
     from airduck.lakehouse import Lakehouse
@@ -556,6 +561,7 @@ def quality(
     run_id: Annotated[str | None, typer.Option("--run", help="Only this run's results (a run id or a unique prefix).")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Only results that did not pass.")] = False,
     limit: Annotated[int, typer.Option("-n", "--limit", min=1, help="At most this many results.")] = 1000,
+    gate: Annotated[bool, typer.Option("--gate", help="Exit 1 when a shown check that stops the data (action fail) did not pass.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Quality results: silver expectations, casts, required columns, lookups and dbt tests, per table.
@@ -570,11 +576,27 @@ def quality(
         results = lh.quality(table=table, run_id=run_id, failed=failed, limit=limit)
     if as_json:
         render.print_json([q.to_dict() for q in results])
+        _quality_gate(results, gate)
         return
     if not results:
         render.console.print(nothing_note(table, run_id, failed), highlight=False)
         return
     quality_by_run(results, latest=not run_id)
+    _quality_gate(results, gate)
+
+
+def _quality_gate(results: list, gate: bool) -> None:
+    gates = [q for q in results if gate and not q.passed and q.action == "fail"]
+    if gates:
+        from airduck.errors import QualityGateFailed
+
+        raise QualityGateFailed(f"{plural(len(gates), 'quality gate')} failed: "
+                                + ", ".join(f"{q.table} {q.name}" for q in gates[:5]))
+
+
+from airduck.cli.airflow import app as airflow_app  # noqa: E402  (its commands import Airflow only when run)
+
+app.add_typer(airflow_app, name="airflow")
 
 
 from airduck.cli.serve import serve  # noqa: E402  (issue 11: the API server)
@@ -626,7 +648,9 @@ def main(argv: list[str] | None = None) -> Any:
 
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
         render.error(str(translate(exc)))
-        sys.exit(1)
+        from airduck.errors import EXIT_TRANSIENT
+
+        sys.exit(EXIT_TRANSIENT if state.exit_transient and getattr(translate(exc), "transient", False) else 1)
 
 
 from airduck.cli.freshness import freshness  # noqa: E402 (issue 12: data-age freshness)
