@@ -48,6 +48,7 @@ class SqlResult:
     truncated: bool = False
     total: int | None = None
     limit: int | None = None
+    arrow: Any = None  # the rows as a pyarrow Table, when asked for (`Lakehouse.rows(arrow=True)`, `sql(arrow=True)`)
 
     def __iter__(self):
         return iter((self.columns, self.rows))
@@ -207,14 +208,14 @@ class Lakehouse:
             return rel.columns, rel.fetchall()
 
     def sql(self, query: str, limit: int | None = None, *, timeout: float | None = None,
-            count_all: bool = False) -> SqlResult:
+            count_all: bool = False, arrow: bool = False) -> SqlResult:
         """Run one read-only query in a locked-down session (no writes, no files outside the lake, no secrets).
 
         `limit`: at most this many rows (None: all; 0: none, the columns only); the result says whether it cut.
         `timeout`: seconds before the query is interrupted (QueryTimeout); None: the project's
         `lake.sql_timeout_seconds` (default 300 s), 0: no limit. `count_all`: when the limit cut the result,
         count the rest of it (streamed once, not kept) so `total` is known; a time limit hit while counting
-        leaves `total` None instead of failing. Each call runs on a fresh cursor of the read session: calls
+        leaves `total` None instead of failing. `arrow`: the result as a pyarrow Table (`result.arrow`, `rows` empty). Each call runs on a fresh cursor of the read session: calls
         from many threads run side by side.
         """
         if limit is not None and limit < 0:
@@ -229,7 +230,7 @@ class Lakehouse:
             session = self.read_session()
             with session.cursor() as cur:
                 checked = check_read_only(query, set(session.relations(cur)))
-                return run_with_time_limit(cur, timeout, lambda: _fetch(cur, checked, limit, count_all))
+                return run_with_time_limit(cur, timeout, lambda: _fetch(cur, checked, limit, count_all, arrow))
         except duckdb.Error as exc:
             raise SqlError(redact(str(exc).splitlines()[0])) from None
 
@@ -389,6 +390,111 @@ class Lakehouse:
                              noncurrent_days=lake.noncurrent_version_days if lake.landing_versioning else None)
         return steps
 
+    # -- REST API (issue 11): table pages, column profiles, table diffs, the object store ---------------
+    @translated
+    def rows(self, name: str, *, limit: int = 100, offset: int = 0, at: str | int | None = None,
+             at_time: str | datetime | None = None, timeout: float | None = None, arrow: bool = False) -> SqlResult:
+        """A page of a table (`limit` rows from `offset`, in the table's stored order), now, at a snapshot id or
+        tag, or at a time, on the read session. `truncated` says whether more rows follow the page; with `arrow`
+        the page is also an Arrow table (`result.arrow`, the table's own types)."""
+        if limit < 0 or offset < 0:
+            raise SqlError(f"limit and offset must be 0 or more, not {limit} and {offset}")
+        if limit > MAX_SQL_LIMIT or offset > MAX_SQL_LIMIT:
+            raise SqlError(f"limit and offset must be at most {MAX_SQL_LIMIT:,}")
+        ref = TableRef.parse(name)
+        session = self.read_session()
+        with session.cursor() as cur:
+            version = history.resolve_version(cur, at)
+            known = (ref.schema.lower(), ref.name.lower()) in session.relations(cur)
+            rel = catalog.read_at(cur, ref, version=version, timestamp=at_time, limit=None, check=not known)
+            page = rel.limit(limit + 1, offset)
+            seconds = self.project.config.lake.sql_timeout_seconds if timeout is None else timeout
+            if arrow:
+                table = run_with_time_limit(cur, seconds, page.fetch_arrow_table)
+                more = table.num_rows > limit
+                return SqlResult(rel.columns, [], more, None, limit, arrow=table.slice(0, limit))
+            found = run_with_time_limit(cur, seconds, page.fetchall)
+            return SqlResult(rel.columns, found[:limit], len(found) > limit, None, limit)
+
+    @translated
+    def profile(self, name: str, column: str, *, top: int = 10, at: str | int | None = None,
+                at_time: str | datetime | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """A column's profile: rows, nulls, distinct values, min, max and the `top` most frequent values."""
+        ref = TableRef.parse(name)
+        if not 0 <= top <= 1000:
+            raise SqlError(f"top must be 0 to 1000, not {top}")
+        seconds = self.project.config.lake.sql_timeout_seconds if timeout is None else timeout
+        with self.read_session().cursor() as cur:
+            version = history.resolve_version(cur, at)
+            rel = catalog.read_at(cur, ref, version=version, timestamp=at_time, limit=None)
+            types = dict(zip(rel.columns, [str(t) for t in rel.types], strict=True))
+            if column not in types:
+                raise NotFound(f"{ref} has no column {column!r}", hint=f"columns: {', '.join(rel.columns)}")
+            col = catalog.quote_ident(column)
+            comparable = not any(k in types[column] for k in ("[]", "STRUCT", "MAP", "UNION"))
+            extremes = f"min({col}), max({col})" if comparable else "NULL, NULL"
+
+            def work() -> dict[str, Any]:
+                total, nulls, distinct, low, high = rel.aggregate(
+                    f"count(*), count(*) - count({col}), count(DISTINCT {col}), {extremes}").fetchone()
+                tops = rel.aggregate(f"{col} AS value, count(*) AS n", col).order("n DESC, value ASC NULLS LAST") \
+                    .limit(top).fetchall() if comparable and top else []
+                return {"table": str(ref), "column": column, "type": types[column], "rows": int(total),
+                        "nulls": int(nulls), "distinct": int(distinct), "min": low, "max": high,
+                        "top": [{"value": v, "count": int(n)} for v, n in tops]}
+
+            return run_with_time_limit(cur, seconds, work)
+
+    @translated
+    def diff(self, name: str, start: str | int, end: str | int | None = None, *, limit: int = 100,
+             timeout: float | None = None) -> dict[str, Any]:
+        """What changed in a table after snapshot `start` up to `end` (ids or tags; None: now), from DuckLake's
+        change feed: the number of rows inserted, deleted and updated, and the first `limit` changed rows
+        (`change_type` insert, delete, update_preimage, update_postimage)."""
+        ref = TableRef.parse(name)
+        if not 0 <= limit <= 100_000:
+            raise SqlError(f"limit must be 0 to 100,000, not {limit}")
+        seconds = self.project.config.lake.sql_timeout_seconds if timeout is None else timeout
+        session = self.read_session()
+        with session.cursor() as cur:
+            if session.empty:
+                raise NotFound(f"no table {ref}", hint="the lake has no catalog yet: nothing was written")
+            first = history.resolve_version(cur, start)
+            last = history.resolve_version(cur, end) if end is not None else catalog.current_snapshot(cur)
+            assert first is not None and last is not None
+            if last < first:
+                raise SqlError(f"the end snapshot {last} is before the start {first}", hint="swap them")
+            catalog.snapshots(cur, ref)  # NotFound when the table never existed
+            feed = (f"ducklake_table_changes({catalog.quote_literal(catalog.LAKE)}, {catalog.quote_literal(ref.schema)}, "
+                    f"{catalog.quote_literal(ref.name)}, {first + 1}, {last})")
+
+            def work() -> dict[str, Any]:
+                if last == first:
+                    return {"counts": {}, "columns": [], "rows": []}
+                counts = dict(cur.execute(f"SELECT change_type, count(*) FROM {feed} GROUP BY 1").fetchall())
+                rel = cur.sql(f"SELECT * FROM {feed} ORDER BY snapshot_id, rowid, change_type LIMIT {int(limit)}")
+                return {"counts": counts, "columns": rel.columns, "rows": rel.fetchall()}
+
+            try:
+                found = run_with_time_limit(cur, seconds, work)
+            except duckdb.Error as exc:
+                raise NotFound(f"no changes of {ref} between snapshots {first} and {last}: "
+                               f"{redact(str(exc).splitlines()[0])}", hint=f"see `airduck snapshots {ref}`") from None
+        counts = found.pop("counts")
+        return {"table": str(ref), "from": first, "to": last, "inserted": int(counts.get("insert", 0)),
+                "deleted": int(counts.get("delete", 0)), "updated": int(counts.get("update_postimage", 0)), **found}
+
+    def objects(self):
+        """The store of unstructured objects (`lake.objects`: a folder, default `.airduck/objects/`, or
+        ``s3://bucket/prefix/``), as an :class:`airduck.storage.objects.Objects` (keys checked against escapes)."""
+        from airduck.storage import open_store
+        from airduck.storage.objects import Objects
+
+        self.project.require(("lake", "objects"), ("lake", "s3"))
+        store = open_store(self.project.config.lake.objects, storage_settings(self.project),
+                           base_dir=self.project.root)
+        return Objects(store)
+
     # -- web data browser (issue 11, item 4): a table's data files ---------------------------------------------
     @translated
     def table_files(self, name: str) -> list[dict[str, Any]]:
@@ -449,11 +555,17 @@ COUNT_SECONDS = 5.0
 MAX_SQL_LIMIT = 10**12
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, query: str, limit: int | None, count_all: bool) -> SqlResult:
+def _fetch(con: duckdb.DuckDBPyConnection, query: str, limit: int | None, count_all: bool,
+           arrow: bool = False) -> SqlResult:
     """Run `query` once; keep at most `limit` rows and tell whether there were more (one extra row is read)."""
     rel = con.sql(query)
     if rel is None:
         raise SqlError("the statement returned no result")
+    if arrow:
+        table = (rel if limit is None else rel.limit(limit + 1)).fetch_arrow_table()
+        cut = limit is not None and table.num_rows > limit
+        table = table.slice(0, limit) if cut else table
+        return SqlResult(rel.columns, [], cut, None if cut else table.num_rows, limit, arrow=table)
     if limit is None:
         rows = rel.fetchall()
         return SqlResult(rel.columns, rows, False, len(rows), None)

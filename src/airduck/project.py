@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
+from airduck.api.config import ApiConfig
 from airduck.bronze.config import Source
 from airduck.config.base import Model
 from airduck.config.loader import (
@@ -42,6 +43,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "AIRDUCK_CATALOG": ("catalog",),
     "AIRDUCK_DATA_PATH": ("data_path",),
     "AIRDUCK_LANDING": ("landing",),
+    "AIRDUCK_OBJECTS": ("objects",),
     "AIRDUCK_S3_ENDPOINT": ("s3", "endpoint"),
     "AWS_ACCESS_KEY_ID": ("s3", "access_key_id"),
     "AWS_SECRET_ACCESS_KEY": ("s3", "secret_access_key"),
@@ -56,6 +58,7 @@ class ProjectConfig(Model):
     silver: dict[str, SilverTable] = Field(default_factory=dict)
     gold: GoldConfig = Field(default_factory=GoldConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
     @field_validator("sources", "silver")
     @classmethod
@@ -159,11 +162,13 @@ def load_project(path: str | Path | None = None, environ: Mapping[str, str] | No
                     raise error from None
         raise ConfigError(_format_error(file, lines, exc, data)) from None
     _secure_dsns(config)
+    for api_token in config.api.tokens.values():
+        register_secret(api_token.token.get_secret_value())
     return Project(root=root, config=config, env=env, missing=missing)
 
 
 #: top-level parts whose unset `${VAR}`s fail only when the part is used; any other one fails at load
-_LAZY = ("lake", "sources", "silver", "gold", "serve")
+_LAZY = ("lake", "sources", "silver", "gold", "serve", "api")
 
 
 def _secure_dsns(config: ProjectConfig) -> None:

@@ -573,6 +573,10 @@ def quality(
     quality_by_run(results, latest=not run_id)
 
 
+from airduck.cli.serve import serve  # noqa: E402  (issue 11: the API server)
+
+app.command()(serve)
+
 _PROJECT_FLAGS = ("-p", "--project")
 
 

@@ -40,6 +40,8 @@ class LakeConfig(Model):
     catalog: str = ".airduck/catalog.sqlite"
     data_path: str = ".airduck/data/"
     landing: str = ".airduck/landing/"
+    objects: str = Field(".airduck/objects/", description="where the unstructured objects of the API live (a "
+                         "folder or s3://bucket/prefix/)")
     s3: S3Config = Field(default_factory=S3Config)
     landing_versioning: bool = True
     noncurrent_version_days: int | None = Field(30, ge=1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -135,6 +136,15 @@ class ObjectStore(ABC):
     @abstractmethod
     def versioning_enabled(self) -> bool:
         """Whether writes keep older versions (bucket versioning)."""
+
+    def stream(self, key: str, start: int = 0, end: int | None = None, version_id: str | None = None,
+               chunk: int = 1024 * 1024) -> Iterator[bytes]:
+        """The bytes ``start``..``end`` (inclusive; None: to the end) of ``key``, in chunks, without holding the
+        whole object. Backends override it; this default reads the object once."""
+        data = self.get(key, version_id)
+        stop = len(data) if end is None else min(len(data), end + 1)
+        for pos in range(start, stop, chunk):
+            yield data[pos:min(stop, pos + chunk)]
 
     def check_writable(self) -> None:
         """Write, read back and delete a probe object; :class:`StorageError` naming the fix if that fails."""

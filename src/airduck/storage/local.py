@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,19 @@ def copy_file(src: Any, out: Any) -> None:
     shutil.copyfileobj(src, out, 1024 * 1024)
 
 
+def _chunks(src: Any, start: int, end: int | None, chunk: int) -> Iterator[bytes]:
+    with src:
+        src.seek(start)
+        left = None if end is None else end + 1 - start
+        while left is None or left > 0:
+            data = src.read(chunk if left is None else min(chunk, left))
+            if not data:
+                return
+            if left is not None:
+                left -= len(data)
+            yield data
+
+
 class LocalStore(ObjectStore):
     """Objects as files under a local folder. Writes are atomic (temp file + ``os.replace``).
 
@@ -53,7 +67,12 @@ class LocalStore(ObjectStore):
     # -- helpers
 
     def _path(self, key: str) -> Path:
-        return self.root.joinpath(*validate_key(key).split("/"))
+        path = self.root.joinpath(*validate_key(key).split("/"))
+        # a symlink inside the folder must not lead out of it (the key is checked, the link's target too)
+        real, root = os.path.realpath(path), os.path.realpath(self.root)
+        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+            raise StorageError(f"invalid object key {key!r}: it leads outside the store's folder (a symlink)")
+        return path
 
     def _no_versions(self, key: str, version_id: str | None) -> None:
         if version_id is not None:
@@ -139,6 +158,18 @@ class LocalStore(ObjectStore):
         except OSError as exc:
             raise self._os_error(exc, f"copy {path} to", dest) from exc
         return dest
+
+    def stream(self, key: str, start: int = 0, end: int | None = None, version_id: str | None = None,
+               chunk: int = 1024 * 1024) -> Iterator[bytes]:
+        path = self._path(key)
+        self._no_versions(key, version_id)
+        try:
+            src = path.open("rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ObjectNotFound(f"object {key} does not exist") from exc
+        except OSError as exc:
+            raise self._os_error(exc, "read", key) from exc
+        return _chunks(src, start, end, chunk)
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         validate_key(prefix, prefix=True)

@@ -10,6 +10,7 @@ import contextlib
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -318,6 +319,25 @@ class S3Store(ObjectStore):
             return self._call("read", self.url_for(key), fetch)
         except ObjectNotFound:
             raise self._missing(key) from None
+
+    def stream(self, key: str, start: int = 0, end: int | None = None, version_id: str | None = None,
+               chunk: int = 1024 * 1024) -> Iterator[bytes]:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full(key)}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        if start or end is not None:
+            kwargs["Range"] = f"bytes={start}-{'' if end is None else end}"
+        try:
+            body = self._call("read", self.url_for(key), lambda: self.client.get_object(**kwargs)["Body"])
+        except ObjectNotFound:
+            raise self._missing(key) from None
+
+        def chunks() -> Iterator[bytes]:
+            with contextlib.closing(body):
+                while data := body.read(chunk):
+                    yield data
+
+        return chunks()
 
     def download(self, key: str, dest: Path, version_id: str | None = None) -> Path:
         full = self._full(key)
