@@ -229,7 +229,7 @@ def sql_page(request: Request, sql: str | None = None, _: Principal = READ) -> H
     tables = _table_names(lh)
     default = EXAMPLE_SQL.format(table=next((t for t in tables if t.startswith("gold.")), tables[0])) if tables else ""
     return render(request, "sql.html", {"sql": sql if sql is not None else default, "tables": tables,
-                                        "limit": SQL_SHOWN_ROWS})
+                                        "limit": SQL_SHOWN_ROWS, "download_limit": lh.project.config.api.sql_max_rows})
 
 
 @router.post("/sql")
@@ -237,7 +237,7 @@ def sql_run(request: Request, sql: str = Form(""), _: Principal = READ) -> HTMLR
     lh = _lh(request)
     api = lh.project.config.api
     started = time.perf_counter()
-    ctx: dict[str, Any] = {"sql": sql, "limit": SQL_SHOWN_ROWS}
+    ctx: dict[str, Any] = {"sql": sql, "limit": SQL_SHOWN_ROWS, "download_limit": api.sql_max_rows}
     status = 200
     try:
         if not sql.strip():

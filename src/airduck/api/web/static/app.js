@@ -37,7 +37,7 @@
   }, true);
 
   function layout() {
-    return { name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 90, edgeSep: 8, ranker: "network-simplex", padding: 20 };
+    return { name: "dagre", rankDir: "LR", nodeSep: 14, rankSep: 70, edgeSep: 8, ranker: "network-simplex", padding: 20 };
   }
 
   function drawGraph(el) {
@@ -52,18 +52,19 @@
       if (!g.nodes.length) { el.innerHTML = '<div class="empty" style="margin:1rem">The plan has no datasets yet.</div>'; return; }
       const elements = g.nodes.map(function (n) { return { data: n }; }).concat(g.edges.map(function (e) { return { data: e }; }));
       const cy = window.cytoscape({
-        container: el, elements: elements, wheelSensitivity: 0.3, minZoom: 0.2, maxZoom: 2.5,
+        container: el, elements: elements, minZoom: 0.2, maxZoom: 2.5,
         style: [
           { selector: "node", style: { "shape": "round-rectangle", "background-color": function (n) { return LAYER_COLORS[n.data("layer")] || LAYER_COLORS.other; },
-              "label": "data(label)", "color": "#fff", "font-size": 11, "font-family": "system-ui, sans-serif", "text-valign": "center", "text-halign": "center",
-              "width": "label", "height": 26, "padding": "8px", "text-wrap": "none" } },
+              "label": "data(label)", "color": "#fff", "font-size": 13, "font-family": "system-ui, sans-serif", "text-valign": "center", "text-halign": "center",
+              "width": function (n) { return Math.max(60, 7.6 * String(n.data("label")).length + 20); }, "height": 30, "text-wrap": "none" } },
           { selector: "node[?focus]", style: { "border-width": 3, "border-color": "#1f6feb" } },
-          { selector: "node[?table]", style: { "cursor": "pointer" } },
           { selector: "edge", style: { "width": 1.5, "line-color": "#afb8c1", "target-arrow-color": "#afb8c1", "target-arrow-shape": "triangle", "curve-style": "bezier", "arrow-scale": 0.9 } },
           { selector: "node:selected", style: { "border-width": 3, "border-color": "#101820" } }
         ],
         layout: layout()
       });
+      cy.on("mouseover", "node[?table]", function () { el.style.cursor = "pointer"; });
+      cy.on("mouseout", "node", function () { el.style.cursor = ""; });
       cy.on("tap", "node", function (evt) {
         const t = evt.target.data("table");
         if (t) window.location.href = "/tables/" + t;
@@ -86,7 +87,7 @@
     const x = data.runs.map(function (_, i) { return i; });
     const opts = {
       width: Math.max(320, el.parentElement.clientWidth - 20), height: 280,
-      scales: { x: { time: false } },
+      scales: { x: { time: false, range: [-0.5, Math.max(x.length - 0.5, 0.5)] } },
       axes: [{ values: function (u, vals) { return vals.map(function (v) { return Number.isInteger(v) && data.labels[v] ? data.labels[v] : ""; }); } },
              { label: "failing rows" }],
       series: series
