@@ -18,7 +18,8 @@ ADMIN_TOKEN = "web-admin-token-0123456789abcdef"
 READER_TOKEN = "web-reader-token-0123456789abcdef"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-AIRDUCK = [sys.executable, "-m", "airduck"]
+_SCRIPT = Path(sys.executable).parent / "airduck"
+AIRDUCK = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "airduck"]
 
 
 def cli(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
