@@ -5,11 +5,13 @@ demo project (one browser and one server for the whole session). Each test saves
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
 from tests.web.conftest import ADMIN_TOKEN
+
+DASH = "\u2013"  # the pager says "rows 1-50 of N" with an en dash
 
 
 
@@ -40,15 +42,15 @@ def test_open_a_table_and_page_the_preview(signed_in, screenshots):
     page.click("a[href='/tables/silver.vacancies']")
     page.click(".tabs >> text=Preview")
     info = page.locator("#page-info")
-    assert info.inner_text().startswith("rows 1–50 of")
+    assert info.inner_text().startswith(f"rows 1{DASH}50 of")
     first_id = page.locator("table.grid-result tbody tr").first.locator("td").first.inner_text()
     page.click("text=Next →")
-    page.wait_for_function("document.querySelector('#page-info').textContent.startsWith('rows 51–100')")
+    page.wait_for_function("document.querySelector('#page-info').textContent.startsWith('rows 51\u2013100')")
     assert page.locator("table.grid-result tbody tr").count() == 50
     assert page.locator("table.grid-result tbody tr").first.locator("td").first.inner_text() != first_id
     assert "tab=preview" in page.url  # the page did not reload: htmx swapped the grid in
     page.click("text=← Previous")
-    page.wait_for_function("document.querySelector('#page-info').textContent.startsWith('rows 1–50')")
+    page.wait_for_function("document.querySelector('#page-info').textContent.startsWith('rows 1\u201350')")
     shot(page, screenshots, "table")
     # the profile and the history (a diff between two snapshots) load in the page too
     page.click(".tabs >> text=Profile")
@@ -75,7 +77,7 @@ def test_run_a_query_and_download_it(signed_in, screenshots, tmp_path):
     shot(page, screenshots, "sql")
     with page.expect_download() as dl:
         page.click("text=Download CSV")
-    lines = open(dl.value.path(), encoding="utf-8").read().strip().splitlines()
+    lines = Path(dl.value.path()).read_text(encoding="utf-8").strip().splitlines()
     assert lines[0] == "city,vacancies" and len(lines) == cities + 1
     with page.expect_download() as dl:
         page.click("text=Download Parquet")
@@ -145,7 +147,7 @@ def test_upload_download_and_delete_an_object(signed_in, screenshots, tmp_path):
     row = page.locator("tr", has_text="contract.pdf")
     with page.expect_download() as dl:
         row.locator("text=Download").click()
-    assert open(dl.value.path(), "rb").read() == src.read_bytes()
+    assert Path(dl.value.path()).read_bytes() == src.read_bytes()
     shot(page, screenshots, "objects")
     page.once("dialog", lambda d: d.accept())
     page.locator("tr", has_text="notes.txt").locator("button.danger").click()

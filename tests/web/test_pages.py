@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 
 from tests.web.conftest import ADMIN_TOKEN, READER_TOKEN, make_app, sign_in
 
+DASH = "\u2013"  # the pager says "rows 1-50 of N" with an en dash
+
 PAGES = ["/", "/catalog", "/tables/silver.vacancies", "/tables/silver.vacancies?tab=preview",
          "/tables/silver.vacancies/preview?offset=50", "/tables/silver.vacancies?tab=profile",
          "/tables/silver.vacancies/profile?column=city", "/tables/silver.vacancies?tab=history",
@@ -105,9 +107,9 @@ def test_table_tabs(admin):
     # the preview pages through the rows in the table's order
     first = c.get("/tables/silver.vacancies?tab=preview").text
     second = c.get("/tables/silver.vacancies/preview?offset=50", headers={"HX-Request": "true"}).text
-    assert "rows 1–50 of" in first and "rows 51–100 of" in second and "<html" not in second
+    assert f"rows 1{DASH}50 of" in first and f"rows 51{DASH}100 of" in second and "<html" not in second
     page = lh.rows("silver.vacancies", limit=50, offset=50)
-    assert str(page.rows[0][0]) in second and str(page.rows[0][0]) not in _text(first).split("rows 1–50")[1][:0] + ""
+    assert str(page.rows[0][0]) in second and str(page.rows[0][0]) not in _text(first)
     # the profile of a column
     p = lh.profile("silver.vacancies", "city")
     prof = _text(c.get("/tables/silver.vacancies/profile?column=city").text)
@@ -174,7 +176,7 @@ def test_sql_downloads_csv_and_parquet(admin):
     assert table.num_rows == n and table.column_names == ["vacancy_id", "city"]
 
 
-@pytest.mark.parametrize("path,data", FORMS + [("/objects/delete", {"key": "a.txt"})])
+@pytest.mark.parametrize("path,data", [*FORMS, ("/objects/delete", {"key": "a.txt"})])
 def test_forms_without_the_csrf_token_are_refused(admin, path, data):
     c, _ = admin
     r = c.post(path, data=data)
@@ -243,7 +245,7 @@ def test_quarantine_shows_rows_with_their_reasons(admin):
     html = c.get("/quarantine?table=silver.vacancies__quarantine").text
     assert "<th>_reasons</th>" in html and "cast:" in html
     rejects = c.get("/quarantine?table=bronze.vacancies__rejects").text
-    assert "bronze.vacancies__rejects" in rejects and "<th>_error</th>" in rejects or "<th>_raw" in rejects
+    assert "<th>_reason</th>" in rejects and "<th>_raw</th>" in rejects and "malformed" in rejects
 
 
 def test_static_files_are_served(anonymous):
