@@ -425,7 +425,7 @@ def _objects_page(request: Request, prefix: str, status: int = 200, **extra: Any
     ctx: dict[str, Any] = {"prefix": prefix, "folders": [], "objects": [], "crumbs": [], "store_url": "", **extra}
     try:
         objects = _objects(request)
-        ctx["store_url"] = redact(objects.url)
+        ctx["store_url"] = redact(_lh(request).project.config.lake.objects)
         ctx["versioned"] = objects.versioned
         ctx.update(_listing(objects, prefix))
     except AirduckError as exc:
