@@ -410,7 +410,7 @@ class Lakehouse:
             page = rel.limit(limit + 1, offset)
             seconds = self.project.config.lake.sql_timeout_seconds if timeout is None else timeout
             if arrow:
-                table = run_with_time_limit(cur, seconds, page.fetch_arrow_table)
+                table = run_with_time_limit(cur, seconds, page.to_arrow_table)
                 more = table.num_rows > limit
                 return SqlResult(rel.columns, [], more, None, limit, arrow=table.slice(0, limit))
             found = run_with_time_limit(cur, seconds, page.fetchall)
@@ -562,7 +562,7 @@ def _fetch(con: duckdb.DuckDBPyConnection, query: str, limit: int | None, count_
     if rel is None:
         raise SqlError("the statement returned no result")
     if arrow:
-        table = (rel if limit is None else rel.limit(limit + 1)).fetch_arrow_table()
+        table = (rel if limit is None else rel.limit(limit + 1)).to_arrow_table()
         cut = limit is not None and table.num_rows > limit
         table = table.slice(0, limit) if cut else table
         return SqlResult(rel.columns, [], cut, None if cut else table.num_rows, limit, arrow=table)
