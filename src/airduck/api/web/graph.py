@@ -1,70 +1,50 @@
-"""The lineage graph as the browser draws it (cytoscape elements), shaped from the plan's steps and datasets.
+"""The lineage graph as the browser draws it (cytoscape elements), from `Lakehouse.lineage()`.
 
-Nodes are datasets (a source's files, a lake table, a served or exported table), an edge is a step that reads one
-and writes the other. `layer` colours a node and `table` (lake tables only) is the page a click opens. With
-`focus`, only the table's neighbourhood: what it reads and what reads it, transitively.
+The facade's graph (airduck.lineage) has dataset nodes (sources, lake tables, marts, exports) and step nodes; the
+browser draws the datasets and makes each step an edge from every dataset it reads to every dataset it writes
+(its id on the edge), so the picture reads sources → bronze → silver → gold → serving. `layer` colours a node
+and `table` (lake tables only) is the page a click opens; `focus` marks the table a neighbourhood is drawn around.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from airduck.core.model import Dataset, DatasetKind
-
-_SOURCE_KINDS = {DatasetKind.FILES, DatasetKind.POSTGRES, DatasetKind.HTTP}
+_LAYERS = {"bronze", "silver", "gold"}
 
 
-def _layer(d: Dataset) -> str:
-    if d.kind in _SOURCE_KINDS:
+def _layer(node: dict[str, Any]) -> str:
+    kind = node.get("kind")
+    if kind == "source":
         return "source"
-    if d.kind == DatasetKind.LAKE:
-        schema = d.name.split(".", 1)[0]
-        return schema if schema in ("bronze", "silver", "gold") else "other"
-    return "serve"
+    if kind in ("mart", "export"):
+        return "serve"
+    layer = str(node.get("layer") or "")
+    return layer if layer in _LAYERS else "other"
 
 
-def _label(d: Dataset) -> str:
-    if d.kind == DatasetKind.LAKE:
-        return d.name
-    name = d.name.rsplit("/", 1)[-1] if d.kind == DatasetKind.EXPORT else d.name
-    return f"{d.kind.value}: {name}"
-
-
-def elements(plan: Any, focus: str | None = None) -> dict[str, list[dict[str, Any]]]:
-    """{"nodes": [...], "edges": [...]} of `plan` (an airduck.core.plan.Plan), or of `focus`'s neighbourhood."""
+def elements(graph: dict[str, Any], focus: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """{"nodes": [...], "edges": [...]} for cytoscape from a lineage graph's ``to_dict()``."""
     nodes: dict[str, dict[str, Any]] = {}
+    steps: dict[str, dict[str, list[str]]] = {}
+    for n in graph.get("nodes", []):
+        if n.get("kind") == "step":
+            steps[n["id"]] = {"in": [], "out": []}
+            continue
+        nodes[n["id"]] = {"id": n["id"], "label": n.get("label") or n["id"], "layer": _layer(n),
+                          "table": n["name"] if n.get("kind") == "table" else None}
+    for e in graph.get("edges", []):
+        if e["target"] in steps:
+            steps[e["target"]]["in"].append(e["source"])
+        if e["source"] in steps:
+            steps[e["source"]]["out"].append(e["target"])
     edges: dict[str, dict[str, Any]] = {}
-    for step in plan:
-        for d in (*step.inputs, *step.outputs):
-            key = str(d)
-            if key not in nodes:
-                nodes[key] = {"id": key, "label": _label(d), "layer": _layer(d),
-                              "table": d.name if d.kind == DatasetKind.LAKE else None}
-        for src in step.inputs:
-            for dst in step.outputs:
-                eid = f"{src}->{dst}"
-                edges.setdefault(eid, {"id": eid, "source": str(src), "target": str(dst), "step": step.id})
-    if focus is not None:
-        keep = _neighbourhood(focus, list(edges.values()))
-        nodes = {k: v for k, v in nodes.items() if k in keep}
-        edges = {k: e for k, e in edges.items() if e["source"] in keep and e["target"] in keep}
-        if focus in nodes:
-            nodes[focus] = {**nodes[focus], "focus": True}
+    for step, ends in steps.items():
+        for src in ends["in"]:
+            for dst in ends["out"]:
+                if src in nodes and dst in nodes:
+                    edges.setdefault(f"{src}->{dst}", {"id": f"{src}->{dst}", "source": src, "target": dst,
+                                                       "step": step})
+    if focus is not None and focus in nodes:
+        nodes[focus] = {**nodes[focus], "focus": True}
     return {"nodes": list(nodes.values()), "edges": list(edges.values())}
-
-
-def _neighbourhood(focus: str, edges: list[dict[str, Any]]) -> set[str]:
-    up: dict[str, set[str]] = {}
-    down: dict[str, set[str]] = {}
-    for e in edges:
-        down.setdefault(e["source"], set()).add(e["target"])
-        up.setdefault(e["target"], set()).add(e["source"])
-    keep = {focus}
-    for links in (up, down):
-        todo = [focus]
-        while todo:
-            for nxt in links.get(todo.pop(), ()):
-                if nxt not in keep:
-                    keep.add(nxt)
-                    todo.append(nxt)
-    return keep

@@ -368,10 +368,10 @@ def lineage_json(request: Request, focus: str | None = None, _: Principal = READ
     from fastapi.responses import JSONResponse
 
     try:
-        plan = _lh(request).plan()
+        found = _lh(request).lineage(focus)
     except AirduckError as exc:
         return JSONResponse({"error": {"type": type(exc).__name__, **_error(exc)}}, status_code=status_of(exc))
-    return JSONResponse(graph.elements(plan, focus))
+    return JSONResponse(graph.elements(found.to_dict(), focus))
 
 
 # -- quarantine and rejects ----------------------------------------------------------------------------------------
