@@ -56,9 +56,10 @@ def when(value: Any) -> str:
 def seconds(value: float | None) -> str:
     if value is None:
         return ""
-    if value < 60:
+    if value < 59.95:
         return f"{value:.1f} s"
-    return f"{int(value // 60)} min {value % 60:.0f} s"
+    minutes, rest = divmod(round(value), 60)
+    return f"{minutes} min {rest} s"
 
 
 def cell(value: Any, width: int = 120) -> str:
