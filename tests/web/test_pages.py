@@ -121,6 +121,11 @@ def test_table_tabs(admin):
     d = lh.diff("silver.vacancies", 0, snaps[-1].snapshot_id)
     diff = _text(c.get(f"/tables/silver.vacancies/diff?start=0&end={snaps[-1].snapshot_id}").text)
     assert f"+{d['inserted']:,} inserted" in diff and d["inserted"] > 0
+    # the preview at a snapshot reads the table as it was then
+    first_snap = snaps[0].snapshot_id
+    then = c.get(f"/tables/silver.vacancies?tab=preview&at={first_snap}").text
+    rows_then = lh.rows("silver.vacancies", limit=50, at=first_snap).rows
+    assert f"at snapshot {first_snap}" in then and str(rows_then[0][0]) in then
     # quality over runs: the chart's data holds every check of the table's last run
     qual = c.get("/tables/silver.vacancies?tab=quality").text
     data = re.search(r'<script id="quality-data" type="application/json">(.*?)</script>', qual, re.S)
