@@ -38,7 +38,9 @@ OUT = Path(__file__).resolve().parent / "out"
 TOKEN = "bench-token-" + "b" * 32
 TABLE = "bronze.events"
 AGGREGATE = f"SELECT k % 10 AS g, count(*) AS n, avg(v) AS v FROM {TABLE} GROUP BY 1 ORDER BY 1"
-PAGE_SQL = f"SELECT * FROM {TABLE} LIMIT 100"
+#: in-process, on cursors of one connection (a cursor does not inherit `USE lake`: the names are qualified)
+PAGE_SQL = f"SELECT * FROM lake.{TABLE} LIMIT 100"
+DUCK_AGGREGATE = AGGREGATE.replace(f"FROM {TABLE}", f"FROM lake.{TABLE}")
 
 
 def make_project(root: Path, rows: int) -> None:
@@ -80,8 +82,12 @@ def load(call: Callable[[object], None], make_client: Callable[[], object], clie
     stop_at = [0.0]
 
     def worker(i: int) -> None:
-        client = make_client()
-        call(client)  # warm-up
+        try:
+            client = make_client()
+            call(client)  # warm-up
+        except BaseException:
+            start.abort()  # the others (and the main thread) stop waiting: the run fails instead of hanging
+            raise
         start.wait()
         mine = latencies[i]
         while time.monotonic() < stop_at[0]:
@@ -190,7 +196,7 @@ def main() -> None:
         assert len(cur.execute(PAGE_SQL).fetchall()) == 100
 
     def agg_duck(cur) -> None:
-        assert len(cur.execute(AGGREGATE).fetchall()) == 10
+        assert len(cur.execute(DUCK_AGGREGATE).fetchall()) == 10
 
     results["duckdb_rows_page"] = load(page_duck, con.cursor, args.clients, args.seconds)
     print("duckdb rows page", results["duckdb_rows_page"], flush=True)

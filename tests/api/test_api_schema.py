@@ -7,6 +7,7 @@ the routes' validation and the facade; the 401/403 paths are checked in test_api
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -57,6 +58,9 @@ def test_every_endpoint_conforms(api_schema):
     failures: dict[str, str] = {}
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 25
+    only = os.environ.get("TEST_SCHEMA_OPS")  # a comma-separated subset, to chase one failure
+    if only:
+        operations = [op for op in operations if op.label in only.split(",")]
     for operation in operations:
 
         @given(case=operation.as_strategy())
