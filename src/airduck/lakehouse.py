@@ -422,7 +422,9 @@ class Lakehouse:
     def _lineage_describe(self, tables: list[str]) -> dict[str, dict[str, Any]]:
         """Columns, rows, bytes, files and snapshot of lake tables, for the OpenLineage facets."""
         refs = [TableRef.parse(t) for t in tables]
-        with self.read_session().cursor() as cur:
+        # during a run, a cursor of the run's own connection (the lake is attached there already: no second attach)
+        opener = self._con.cursor if self._con is not None else self.read_session().cursor
+        with opener() as cur:
             known = {(r.schema, r.name) for r in catalog.list_tables(cur, True, snapshot=catalog.current_snapshot(cur))}
             refs = [r for r in refs if (r.schema, r.name) in known]
             out = catalog.describe_all(cur, refs) if refs else []

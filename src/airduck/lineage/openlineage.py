@@ -305,7 +305,7 @@ class OpenLineageSink(EventSink):
                 facets["schema"] = schema_dataset.SchemaDatasetFacet(fields=[
                     schema_dataset.SchemaDatasetFacetFields(name=c, type=t) for c, t in info["columns"]])
             v = seen.get(d)
-            snap = v.snapshot if v is not None and v.snapshot is not None else (info or {}).get("snapshot")
+            snap = v.snapshot if v is not None else None  # the commit that wrote it (not the lake's latest)
             if done and snap is not None:
                 facets["version"] = dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=str(snap))
             if done and ((v is not None and v.rows is not None) or info):
