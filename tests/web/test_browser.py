@@ -5,6 +5,7 @@ demo project (one browser and one server for the whole session). Each test saves
 from __future__ import annotations
 
 import re
+import urllib.request
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -134,9 +135,18 @@ def test_start_a_run_and_see_it_finish(signed_in, screenshots):
     shot(page, screenshots, "runs")
 
 
-def test_upload_download_and_delete_an_object(signed_in, screenshots, tmp_path):
+def test_upload_download_and_delete_an_object(signed_in, screenshots, tmp_path, live_server):
     page = signed_in
+    # an object put through the REST API (as a script would) shows up as a folder to browse
+    req = urllib.request.Request(f"{live_server}/api/v1/objects/reports/2026/q4.csv", data=b"quarter,revenue\n4,10\n",
+                                 method="PUT", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    with urllib.request.urlopen(req, timeout=30) as answer:
+        assert answer.status == 201
     page.goto("/objects")
+    page.click("a:has-text('reports/')")
+    page.click("a:has-text('2026/')")
+    assert page.locator("tr", has_text="q4.csv").count() == 1
+    page.click(".crumbs >> text=root")
     src = tmp_path / "contract.pdf"
     src.write_bytes(b"%PDF-1.4 airduck test " + bytes(range(256)) * 50)
     (tmp_path / "notes.txt").write_text("meeting notes\n")
