@@ -57,6 +57,7 @@ def main() -> None:
     from airduck.lineage.openlineage import OpenLineageSink
 
     spent = [0.0]
+    by_type: dict[str, float] = {}
     handle = OpenLineageSink.handle
 
     def timed(self, event):
@@ -64,7 +65,9 @@ def main() -> None:
         try:
             return handle(self, event)
         finally:
-            spent[0] += time.perf_counter() - t0
+            took = time.perf_counter() - t0
+            spent[0] += took
+            by_type[event.type] = by_type.get(event.type, 0.0) + took
 
     OpenLineageSink.handle = timed
     off: list[float] = []
@@ -78,6 +81,7 @@ def main() -> None:
                 root = args.dir / f"{variant}{i}"
                 make_demo(root, args.days, {"http": {"url": r.url}} if variant == "on" else None)
                 spent[0] = 0.0
+                by_type.clear()
                 with Lakehouse.open(root) as lh:
                     t0 = time.perf_counter()
                     lh.run()
@@ -86,8 +90,9 @@ def main() -> None:
                 if variant == "on":
                     sink.append(spent[0])
                     events.append(len((root / ".airduck/lineage/events.jsonl").read_text().splitlines()))
-                print(f"round {i} {variant}: {took:.2f}s" + (f" (sink {spent[0]:.2f}s)" if variant == "on" else ""),
-                      flush=True)
+                print(f"round {i} {variant}: {took:.2f}s" + (f" (sink {spent[0]:.2f}s: " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in sorted(by_type.items(), key=lambda kv: -kv[1]) if v >= 0.01) + ")"
+                    if variant == "on" else ""), flush=True)
         received = len(r.bodies)
     print("after:", uptime())
     m_off, m_on, m_sink = statistics.median(off), statistics.median(on), statistics.median(sink)

@@ -171,3 +171,46 @@ def test_a_run_on_postgresql_and_s3_names_datasets_and_leaks_no_secret(pg_s3_pro
     assert len(secrets) == 4
     for secret in secrets:
         assert secret.encode() not in emitted, secret
+
+
+def test_an_http_source_is_named_by_its_url_without_tokens(local_projects):
+    import json as _json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Api(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = _json.dumps([{"id": i, "name": f"n{i}"} for i in range(5)]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        port = server.server_port
+        root = local_projects.make({
+            "sources": {"items": {"type": "http", "url": f"http://127.0.0.1:{port}/v1/items?api_key=url-key-9d8e7f6a",
+                                  "params": {"token": "param-token-1a2b3c4d"},
+                                  "headers": {"Authorization": "Bearer header-token-5e6f7a8b"}}},
+            "lineage": {}})
+        with Lakehouse.open(root) as lh:
+            assert lh.run().ok
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    events = read_events(root)
+    for e in events:
+        validate(e)
+    ingest = next(e for e in events if e["job"]["name"] == "ingest:items" and e["eventType"] == "COMPLETE")
+    assert (ingest["inputs"][0]["namespace"], ingest["inputs"][0]["name"]) == (f"http://127.0.0.1:{port}", "/v1/items")
+    emitted = (root / ".airduck" / "lineage" / "events.jsonl").read_bytes()
+    for secret in ("url-key-9d8e7f6a", "param-token-1a2b3c4d", "header-token-5e6f7a8b"):
+        assert secret.encode() not in emitted

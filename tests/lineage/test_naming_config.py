@@ -55,6 +55,11 @@ def test_settings_lineage_block_then_openlineage_env_then_openlineage_yml(tmp_pa
     assert s.enabled and s.namespace == "shop" and s.console and s.targets == ["http://m:5000/api/v1/lineage"]
     assert s.file == tmp_path / ".airduck/lineage/events.jsonl"
     assert not resolve(LineageConfig(), "shop", tmp_path, {"OPENLINEAGE_DISABLED": "true"}).enabled
+    # a block without http: sends to OPENLINEAGE_URL; one with http: keeps its own
+    assert resolve(LineageConfig(console=True), "shop", tmp_path, {"OPENLINEAGE_URL": "http://e:1"}).targets == [
+        "http://e:1/api/v1/lineage"]
+    assert resolve(LineageConfig(http={"url": "http://m:5000"}), "shop", tmp_path,
+                   {"OPENLINEAGE_URL": "http://e:1"}).targets == ["http://m:5000/api/v1/lineage"]
     env = resolve(None, "shop", tmp_path, {"OPENLINEAGE_URL": "http://m:5000", "OPENLINEAGE_ENDPOINT": "x/y",
                                            "OPENLINEAGE_NAMESPACE": "team"})
     assert env.enabled and env.targets == ["http://m:5000/x/y"] and env.namespace == "team"

@@ -34,9 +34,12 @@ def lineage(
                 render.print_json(sent)
             elif sent["total"] == 0:
                 render.note("no kept OpenLineage events to send")
+            elif sent["pending"]:
+                why = sent["errors"][0] if sent["errors"] else "time limit"
+                render.error(f"sent {sent['sent']}, {plural(sent['pending'], 'event')} not delivered: {why} "
+                             f"(they stay in {sent['file']}; try again later)")
             else:
-                render.ok(f"sent {plural(sent['sent'], 'event')} to {', '.join(sent['targets']) or 'no backend'}"
-                          + (f"; {sent['pending']} still pending" if sent["pending"] else ""))
+                render.ok(f"sent {plural(sent['sent'], 'event')} to {', '.join(sent['targets'])}")
             if sent["pending"]:
                 raise typer.Exit(1)
             return

@@ -7,7 +7,8 @@ lineage:
   http: {url: http://localhost:5000, endpoint: api/v1/lineage, api_key: "${MARQUEZ_API_KEY}", timeout: 5}
   console: true              # each event as one JSON line on the `airduck.lineage` logger
 ```
-Several transports at once: give `http` and `console` (the file is always written). With no `lineage:` block,
+Several transports at once: give `http` and `console` (the file is always written); a block without `http:` sends
+to ``OPENLINEAGE_URL`` when it is set. With no `lineage:` block,
 OpenLineage's settings turn emission on: ``OPENLINEAGE_URL`` (+ ``OPENLINEAGE_ENDPOINT``, ``OPENLINEAGE_API_KEY``),
 or the ``transport:`` of the file ``OPENLINEAGE_CONFIG`` names, or of ``openlineage.yml`` in the project (or the
 current folder). ``OPENLINEAGE_DISABLED=true`` turns emission off whatever else says.
@@ -115,12 +116,11 @@ def resolve(config: LineageConfig | None, project_name: str, root: Path,
     off = _truthy(env.get("OPENLINEAGE_DISABLED"))
     namespace = env.get("OPENLINEAGE_NAMESPACE") or project_name
     if config is not None:
-        s = Settings(config.enabled and not off, config.namespace or namespace, _path(root, config.file),
-                     [config.http] if config.http else [], config.console)
+        http = [config.http] if config.http else _env_http(env)  # a block without `http:` takes OPENLINEAGE_URL
+        s = Settings(config.enabled and not off, config.namespace or namespace, _path(root, config.file), http,
+                     config.console)
     elif env.get("OPENLINEAGE_URL"):
-        s = Settings(not off, namespace, _path(root, DEFAULT_FILE), [HttpTransport(
-            url=env["OPENLINEAGE_URL"], endpoint=env.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
-            api_key=env.get("OPENLINEAGE_API_KEY") or None)], origin="OPENLINEAGE_URL")
+        s = Settings(not off, namespace, _path(root, DEFAULT_FILE), _env_http(env), origin="OPENLINEAGE_URL")
     else:
         path = Path(env["OPENLINEAGE_CONFIG"]) if env.get("OPENLINEAGE_CONFIG") else next(
             (p for p in (root / "openlineage.yml", Path.cwd() / "openlineage.yml") if p.is_file()), None)
@@ -135,6 +135,13 @@ def resolve(config: LineageConfig | None, project_name: str, root: Path,
         if h.api_key is not None:
             register_secret(h.api_key.get_secret_value())
     return s
+
+
+def _env_http(env: Mapping[str, str]) -> list[HttpTransport]:
+    if not env.get("OPENLINEAGE_URL"):
+        return []
+    return [HttpTransport(url=env["OPENLINEAGE_URL"], endpoint=env.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
+                          api_key=env.get("OPENLINEAGE_API_KEY") or None)]
 
 
 def _path(root: Path, text: str) -> Path:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -378,7 +378,3 @@ def column_lineage_facet(cols: list[ColumnLineage], lake_ns: str) -> Any:
             transformationDescription=c.transformation + (f": {c.sql}" if c.sql else ""),
             transformationType="IDENTITY" if c.transformation == "identity" else "TRANSFORMATION")
     return cl.ColumnLineageDatasetFacet(fields=fields)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
