@@ -663,6 +663,15 @@ class Lakehouse:
                            base_dir=self.project.root)
         return Objects(store)
 
+    # -- web data browser (issue 11, item 4): a table's data files ---------------------------------------------
+    @translated
+    def table_files(self, name: str) -> list[dict[str, Any]]:
+        """The data files of a table now (path, bytes, and its delete file if any), on the read session."""
+        ref = TableRef.parse(name)
+        with self.read_session().cursor() as cur:
+            catalog.require_table(cur, ref)
+            return catalog.data_files(cur, ref)
+
     # -- health -----------------------------------------------------------------------------
     def doctor(self) -> list[Check]:
         """Each check a line: config, extensions, catalog, storage (data and landing)."""

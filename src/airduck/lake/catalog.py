@@ -209,6 +209,14 @@ def describe_all(con: duckdb.DuckDBPyConnection, tables: list[TableRef]) -> list
     return out
 
 
+def data_files(con: duckdb.DuckDBPyConnection, table: TableRef) -> list[dict[str, Any]]:
+    """The table's current data files (DuckLake's `ducklake_list_files`): path and bytes, delete file and bytes."""
+    rel = con.sql(f"SELECT data_file, data_file_size_bytes, delete_file, delete_file_size_bytes "
+                  f"FROM ducklake_list_files({_LAKE}, {quote_literal(table.name)}, "
+                  f"schema => {quote_literal(table.schema)}) ORDER BY data_file")
+    return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+
+
 def without_nulls(con: duckdb.DuckDBPyConnection, table: TableRef, names: list[str]) -> set[str]:
     """The columns among `names` that hold no NULL now (one scan; DuckDB answers most from column stats)."""
     names = [n for n in names if n in {c.name for c in columns(con, table)}]

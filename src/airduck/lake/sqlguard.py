@@ -20,6 +20,7 @@ Layers of defence, each enough for what it covers:
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import re
@@ -95,11 +96,28 @@ def _system_relations() -> frozenset[str]:
 
 def _parser() -> duckdb.DuckDBPyConnection:
     """An empty in-memory connection that can read nothing: where user SQL is parsed."""
+    # threads=1: parsing needs no worker threads (a database per server thread would start a pool each)
     return duckdb.connect(config={"enable_external_access": False, "autoload_known_extensions": False,
-                                  "autoinstall_known_extensions": False, "lock_configuration": True})
+                                  "autoinstall_known_extensions": False, "lock_configuration": True, "threads": 1})
 
 
 _parsers = threading.local()
+_all_parsers: list[tuple[threading.Thread, duckdb.DuckDBPyConnection]] = []
+_all_lock = threading.Lock()
+
+
+@atexit.register
+def _close_parsers() -> None:
+    """Close every thread's parser before the interpreter goes: a DuckDB database still open in an idle worker
+    thread of a server (anyio's pool) at exit aborted the process ("terminate called without an active
+    exception", exit code 134)."""
+    with _all_lock:
+        for _, con in _all_parsers:
+            try:
+                con.close()
+            except duckdb.Error:
+                pass
+        _all_parsers.clear()
 
 
 def _thread_parser() -> duckdb.DuckDBPyConnection:
@@ -108,6 +126,14 @@ def _thread_parser() -> duckdb.DuckDBPyConnection:
     con = getattr(_parsers, "con", None)
     if con is None:
         con = _parsers.con = _parser()
+        with _all_lock:  # the parsers of threads that ended are closed here (a server's pool comes and goes)
+            for thread, old in [p for p in _all_parsers if not p[0].is_alive()]:
+                _all_parsers.remove((thread, old))
+                try:
+                    old.close()
+                except duckdb.Error:
+                    pass
+            _all_parsers.append((threading.current_thread(), con))
     return con
 
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from airduck.api.results import TABULAR_CONTENT, needs_arrow, pick_format, respond
 from airduck.api.routers.common import PROTECTED, READ, lakehouse
+from airduck.lake.sqlguard import QueryTimeout
 
 router = APIRouter(tags=["sql"])
 
@@ -26,5 +27,9 @@ def sql(request: Request, body: SqlQuery, format: str | None = Query(None), _=RE
     api = lh.project.config.api
     limit = api.sql_max_rows if body.limit is None else min(body.limit, api.sql_max_rows)
     timeout = api.sql_timeout_seconds if body.timeout is None else min(body.timeout, api.sql_timeout_seconds)
-    result = lh.sql(body.sql, limit, timeout=timeout, arrow=needs_arrow(fmt))
+    try:
+        result = lh.sql(body.sql, limit, timeout=timeout, arrow=needs_arrow(fmt))
+    except QueryTimeout as exc:
+        raise QueryTimeout(exc.message, hint=f"ask for a longer one with \"timeout\" (at most "
+                           f"api.sql_timeout_seconds = {api.sql_timeout_seconds:g} s)") from None
     return respond(result, fmt, {}, filename="query")
