@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ class Lakehouse:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._read: ReadSession | None = None
         self._lock = threading.Lock()
+        self._lineage: Any = False  # the OpenLineage sink (None: emission is off), made on first use
 
     @classmethod
     def open(cls, path: str | Path | None = None, reporter: Reporter | None = None,
@@ -93,7 +95,8 @@ class Lakehouse:
     @property
     def events(self) -> Fanout:
         """Where a run sends its typed events: every sink of `sinks`, and the old-style `reporter` (adapted)."""
-        return Fanout([*self.sinks, ReporterSink(self.reporter)])
+        lineage = self._lineage_sink()
+        return Fanout([*self.sinks, *([lineage] if lineage is not None else []), ReporterSink(self.reporter)])
 
     # -- connections -------------------------------------------------------------------------
     @property
@@ -366,6 +369,76 @@ class Lakehouse:
         that did not pass. Returns :class:`airduck.core.quality.QualityResult` objects."""
         store = self._records()
         return store.quality(table=table, run_id=run_id, failed=failed, limit=limit) if store is not None else []
+
+    # -- lineage (issue 12: the built-in graph, OpenLineage events) --------------------------
+    def lineage(self, table: str | None = None, *, upstream: bool = True, downstream: bool = True,
+                columns: bool = False):
+        """The lineage graph of the project (a :class:`airduck.lineage.LineageGraph`; ``.to_dict()`` gives
+        ``{"nodes": [{"id", "kind" (source|table|step|mart|export), "name", "layer", "namespace", ...}],
+        "edges": [{"source", "target", "role"}], "columns": [...]}``), built from the plan: opens no lake.
+
+        `table`: only what is upstream (`upstream`) and/or downstream (`downstream`) of that table, source or
+        step; `columns`: with column lineage (silver rules, dbt models' compiled SQL where sqlglot traces it)."""
+        from airduck.lineage import build_graph
+
+        graph = build_graph(self.project, self.plan(), columns=columns, gold_columns=self._gold_columns())
+        if table is None:
+            return graph
+        return graph.around(graph.resolve(table), upstream=upstream, downstream=downstream)
+
+    def lineage_settings(self):
+        """Where OpenLineage events go (airduck.lineage.config.Settings): `lineage:` or OpenLineage's settings."""
+        from airduck.lineage.config import resolve
+
+        return resolve(self.project.config.lineage, self.project.config.name, self.project.root,
+                       {**self.project.env, **os.environ})
+
+    def send_lineage(self) -> dict[str, Any]:
+        """Send the kept OpenLineage events (.airduck/lineage/events.jsonl) that a backend has not got yet.
+        Returns {"total", "sent", "pending", "targets", "errors", "file"}."""
+        from airduck.errors import ConfigError
+        from airduck.lineage.emit import send_kept
+
+        settings = self.lineage_settings()
+        if not settings.http:
+            raise ConfigError("no OpenLineage backend to send to",
+                              hint="set lineage.http.url in airduck.yml, or OPENLINEAGE_URL")
+        return send_kept(settings)
+
+    def _lineage_sink(self):
+        """The OpenLineage sink of this Lakehouse (kept: a run's START and COMPLETE go through the same one)."""
+        if self._lineage is False:
+            settings = self.lineage_settings()
+            if not settings.enabled:
+                self._lineage = None
+            else:
+                from airduck.lineage.openlineage import OpenLineageSink
+                from airduck.pipeline.plan import build_plan
+
+                self._lineage = OpenLineageSink(self.project, settings, lambda: build_plan(self.project),
+                                                self._lineage_describe)
+        return self._lineage
+
+    def _lineage_describe(self, tables: list[str]) -> dict[str, dict[str, Any]]:
+        """Columns, rows, bytes, files and snapshot of lake tables, for the OpenLineage facets."""
+        refs = [TableRef.parse(t) for t in tables]
+        # during a run, a cursor of the run's own connection (the lake is attached there already: no second attach)
+        opener = self._con.cursor if self._con is not None else self.read_session().cursor
+        with opener() as cur:
+            known = {(r.schema, r.name) for r in catalog.list_tables(cur, True, snapshot=catalog.current_snapshot(cur))}
+            refs = [r for r in refs if (r.schema, r.name) in known]
+            out = catalog.describe_all(cur, refs) if refs else []
+        return {f"{d.schema}.{d.name}": {"columns": [(c.name, c.type) for c in d.columns], "rows": d.row_count,
+                                         "bytes": d.file_bytes, "files": d.file_count, "snapshot": d.snapshot_id}
+                for d in out}
+
+    def _gold_columns(self):
+        """A callable (gold step) -> its column lineage from dbt's compiled SQL, or None without a dbt project."""
+        if not self.project.config.gold.dbt_project:
+            return None
+        from airduck.lineage.dbt import gold_column_lineage
+
+        return gold_column_lineage(self.project)
 
     # -- storage ----------------------------------------------------------------------------
     def landing(self):

@@ -31,6 +31,7 @@ from airduck.config.secrets import normalize_dsn, register_dsn, register_secret
 from airduck.errors import ConfigError
 from airduck.gold.config import GoldConfig
 from airduck.lake.config import LakeConfig
+from airduck.lineage.config import LineageConfig
 from airduck.serve.config import ServeConfig
 from airduck.silver.config import SilverTable
 
@@ -59,6 +60,7 @@ class ProjectConfig(Model):
     gold: GoldConfig = Field(default_factory=GoldConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    lineage: LineageConfig | None = None
 
     @field_validator("sources", "silver")
     @classmethod

@@ -496,6 +496,10 @@ runs_app = typer.Typer(help="Run records: list runs, or `runs show ID`.", invoke
                        no_args_is_help=False)
 app.add_typer(runs_app, name="runs")
 
+from airduck.cli.lineage import lineage as _lineage  # noqa: E402  (issue 12: lineage)
+
+app.command("lineage")(_lineage)
+
 
 @runs_app.callback()
 def runs_list(

@@ -116,3 +116,4 @@ class StepResult:
     inputs: list[DatasetVersion] = field(default_factory=list)
     outputs: list[DatasetVersion] = field(default_factory=list)
     quality: list[QualityResult] = field(default_factory=list)
+    sql: str | None = None  # the SQL the step generated and ran (silver's stage query), for lineage

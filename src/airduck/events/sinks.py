@@ -36,7 +36,7 @@ class LogSink(EventSink):
         d = event.to_dict()
         d.pop("type")
         d.pop("time")
-        keep = {k: v for k, v in d.items() if v not in (None, (), [], 0, "") and k not in ("inputs", "outputs", "quality")}
+        keep = {k: v for k, v in d.items() if v not in (None, (), [], 0, "") and k not in ("inputs", "outputs", "quality", "sql")}
         self.log.info("%s %s", event.type, " ".join(f"{k}={v}" for k, v in keep.items()))
 
 

@@ -101,6 +101,7 @@ class StepFinished(Event):
     outputs: tuple[DatasetVersion, ...] = ()  # with the snapshot each was written as
     quality: tuple[QualityResult, ...] = ()
     snapshot: int | None = None  # the step's commit (None: it wrote nothing)
+    sql: str | None = None  # the SQL the step generated (silver's stage query), redacted
 
     @classmethod
     def of(cls, run_id: str | None, kind: str, result: StepResult, seconds: float,
@@ -109,7 +110,7 @@ class StepFinished(Event):
                    seconds=seconds, rows_in=result.rows_in, rows_out=result.rows_out,
                    rows_quarantined=result.rows_quarantined, rows_rejected=result.rows_rejected, files=result.files,
                    inputs=tuple(result.inputs), outputs=tuple(result.outputs), quality=tuple(result.quality),
-                   snapshot=snapshot)
+                   snapshot=snapshot, sql=result.sql)
 
 
 @dataclass(frozen=True, kw_only=True)

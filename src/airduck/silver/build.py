@@ -205,6 +205,7 @@ def _build(ctx: RunContext, plan: Plan, scratch: list[_StageFile]) -> StepResult
     result.details = details
     if rows_in:
         stage_sql, stage_params = sql.stage(plan, incremental, reloaded, repeats)
+        result.sql = stage_sql
         _materialize(ctx, plan, stage_sql, {**params, **stage_params}, scratch)
         _measure(con, plan, result)
         result.quality = quality_results(ctx, con, plan, result)

@@ -1,0 +1,149 @@
+"""The `lineage:` part of airduck.yml, and OpenLineage's own settings when it is absent.
+
+```yaml
+lineage:
+  namespace: jobs            # job namespace (default: the project name)
+  file: .airduck/lineage/events.jsonl   # every event is always kept here (re-send with `airduck lineage send`)
+  http: {url: http://localhost:5000, endpoint: api/v1/lineage, api_key: "${MARQUEZ_API_KEY}", timeout: 5}
+  console: true              # each event as one JSON line on the `airduck.lineage` logger
+```
+Several transports at once: give `http` and `console` (the file is always written); a block without `http:` sends
+to ``OPENLINEAGE_URL`` when it is set. With no `lineage:` block,
+OpenLineage's settings turn emission on: ``OPENLINEAGE_URL`` (+ ``OPENLINEAGE_ENDPOINT``, ``OPENLINEAGE_API_KEY``),
+or the ``transport:`` of the file ``OPENLINEAGE_CONFIG`` names, or of ``openlineage.yml`` in the project (or the
+current folder). ``OPENLINEAGE_DISABLED=true`` turns emission off whatever else says.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+
+from airduck.config.base import Model
+from airduck.config.secrets import register_secret
+from airduck.errors import ConfigError
+
+DEFAULT_FILE = ".airduck/lineage/events.jsonl"
+DEFAULT_ENDPOINT = "api/v1/lineage"
+
+
+class HttpTransport(Model):
+    url: str = Field(description="the backend's base URL, e.g. http://localhost:5000 (Marquez)")
+    endpoint: str = DEFAULT_ENDPOINT
+    api_key: SecretStr | None = Field(None, description="sent as `Authorization: Bearer <key>`; use ${ENV}")
+    timeout: float = Field(5.0, gt=0, le=120, description="seconds per request; a backend that is down or slow "
+                                                          "is given up for the rest of the run")
+
+
+class LineageConfig(Model):
+    enabled: bool = True
+    namespace: str | None = Field(None, description="the job namespace (default: the project name)")
+    file: str = DEFAULT_FILE
+    http: HttpTransport | None = None
+    console: bool = False
+
+
+@dataclass
+class Settings:
+    """Where a run's OpenLineage events go (resolved from `lineage:` or OpenLineage's own settings)."""
+
+    enabled: bool
+    namespace: str
+    file: Path
+    http: list[HttpTransport] = field(default_factory=list)
+    console: bool = False
+    origin: str = "lineage:"  # what turned it on (for `doctor` and messages)
+
+    @property
+    def targets(self) -> list[str]:
+        return [h.url.rstrip("/") + "/" + h.endpoint.lstrip("/") for h in self.http]
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _from_openlineage_yml(path: Path, env: Mapping[str, str]) -> tuple[list[HttpTransport], bool, Path | None]:
+    """(http transports, console, file) of an openlineage.yml's `transport:` (http, console, file, composite)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the OpenLineage config: {exc}",
+                          hint="fix the YAML or unset OPENLINEAGE_CONFIG") from None
+    http: list[HttpTransport] = []
+    console = False
+    file: Path | None = None
+
+    def one(t: Mapping[str, Any]) -> None:
+        nonlocal console, file
+        kind = str(t.get("type", "")).lower()
+        if kind == "http":
+            auth = t.get("auth") or {}
+            key = auth.get("apiKey") or auth.get("api_key") or env.get("OPENLINEAGE_API_KEY")
+            http.append(HttpTransport(url=str(t.get("url", "")), endpoint=str(t.get("endpoint") or DEFAULT_ENDPOINT),
+                                      api_key=key, timeout=float(t.get("timeout") or 5.0)))
+        elif kind == "console":
+            console = True
+        elif kind == "file" and t.get("log_file_path"):
+            file = Path(str(t["log_file_path"]))
+        elif kind == "composite":
+            items = t.get("transports") or []
+            for item in items.values() if isinstance(items, dict) else items:
+                if isinstance(item, Mapping):
+                    one(item)
+        else:
+            raise ConfigError(f"{path}: transport type {kind or '(none)'!r} is not supported by airduck",
+                              hint="use http, console, file or composite")
+
+    transport = data.get("transport") or {}
+    if isinstance(transport, Mapping):
+        one(transport)
+    return http, console, file
+
+
+def resolve(config: LineageConfig | None, project_name: str, root: Path,
+            env: Mapping[str, str] | None = None) -> Settings:
+    """The settings a run uses: `lineage:` when given; else OPENLINEAGE_URL / OPENLINEAGE_CONFIG / openlineage.yml;
+    OPENLINEAGE_DISABLED=true always wins."""
+    env = os.environ if env is None else env
+    off = _truthy(env.get("OPENLINEAGE_DISABLED"))
+    namespace = env.get("OPENLINEAGE_NAMESPACE") or project_name
+    if config is not None:
+        http = [config.http] if config.http else _env_http(env)  # a block without `http:` takes OPENLINEAGE_URL
+        s = Settings(config.enabled and not off, config.namespace or namespace, _path(root, config.file), http,
+                     config.console)
+    elif env.get("OPENLINEAGE_URL"):
+        s = Settings(not off, namespace, _path(root, DEFAULT_FILE), _env_http(env), origin="OPENLINEAGE_URL")
+    else:
+        path = Path(env["OPENLINEAGE_CONFIG"]) if env.get("OPENLINEAGE_CONFIG") else next(
+            (p for p in (root / "openlineage.yml", Path.cwd() / "openlineage.yml") if p.is_file()), None)
+        if path is None:
+            return Settings(False, namespace, _path(root, DEFAULT_FILE), origin="none")
+        if not path.is_file():
+            raise ConfigError(f"OPENLINEAGE_CONFIG={path}: no such file", hint="point it at an openlineage.yml")
+        http, console, file = _from_openlineage_yml(path, env)
+        s = Settings(not off, namespace, _path(root, str(file)) if file else _path(root, DEFAULT_FILE), http,
+                     console, origin=str(path))
+    for h in s.http:
+        if h.api_key is not None:
+            register_secret(h.api_key.get_secret_value())
+    return s
+
+
+def _env_http(env: Mapping[str, str]) -> list[HttpTransport]:
+    if not env.get("OPENLINEAGE_URL"):
+        return []
+    return [HttpTransport(url=env["OPENLINEAGE_URL"], endpoint=env.get("OPENLINEAGE_ENDPOINT") or DEFAULT_ENDPOINT,
+                          api_key=env.get("OPENLINEAGE_API_KEY") or None)]
+
+
+def _path(root: Path, text: str) -> Path:
+    p = Path(text).expanduser()
+    return p if p.is_absolute() else root / p

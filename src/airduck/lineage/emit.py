@@ -1,0 +1,169 @@
+"""Where OpenLineage events go: always a local JSON-lines file (so nothing is lost), then HTTP backends and the
+console. A backend that is down, slow or answers an error never fails or stalls a run: requests run on one
+background thread with a bounded timeout; the first failure is one warning and the backend is given up for the
+rest of the run; the run waits at most a bounded time for what is still queued. What a backend did not get is
+re-sent by `airduck lineage send` (each delivered event is noted in ``delivered`` beside the file)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airduck.config.secrets import redact
+from airduck.lineage.config import HttpTransport, Settings
+
+log = logging.getLogger("airduck")
+console_log = logging.getLogger("airduck.lineage")
+
+
+def event_key(line: str) -> str:
+    return hashlib.sha1(line.encode()).hexdigest()
+
+
+def post(transport: HttpTransport, body: bytes) -> None:
+    """POST one event; raises on a connection error, a timeout or an HTTP status >= 400."""
+    url = transport.url.rstrip("/") + "/" + transport.endpoint.lstrip("/")
+    headers = {"Content-Type": "application/json"}
+    if transport.api_key is not None:
+        headers["Authorization"] = "Bearer " + transport.api_key.get_secret_value()
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(req, timeout=transport.timeout) as resp:
+        if resp.status >= 400:
+            raise urllib.error.HTTPError(url, resp.status, "error", resp.headers, None)
+
+
+def _target(t: HttpTransport) -> str:
+    return t.url.rstrip("/") + "/" + t.endpoint.lstrip("/")
+
+
+class Delivered:
+    """The keys of events each backend got (``<file>.delivered``: ``<key> <target>`` per line)."""
+
+    def __init__(self, events_file: Path) -> None:
+        self.path = events_file.with_name(events_file.name + ".delivered")
+        self._lock = threading.Lock()
+
+    def add(self, key: str, target: str) -> None:
+        with self._lock, self.path.open("a") as f:
+            f.write(f"{key} {target}\n")
+
+    def read(self) -> set[tuple[str, str]]:
+        if not self.path.is_file():
+            return set()
+        out = set()
+        for line in self.path.read_text().splitlines():
+            key, _, target = line.partition(" ")
+            out.add((key, target))
+        return out
+
+
+@dataclass
+class Emitter:
+    settings: Settings
+    #: seconds a run waits at its end for events still queued for the backends
+    drain_seconds: float = 10.0
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.file = self.settings.file
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        self.delivered = Delivered(self.file)
+        self._lock = threading.Lock()
+        self._down: set[str] = set()
+        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def emit(self, line: str) -> None:
+        """Keep `line` (one serialised event, secrets already masked) and send it to every backend."""
+        with self._lock, self.file.open("a") as f:
+            f.write(line + "\n")
+        if self.settings.console:
+            console_log.info(line)
+        if self.settings.http and len(self._down) < len(self.settings.http):
+            self._start()
+            self._queue.put((line, line.encode()))
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="airduck-openlineage", daemon=True)
+            self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            line, body = item
+            for t in self.settings.http:
+                target = _target(t)
+                if target in self._down:
+                    continue
+                try:
+                    post(t, body)
+                    self.delivered.add(event_key(line), target)
+                except Exception as exc:
+                    self._give_up(target, exc)
+
+    def _give_up(self, target: str, exc: BaseException) -> None:
+        self._down.add(target)
+        text = redact(f"OpenLineage backend {target} failed ({type(exc).__name__}: {exc}); its events of this run "
+                      f"are kept in {self.file}: send them later with `airduck lineage send`")
+        self.warnings.append(text)
+        log.warning(text)
+
+    def close(self) -> None:
+        """Wait (at most `drain_seconds`) for the queued events; what is left stays in the file."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(self.drain_seconds)
+        if self._thread.is_alive():
+            for t in self.settings.http:
+                if _target(t) not in self._down:
+                    self._give_up(_target(t), TimeoutError(f"not done after {self.drain_seconds:g}s"))
+        self._thread = None
+
+
+def send_kept(settings: Settings, deadline_seconds: float = 120.0) -> dict[str, Any]:
+    """Send every kept event a backend has not got yet (`airduck lineage send`), oldest first; stop at the first
+    failure of a backend (the rest stays pending)."""
+    file = settings.file
+    lines = [ln for ln in file.read_text().splitlines() if ln.strip()] if file.is_file() else []
+    done = Delivered(file)
+    got = done.read()
+    sent = pending = 0
+    errors: list[str] = []
+    t0 = time.monotonic()
+    for t in settings.http:
+        target = _target(t)
+        broken = False
+        for line in lines:
+            key = event_key(line)
+            if (key, target) in got:
+                continue
+            if broken or time.monotonic() - t0 > deadline_seconds:
+                pending += 1
+                continue
+            try:
+                post(t, line.encode())
+                done.add(key, target)
+                sent += 1
+            except Exception as exc:
+                broken = True
+                pending += 1
+                errors.append(redact(f"{target}: {type(exc).__name__}: {exc}"))
+    return {"total": len(lines), "sent": sent, "pending": pending, "targets": settings.targets, "errors": errors,
+            "file": str(file)}
+
+
+def read_events(file: Path) -> list[dict[str, Any]]:
+    return [json.loads(ln) for ln in file.read_text().splitlines() if ln.strip()] if file.is_file() else []
