@@ -100,7 +100,7 @@ def test_readme_yaml_examples_are_valid_as_written(tmp_path):
     blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
     assert blocks
     env = {"SOURCE_DSN": "postgresql://u:s3cret@127.0.0.1/src", "MARTS_DSN": "postgresql://u@127.0.0.1/marts",
-           "TOKEN": "tok-123456"}
+           "TOKEN": "tok-123456", **{f"{n}_TOKEN": f"{n.lower()}-token-0123456789abcdef" for n in ("NOTEBOOK", "CI", "OPS")}}
     checked = 0
     for block in blocks:
         if not re.search(r"^(name|lake|sources|silver|gold|serve):", block, re.M):

@@ -17,11 +17,12 @@ from airduck.errors import (
     NotFound,
     SqlError,
     StorageError,
+    Terminal,
     Transient,
 )
 
 
-class ApiError(AirduckError):
+class ApiError(Terminal):
     """An error of the API itself (a bad request, a missing token); `status` is its HTTP status."""
 
     status = 400

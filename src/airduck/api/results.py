@@ -12,7 +12,6 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from airduck.api.errors import BadRequest
-from airduck.api.routers.common import jsonable
 from airduck.lakehouse import SqlResult
 
 MEDIA = {"json": "application/json", "csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet",
@@ -30,6 +29,29 @@ TABULAR_CONTENT: dict[str, Any] = {
     "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
     "application/vnd.apache.arrow.stream": {"schema": {"type": "string", "format": "binary"}},
 }
+
+
+def jsonable(value: Any) -> Any:
+    """Rows and values as JSON: dates and decimals as strings, bytes as hex, nested lists and dicts kept."""
+    import datetime
+    import decimal
+    import uuid
+
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | uuid.UUID | datetime.timedelta):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return str(value)
 
 
 def pick_format(request: Request, given: str | None) -> str:

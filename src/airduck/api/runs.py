@@ -11,7 +11,7 @@ from typing import Any
 
 from airduck.api.errors import Conflict
 from airduck.config.secrets import redact
-from airduck.errors import AirduckError
+from airduck.errors import AirduckError, Terminal
 from airduck.events import EventSink
 from airduck.events.types import Event, RunFinished, RunStarted
 from airduck.lakehouse import Lakehouse
@@ -131,7 +131,7 @@ class RunManager:
                 live.thread.join(max(0.0, deadline - time.monotonic()))
 
 
-class RunRefused(AirduckError):
+class RunRefused(Terminal):
     """A run that could not start; `kind` is the type of the error that stopped it."""
 
     def __init__(self, err: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from airduck.api.errors import responses
 from airduck.api.routers.common import PROTECTED, READ, WRITE, jsonable, lakehouse
+from airduck.config.secrets import redact
 from airduck.errors import NotFound
 
 router = APIRouter(tags=["runs"])
@@ -106,42 +107,9 @@ def quality(request: Request, table: str | None = None, run_id: str | None = Non
 
 @router.get("/lineage", responses=PROTECTED,
             summary="The graph of datasets and steps (sources -> bronze -> silver -> gold -> serving)")
-def lineage(request: Request, _=READ) -> dict[str, Any]:
-    lh = lakehouse(request)
-    if hasattr(lh, "lineage"):
-        graph = lh.lineage()
-        return jsonable(graph.to_dict() if hasattr(graph, "to_dict") else graph)
-    return _graph(lh.plan())
-
-
-_LAYER = {"source": 0, "bronze": 1, "silver": 2, "gold": 3, "serve": 4}
-
-
-def _graph(plan: Any) -> dict[str, Any]:
-    """Nodes (datasets and steps) and edges (dataset -> step -> dataset) from the plan."""
-    nodes: dict[str, dict[str, Any]] = {}
-    edges: list[dict[str, str]] = []
-
-    def dataset(d: Any) -> str:
-        key = f"dataset:{d}"
-        if key not in nodes:
-            info = d.to_dict()
-            name = info["name"]
-            if info["kind"] == "lake":
-                layer = name.split(".", 1)[0]
-            else:
-                layer = "source" if info["kind"] in ("files", "postgres", "http") else "serve"
-            nodes[key] = {"id": key, "type": "dataset", "name": str(d), "kind": info["kind"], "layer": layer,
-                          "rank": _LAYER.get(layer, 2) * 2, "location": info.get("location")}
-        return key
-
-    for step in plan:
-        sid = f"step:{step.id}"
-        nodes[sid] = {"id": sid, "type": "step", "name": step.id, "kind": step.kind.value, "layer": step.layer,
-                      "rank": _LAYER.get(step.layer, 2) * 2 - 1}
-        for d in step.inputs:
-            edges.append({"from": dataset(d), "to": sid})
-        for d in step.outputs:
-            edges.append({"from": sid, "to": dataset(d)})
-    return {"nodes": sorted(nodes.values(), key=lambda n: (n["rank"], n["id"])), "edges": edges,
-            "built_from": "plan"}
+def lineage(request: Request, table: str | None = Query(None, description="only the neighbourhood of this table"),
+            upstream: bool = True, downstream: bool = True,
+            columns: bool = Query(False, description="with column lineage"), _=READ) -> dict[str, Any]:
+    graph = lakehouse(request).lineage(table, upstream=upstream, downstream=downstream, columns=columns)
+    # names carry catalog and source locations: masked like every other output (a DSN's password never shows)
+    return json.loads(redact(json.dumps(jsonable(graph.to_dict()))))
