@@ -614,8 +614,8 @@ class Lakehouse:
             return run_with_time_limit(cur, seconds, work)
 
     @translated
-    def diff(self, name: str, start: str | int, end: str | int | None = None, *, limit: int = 100,
-             timeout: float | None = None) -> dict[str, Any]:
+    def table_changes(self, name: str, start: str | int, end: str | int | None = None, *, limit: int = 100,
+                      timeout: float | None = None) -> dict[str, Any]:
         """What changed in a table after snapshot `start` up to `end` (ids or tags; None: now), from DuckLake's
         change feed: the number of rows inserted, deleted and updated, and the first `limit` changed rows
         (`change_type` insert, delete, update_preimage, update_postimage)."""

@@ -118,7 +118,7 @@ def test_table_tabs(admin):
     snaps = lh.snapshots("silver.vacancies")
     hist = c.get("/tables/silver.vacancies?tab=history").text
     assert all(f'value="{s.snapshot_id}"' in hist for s in snaps)
-    d = lh.diff("silver.vacancies", 0, snaps[-1].snapshot_id)
+    d = lh.table_changes("silver.vacancies", 0, snaps[-1].snapshot_id)
     diff = _text(c.get(f"/tables/silver.vacancies/diff?start=0&end={snaps[-1].snapshot_id}").text)
     assert f"+{d['inserted']:,} inserted" in diff and d["inserted"] > 0
     # the preview at a snapshot reads the table as it was then

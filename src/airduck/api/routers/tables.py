@@ -79,7 +79,7 @@ def diff(request: Request, name: str, from_: str = Query(..., alias="from", desc
          to: str | None = Query(None, description="snapshot id or tag (default: now)"),
          limit: int = Query(100, ge=0, le=100_000), _=READ) -> dict[str, Any]:
     lh = lakehouse(request)
-    return jsonable(lh.diff(name, from_, to, limit=limit, timeout=lh.project.config.api.sql_timeout_seconds))
+    return jsonable(lh.table_changes(name, from_, to, limit=limit, timeout=lh.project.config.api.sql_timeout_seconds))
 
 
 @router.get("/tables/{name}/snapshots", responses=PROTECTED, summary="The snapshots that changed this table")

@@ -206,7 +206,7 @@ def table_diff(request: Request, name: str, start: str, end: str | None = None, 
         first, last = (start, end)
         if end is not None and start.isdigit() and end.isdigit() and int(end) < int(start):
             first, last = end, start  # picked the other way round: the diff goes forward in time
-        d = _lh(request).diff(name, first, last, limit=limit)
+        d = _lh(request).table_changes(name, first, last, limit=limit)
     except AirduckError as exc:
         return _failed(request, exc, "Cannot diff")
     return render(request, "partials/diff.html", {"d": d, "limit": limit})
