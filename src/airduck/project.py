@@ -187,10 +187,12 @@ def _secure_dsns(config: ProjectConfig) -> None:
         dsn = getattr(holder, attr)
         register_dsn(dsn)
         setattr(holder, attr, normalize_dsn(dsn))
-    for hook in config.alerts.webhooks:
-        from airduck.metrics.alerts import register_webhook
+    from airduck.metrics.alerts import register_webhook
 
+    for hook in config.alerts.webhooks:
         register_webhook(hook.url)
+    if config.metrics.pushgateway:  # may hold user:password@ (basic auth) or a token
+        register_webhook(config.metrics.pushgateway)
     for src in config.sources.values():
         for name, value in (getattr(src, "headers", None) or {}).items():
             if name.lower() not in _PLAIN_HEADERS:

@@ -25,6 +25,7 @@ from airduck.events import EventSink
 from airduck.events.types import Event, RunFinished, RunStarted, StepFailed, StepFinished, StepSkipped
 from airduck.metrics.config import MetricsConfig
 from airduck.metrics.lake import RUN_STATUSES, LakeCollector, LakeState
+from airduck.metrics.outbound import pushgateway_handler
 
 STEP_LABELS = ("step", "kind")
 
@@ -121,7 +122,8 @@ class PrometheusSink(EventSink):
         if self.config.pushgateway:
             try:
                 push_to_gateway(self.config.pushgateway, job=self.config.job, registry=registry,
-                                grouping_key={"project": self.project}, timeout=self.config.timeout)
+                                grouping_key={"project": self.project}, timeout=self.config.timeout,
+                                handler=pushgateway_handler)
             except Exception as exc:
                 problems.append(f"pushgateway: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         if problems:
