@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
@@ -161,9 +161,11 @@ def test_webhook_config_is_validated():
 def test_durations():
     assert parse_duration("6h") == 21600 and parse_duration("30m") == 1800 and parse_duration("2d") == 172800
     assert parse_duration("1.5h") == 5400 and parse_duration(90) == 90
-    for bad in ("6 hours", "h", "-1h", "0s"):
+    for bad in ("6 hours", "h", "-1h", "0s", float("nan"), float("inf"), "99999999999999999999d", 10**12):
         with pytest.raises(ValueError):
             parse_duration(bad)
+    with pytest.raises(ValidationError, match="finite"):  # YAML's .nan would make every age "ok"
+        FreshnessPolicy.model_validate({"warn_after": float("nan")})
     with pytest.raises(ValidationError, match="warn_after must not be longer"):
         FreshnessPolicy.model_validate({"warn_after": "2d", "error_after": "1d"})
     with pytest.raises(ValidationError, match="give warn_after"):
@@ -190,6 +192,17 @@ def test_statuses_change_as_time_passes():
     assert "silver.never: error, never written (error after 1d)" in alert.text()
 
 
+def test_ages_are_in_utc_whatever_zone_the_catalog_answers_in():
+    """DuckDB returns a TIMESTAMPTZ in the session's (local) zone: the report and `last change (UTC)` are UTC."""
+    local = timezone(timedelta(hours=-5))
+    changed = {"silver.orders": datetime(2026, 12, 1, 1, 0, tzinfo=local)}
+    policy = FreshnessPolicy.model_validate({"warn_after": "6h"})
+    (age,) = table_ages(changed, changed, {"silver.orders": policy}, datetime(2026, 12, 1, 12, 30, tzinfo=UTC))
+    assert age.age_seconds == 6.5 * 3600 and age.status == "warn"
+    assert age.last_change.utcoffset() == timedelta(0) and age.last_change.hour == 6
+    assert age.to_dict()["last_change"] == "2026-12-01T06:00:00+00:00"
+
+
 def test_config_keys_load_validate_and_register_the_webhook_secrets(tmp_path):
     from airduck.errors import ConfigError
     from airduck.project import load_project
@@ -199,7 +212,7 @@ def test_config_keys_load_validate_and_register_the_webhook_secrets(tmp_path):
         "name: shop\n"
         "sources:\n  orders: {type: files, path: 'd/*.csv', freshness: {warn_after: 12h}}\n"
         "silver:\n  orders: {from: orders, freshness: {warn_after: 6h, error_after: 1d}}\n"
-        "metrics: {textfile: m/airduck.prom, pushgateway: 'http://127.0.0.1:9091'}\n"
+        "metrics: {textfile: m/airduck.prom, pushgateway: 'http://ops:pgw-pass-55e1@127.0.0.1:9091'}\n"
         f"alerts:\n  webhooks: [{{url: '{hook}'}}]\n")
     cfg = load_project(tmp_path).config
     assert cfg.sources["orders"].freshness.warn_after == 43200
@@ -207,6 +220,7 @@ def test_config_keys_load_validate_and_register_the_webhook_secrets(tmp_path):
     assert cfg.metrics.textfile == "m/airduck.prom" and cfg.alerts.on == ["run_failed", "gate_failed", "stale"]
     masked = redact(f"posting to {hook}")
     assert "cfgtoken-77aa99bb" not in masked and "cfgsig-1234abcd" not in masked
+    assert "pgw-pass-55e1" not in redact("nonnumeric port: 'pgw-pass-55e1@127.0.0.1:9091'")  # the Pushgateway's
     (tmp_path / "airduck.yml").write_text(
         "name: shop\nsilver:\n  orders:\n    from: orders\n    freshness: {warn_after: soon}\n")
     with pytest.raises(ConfigError, match=r"airduck.yml:5: silver.orders.freshness.warn_after: .*not a duration"):

@@ -27,8 +27,8 @@ def freshness(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON (stable keys).")] = False,
     alert: Annotated[bool, typer.Option("--alert", help="Send the `stale` alert (warn and error tables) to the "
                                         "webhooks of `alerts:`.")] = False,
-    now: Annotated[str | None, typer.Option("--now", metavar="TIME", help="Judge ages as of this ISO time "
-                                            "(default: now).")] = None,
+    now: Annotated[str | None, typer.Option("--now", metavar="TIME", help="Judge ages as of this ISO time, e.g. "
+                                            "2026-12-01T06:00:00+02:00 (UTC without an offset; default: now).")] = None,
 ) -> None:
     """Every table's data age and its freshness status: ok, warn or error.
 
