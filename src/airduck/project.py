@@ -100,6 +100,11 @@ def _data_loc(data: Any, loc: tuple) -> tuple:
     return tuple(out)
 
 
+#: keys whose invalid values a config error never echoes (webhook/Pushgateway/API URLs, DSNs, tokens)
+_SECRET_KEYS = frozenset({"url", "pushgateway", "dsn", "catalog", "token", "password", "secret_access_key",
+                          "access_key_id", "headers", "api_key"})
+
+
 def _format_error(file: Path, lines: dict, exc: ValidationError, data: Any) -> str:
     parts = []
     for err in exc.errors()[:5]:
@@ -114,7 +119,8 @@ def _format_error(file: Path, lines: dict, exc: ValidationError, data: Any) -> s
         found = err.get("input")
         detail = ""
         if err["type"] not in ("missing", "extra_forbidden") and not isinstance(found, dict | list):
-            detail = f" (found {found!r})"
+            secret = any(str(key).lower() in _SECRET_KEYS for key in err["loc"])  # a URL may hold a token
+            detail = " (the value is not shown: it may hold a secret)" if secret else f" (found {found!r})"
         parts.append(f"{where(file, lines, loc)}: {msg}{detail}")
     more = len(exc.errors()) - 5
     if more > 0:

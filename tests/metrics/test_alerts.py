@@ -228,3 +228,19 @@ def test_config_keys_load_validate_and_register_the_webhook_secrets(tmp_path):
     (tmp_path / "airduck.yml").write_text("name: shop\nmetrics: {textfile: metrics.txt}\n")
     with pytest.raises(ConfigError, match=r"metrics.textfile: .*\.prom"):
         load_project(tmp_path)
+
+
+def test_a_config_error_never_echoes_a_webhook_or_pushgateway_url(tmp_path):
+    """A typo in the scheme must not print the token the URL holds (the value may come from .env)."""
+    from airduck.errors import ConfigError
+    from airduck.project import load_project
+
+    (tmp_path / ".env").write_text("SLACK=htps://hooks.slack.com/services/T000/B000/envtoken-3f9a1c\n")
+    for text, token in (("alerts:\n  webhooks:\n    - url: ${SLACK}\n", "envtoken-3f9a1c"),
+                        ("metrics:\n  pushgateway: 'pgw:9091/?token=pgwtoken-77c2'\n", "pgwtoken-77c2")):
+        (tmp_path / "airduck.yml").write_text("name: shop\n" + text)
+        with pytest.raises(ConfigError) as info:
+            load_project(tmp_path)
+        message = str(info.value)
+        assert "airduck.yml:" in message and "http" in message and "not shown" in message
+        assert token not in message
