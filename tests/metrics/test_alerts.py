@@ -244,3 +244,22 @@ def test_a_config_error_never_echoes_a_webhook_or_pushgateway_url(tmp_path):
         message = str(info.value)
         assert "airduck.yml:" in message and "http" in message and "not shown" in message
         assert token not in message
+
+
+def test_the_freshness_table_shows_every_column_in_80_columns(monkeypatch):
+    """A cron mail or CI log is 80 columns wide: no column may be cropped away (`error` is the last one)."""
+    import io
+
+    from rich.console import Console
+
+    from airduck.cli import freshness, render
+
+    out = io.StringIO()
+    monkeypatch.setattr(render, "console", Console(file=out, width=80, color_system=None))
+    freshness._table([["silver.orders__quarantine", "error", "never written", "2026-12-02 05:13:42", "12h", "1d"],
+                      ["bronze.a_rather_long_source_name", "ok", "1d 23h", "-", "-", "1w"]])
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    header = next(line for line in text.splitlines() if "status" in line)
+    assert header.split()[-2:] == ["warn", "error"], text
+    assert "1w" in text and "never written" in text and "silver.orders__" in text  # a long name folds

@@ -67,12 +67,16 @@ def freshness(
 
 
 def _table(rows: list[list[str]]) -> None:
+    from rich import box
     from rich.table import Table
 
-    t = Table(header_style="bold")
     widest = max(len(r[0]) for r in rows)
-    for c in ("table", "status", "age", "last change (UTC)", "warn after", "error after"):
-        t.add_column(c, no_wrap=c != "table", overflow="fold", min_width=min(widest, 40) if c == "table" else None)
+    # 80 columns (a cron mail, a CI log) must show every column: there, no box lines, long names and the time wrap
+    narrow = render.console.width < widest + 75
+    t = Table(header_style="bold", box=box.SIMPLE_HEAD if narrow else box.HEAVY_HEAD, pad_edge=not narrow)
+    for c in ("table", "status", "age", "last change (UTC)", "warn", "error"):
+        t.add_column(c, no_wrap=c in ("status", "warn", "error"), overflow="fold",
+                     min_width=min(widest, 40) if c == "table" and not narrow else None)
     for r in rows:
         t.add_row(*r)
     render.console.print(t)
