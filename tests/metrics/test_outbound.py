@@ -144,3 +144,24 @@ def test_made_up_http_methods_do_not_make_new_series():
                if s.name == "airduck_http_requests_total"]
     assert {s.labels["method"] for s in samples} == {"other", "GET"}
     assert sum(s.value for s in samples if s.labels["method"] == "other") == 50
+
+
+def test_a_url_with_spaces_or_control_characters_is_refused_and_never_echoed(tmp_path):
+    """http.client's InvalidURL repeats the path (the token): config refuses such URLs, and a delivery or a push
+    that meets one anyway says so without the URL, and never raises."""
+    from pydantic import ValidationError
+
+    bad = "http://127.0.0.1:9/services/T0/B0/tok en"
+    for make in (lambda: Webhook(url=bad), lambda: MetricsConfig(pushgateway=bad),
+                 lambda: Webhook(url="http://127.0.0.1:9/x\r\nX-Evil: 1")):
+        with pytest.raises(ValidationError, match="spaces or control characters"):
+            make()
+    d = post(Webhook.model_construct(url=bad, format="slack"), {"text": "x"}, retries=2, timeout=1, backoff=0)
+    assert not d.ok and d.attempts == 1 and "tok en" not in (d.error or "") and "not valid HTTP" in d.error
+    seen = ListSink()
+    fan = Fanout([PrometheusSink(MetricsConfig.model_construct(pushgateway=bad, textfile=None, job="airduck",
+                                                               timeout=1.0), "shop"), seen])
+    fan.handle(RunStarted(run_id="r1"))
+    fan.handle(RunFinished(run_id="r1", status="ok", seconds=1.0))
+    (warning,) = [m.text for m in seen.of_type(Message) if m.level == "warning"]
+    assert "tok en" not in warning and "not valid HTTP" in warning

@@ -12,6 +12,7 @@ A webhook URL is a secret (its token is in the path or the query): it is registe
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import threading
@@ -126,6 +127,9 @@ def post(webhook: Webhook, body: dict[str, Any], *, retries: int, timeout: float
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             status, error = None, f"{type(reason).__name__}: {reason}"
+        except (http.client.HTTPException, ValueError) as exc:  # InvalidURL & co echo the URL: not shown
+            status, error = None, f"{type(exc).__name__}: the webhook URL or its answer is not valid HTTP"
+            break
         if attempt < retries:
             sleep(wait)
             wait *= 2
