@@ -107,6 +107,11 @@ def _data_loc(data: Any, loc: tuple) -> tuple:
     return tuple(out)
 
 
+#: keys whose invalid values a config error never echoes (webhook/Pushgateway/API URLs, DSNs, tokens)
+_SECRET_KEYS = frozenset({"url", "pushgateway", "dsn", "catalog", "token", "password", "secret_access_key",
+                          "access_key_id", "headers", "api_key"})
+
+
 def _format_error(file: Path, lines: dict, exc: ValidationError, data: Any) -> str:
     parts = []
     for err in exc.errors()[:5]:
@@ -121,7 +126,8 @@ def _format_error(file: Path, lines: dict, exc: ValidationError, data: Any) -> s
         found = err.get("input")
         detail = ""
         if err["type"] not in ("missing", "extra_forbidden") and not isinstance(found, dict | list):
-            detail = f" (found {found!r})"
+            secret = any(str(key).lower() in _SECRET_KEYS for key in err["loc"])  # a URL may hold a token
+            detail = " (the value is not shown: it may hold a secret)" if secret else f" (found {found!r})"
         parts.append(f"{where(file, lines, loc)}: {msg}{detail}")
     more = len(exc.errors()) - 5
     if more > 0:
@@ -218,10 +224,12 @@ def _secure_dsns(config: ProjectConfig) -> None:
         dsn = getattr(holder, attr)
         register_dsn(dsn)
         setattr(holder, attr, normalize_dsn(dsn))
-    for hook in config.alerts.webhooks:
-        from airduck.metrics.alerts import register_webhook
+    from airduck.metrics.alerts import register_webhook
 
+    for hook in config.alerts.webhooks:
         register_webhook(hook.url)
+    if config.metrics.pushgateway:  # may hold user:password@ (basic auth) or a token
+        register_webhook(config.metrics.pushgateway)
     for src in config.sources.values():
         for name, value in (getattr(src, "headers", None) or {}).items():
             if name.lower() not in _PLAIN_HEADERS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
@@ -161,9 +161,11 @@ def test_webhook_config_is_validated():
 def test_durations():
     assert parse_duration("6h") == 21600 and parse_duration("30m") == 1800 and parse_duration("2d") == 172800
     assert parse_duration("1.5h") == 5400 and parse_duration(90) == 90
-    for bad in ("6 hours", "h", "-1h", "0s"):
+    for bad in ("6 hours", "h", "-1h", "0s", float("nan"), float("inf"), "99999999999999999999d", 10**12):
         with pytest.raises(ValueError):
             parse_duration(bad)
+    with pytest.raises(ValidationError, match="finite"):  # YAML's .nan would make every age "ok"
+        FreshnessPolicy.model_validate({"warn_after": float("nan")})
     with pytest.raises(ValidationError, match="warn_after must not be longer"):
         FreshnessPolicy.model_validate({"warn_after": "2d", "error_after": "1d"})
     with pytest.raises(ValidationError, match="give warn_after"):
@@ -190,6 +192,17 @@ def test_statuses_change_as_time_passes():
     assert "silver.never: error, never written (error after 1d)" in alert.text()
 
 
+def test_ages_are_in_utc_whatever_zone_the_catalog_answers_in():
+    """DuckDB returns a TIMESTAMPTZ in the session's (local) zone: the report and `last change (UTC)` are UTC."""
+    local = timezone(timedelta(hours=-5))
+    changed = {"silver.orders": datetime(2026, 12, 1, 1, 0, tzinfo=local)}
+    policy = FreshnessPolicy.model_validate({"warn_after": "6h"})
+    (age,) = table_ages(changed, changed, {"silver.orders": policy}, datetime(2026, 12, 1, 12, 30, tzinfo=UTC))
+    assert age.age_seconds == 6.5 * 3600 and age.status == "warn"
+    assert age.last_change.utcoffset() == timedelta(0) and age.last_change.hour == 6
+    assert age.to_dict()["last_change"] == "2026-12-01T06:00:00+00:00"
+
+
 def test_config_keys_load_validate_and_register_the_webhook_secrets(tmp_path):
     from airduck.errors import ConfigError
     from airduck.project import load_project
@@ -199,7 +212,7 @@ def test_config_keys_load_validate_and_register_the_webhook_secrets(tmp_path):
         "name: shop\n"
         "sources:\n  orders: {type: files, path: 'd/*.csv', freshness: {warn_after: 12h}}\n"
         "silver:\n  orders: {from: orders, freshness: {warn_after: 6h, error_after: 1d}}\n"
-        "metrics: {textfile: m/airduck.prom, pushgateway: 'http://127.0.0.1:9091'}\n"
+        "metrics: {textfile: m/airduck.prom, pushgateway: 'http://ops:pgw-pass-55e1@127.0.0.1:9091'}\n"
         f"alerts:\n  webhooks: [{{url: '{hook}'}}]\n")
     cfg = load_project(tmp_path).config
     assert cfg.sources["orders"].freshness.warn_after == 43200
@@ -207,6 +220,7 @@ def test_config_keys_load_validate_and_register_the_webhook_secrets(tmp_path):
     assert cfg.metrics.textfile == "m/airduck.prom" and cfg.alerts.on == ["run_failed", "gate_failed", "stale"]
     masked = redact(f"posting to {hook}")
     assert "cfgtoken-77aa99bb" not in masked and "cfgsig-1234abcd" not in masked
+    assert "pgw-pass-55e1" not in redact("nonnumeric port: 'pgw-pass-55e1@127.0.0.1:9091'")  # the Pushgateway's
     (tmp_path / "airduck.yml").write_text(
         "name: shop\nsilver:\n  orders:\n    from: orders\n    freshness: {warn_after: soon}\n")
     with pytest.raises(ConfigError, match=r"airduck.yml:5: silver.orders.freshness.warn_after: .*not a duration"):
@@ -214,3 +228,38 @@ def test_config_keys_load_validate_and_register_the_webhook_secrets(tmp_path):
     (tmp_path / "airduck.yml").write_text("name: shop\nmetrics: {textfile: metrics.txt}\n")
     with pytest.raises(ConfigError, match=r"metrics.textfile: .*\.prom"):
         load_project(tmp_path)
+
+
+def test_a_config_error_never_echoes_a_webhook_or_pushgateway_url(tmp_path):
+    """A typo in the scheme must not print the token the URL holds (the value may come from .env)."""
+    from airduck.errors import ConfigError
+    from airduck.project import load_project
+
+    (tmp_path / ".env").write_text("SLACK=htps://hooks.slack.com/services/T000/B000/envtoken-3f9a1c\n")
+    for text, token in (("alerts:\n  webhooks:\n    - url: ${SLACK}\n", "envtoken-3f9a1c"),
+                        ("metrics:\n  pushgateway: 'pgw:9091/?token=pgwtoken-77c2'\n", "pgwtoken-77c2")):
+        (tmp_path / "airduck.yml").write_text("name: shop\n" + text)
+        with pytest.raises(ConfigError) as info:
+            load_project(tmp_path)
+        message = str(info.value)
+        assert "airduck.yml:" in message and "http" in message and "not shown" in message
+        assert token not in message
+
+
+def test_the_freshness_table_shows_every_column_in_80_columns(monkeypatch):
+    """A cron mail or CI log is 80 columns wide: no column may be cropped away (`error` is the last one)."""
+    import io
+
+    from rich.console import Console
+
+    from airduck.cli import freshness, render
+
+    out = io.StringIO()
+    monkeypatch.setattr(render, "console", Console(file=out, width=80, color_system=None))
+    freshness._table([["silver.orders__quarantine", "error", "never written", "2026-12-02 05:13:42", "12h", "1d"],
+                      ["bronze.a_rather_long_source_name", "ok", "1d 23h", "-", "-", "1w"]])
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    header = next(line for line in text.splitlines() if "status" in line)
+    assert header.split()[-2:] == ["warn", "error"], text
+    assert "1w" in text and "never written" in text and "silver.orders__" in text  # a long name folds

@@ -27,8 +27,8 @@ def freshness(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON (stable keys).")] = False,
     alert: Annotated[bool, typer.Option("--alert", help="Send the `stale` alert (warn and error tables) to the "
                                         "webhooks of `alerts:`.")] = False,
-    now: Annotated[str | None, typer.Option("--now", metavar="TIME", help="Judge ages as of this ISO time "
-                                            "(default: now).")] = None,
+    now: Annotated[str | None, typer.Option("--now", metavar="TIME", help="Judge ages as of this ISO time, e.g. "
+                                            "2026-12-01T06:00:00+02:00 (UTC without an offset; default: now).")] = None,
 ) -> None:
     """Every table's data age and its freshness status: ok, warn or error.
 
@@ -67,12 +67,16 @@ def freshness(
 
 
 def _table(rows: list[list[str]]) -> None:
+    from rich import box
     from rich.table import Table
 
-    t = Table(header_style="bold")
     widest = max(len(r[0]) for r in rows)
-    for c in ("table", "status", "age", "last change (UTC)", "warn after", "error after"):
-        t.add_column(c, no_wrap=c != "table", overflow="fold", min_width=min(widest, 40) if c == "table" else None)
+    # 80 columns (a cron mail, a CI log) must show every column: there, no box lines, long names and the time wrap
+    narrow = render.console.width < widest + 75
+    t = Table(header_style="bold", box=box.SIMPLE_HEAD if narrow else box.HEAVY_HEAD, pad_edge=not narrow)
+    for c in ("table", "status", "age", "last change (UTC)", "warn", "error"):
+        t.add_column(c, no_wrap=c in ("status", "warn", "error"), overflow="fold",
+                     min_width=min(widest, 40) if c == "table" and not narrow else None)
     for r in rows:
         t.add_row(*r)
     render.console.print(t)

@@ -6,6 +6,7 @@ this is about the *age* of a table's data, checked by `airduck freshness` and th
 
 from __future__ import annotations
 
+import math
 import re
 
 from pydantic import field_validator, model_validator
@@ -13,6 +14,7 @@ from pydantic import field_validator, model_validator
 from airduck.config.base import Model
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION = 3650 * 86400.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
 
@@ -27,8 +29,10 @@ def parse_duration(value: str | int | float) -> float:
         if not m:
             raise ValueError(f"{value!r} is not a duration: write a number and a unit, e.g. 30m, 6h, 2d (s m h d w)")
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    if seconds <= 0:
-        raise ValueError("a duration must be more than 0")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError("a duration must be more than 0 (and a finite number)")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"a duration must be at most {MAX_DURATION // 86400:.0f}d (10 years)")
     return seconds
 
 

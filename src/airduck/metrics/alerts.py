@@ -3,19 +3,21 @@
 Bodies: ``slack`` posts ``{"text": ...}`` (Slack incoming webhooks and everything compatible: Mattermost,
 Rocket.Chat, Discord's ``/slack`` endpoint); ``telegram`` posts ``{"chat_id": ..., "text": ...}`` (the Bot API's
 ``sendMessage``); ``generic`` posts the alert's fields as JSON. Each delivery is retried on a network error, a
-timeout, 429 or 5xx (``retries`` times, the wait doubling from ``backoff``), each attempt bounded by ``timeout``.
+timeout, 429 or 5xx (``retries`` times, the wait doubling from ``backoff``), each attempt bounded by ``timeout``
+as a whole (:mod:`airduck.metrics.outbound`: a server that trickles its answer cannot stall a run); a redirect
+is not followed (it fails the delivery: urllib would turn the POST into a GET without the body).
 A webhook URL is a secret (its token is in the path or the query): it is registered with
 :mod:`airduck.config.secrets` and shown only as ``scheme://host/…``; every body passes through `redact`.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import threading
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 from airduck.config.secrets import redact, register_secret
 from airduck.events import EventSink
 from airduck.events.types import Event, RunFinished, StepFailed
+from airduck.metrics import outbound
 from airduck.metrics.config import AlertsConfig, Webhook
 
 log = logging.getLogger("airduck")
@@ -111,20 +114,22 @@ def post(webhook: Webhook, body: dict[str, Any], *, retries: int, timeout: float
     attempts = 0
     for attempt in range(retries + 1):
         attempts = attempt + 1
-        request = urllib.request.Request(webhook.url, data=data, method="POST",
-                                         headers={"Content-Type": "application/json", "User-Agent": "airduck"})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                status = response.status
-                response.read(65536)
+            status = outbound.request(webhook.url, "POST", data, {"Content-Type": "application/json",
+                                                                  "User-Agent": "airduck"}, timeout)
             return Delivery(shown(webhook), kind, True, attempts, status)
         except urllib.error.HTTPError as exc:
             status, error = exc.code, f"HTTP {exc.code}"
+            if 300 <= exc.code < 400:
+                error += " (a redirect, not followed: give the webhook's final URL)"
             if not _retryable(exc.code):
                 break
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             status, error = None, f"{type(reason).__name__}: {reason}"
+        except (http.client.HTTPException, ValueError) as exc:  # InvalidURL & co echo the URL: not shown
+            status, error = None, f"{type(exc).__name__}: the webhook URL or its answer is not valid HTTP"
+            break
         if attempt < retries:
             sleep(wait)
             wait *= 2

@@ -10,6 +10,7 @@ warning and the run goes on.
 
 from __future__ import annotations
 
+import http.client
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from airduck.events import EventSink
 from airduck.events.types import Event, RunFinished, RunStarted, StepFailed, StepFinished, StepSkipped
 from airduck.metrics.config import MetricsConfig
 from airduck.metrics.lake import RUN_STATUSES, LakeCollector, LakeState
+from airduck.metrics.outbound import pushgateway_handler
 
 STEP_LABELS = ("step", "kind")
 
@@ -121,7 +123,10 @@ class PrometheusSink(EventSink):
         if self.config.pushgateway:
             try:
                 push_to_gateway(self.config.pushgateway, job=self.config.job, registry=registry,
-                                grouping_key={"project": self.project}, timeout=self.config.timeout)
+                                grouping_key={"project": self.project}, timeout=self.config.timeout,
+                                handler=pushgateway_handler)
+            except (http.client.HTTPException, ValueError) as exc:  # InvalidURL & co echo the URL: not shown
+                problems.append(f"pushgateway: {type(exc).__name__}: the URL or its answer is not valid HTTP")
             except Exception as exc:
                 problems.append(f"pushgateway: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         if problems:

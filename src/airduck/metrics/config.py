@@ -11,6 +11,13 @@ from airduck.config.base import Model
 ALERT_KINDS = ("run_failed", "gate_failed", "stale")
 
 
+def _no_spaces(value: str | None) -> str | None:
+    """A URL with a space or a control character fails every request (and http.client's error echoes it)."""
+    if value is not None and any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("a URL may not hold spaces or control characters (percent-encode them, e.g. %20)")
+    return value
+
+
 class MetricsConfig(Model):
     """Where a batch run's metrics go: a Pushgateway, a node-exporter textfile, or both."""
 
@@ -24,7 +31,7 @@ class MetricsConfig(Model):
     def _url(cls, value: str | None) -> str | None:
         if value is not None and "${" not in value and not value.startswith(("http://", "https://")):
             raise ValueError("pushgateway must be an http:// or https:// URL")
-        return value
+        return _no_spaces(value)
 
     @field_validator("textfile")
     @classmethod
@@ -51,7 +58,7 @@ class Webhook(Model):
     def _url(cls, value: str) -> str:
         if "${" not in value and not value.startswith(("http://", "https://")):  # ${VAR} unset: fails when used
             raise ValueError("a webhook url must be http:// or https://")
-        return value
+        return _no_spaces(value)
 
     @model_validator(mode="after")
     def _telegram(self) -> Webhook:

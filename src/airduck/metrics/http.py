@@ -2,7 +2,8 @@
 that serves them with the lake gauges (:class:`airduck.metrics.lake.LakeCollector`).
 
 The `route` label is the route's template (``/tables/{name}``), never the raw path, so its values are bounded by
-the app's routes; requests that match no route are counted under ``<unmatched>``.
+the app's routes; requests that match no route are counted under ``<unmatched>``. The `method` label is one of
+:data:`METHODS` or ``other`` (a client chooses the method: any token would make a new series).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from prometheus_client import (
 from prometheus_client.registry import Collector
 
 UNMATCHED = "<unmatched>"
+#: the `method` label's values: a client may send any token as a method, so the rest are counted as OTHER
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
 
 #: name -> (help, label names) of the request metrics (the README's table and the tests use it)
 HTTP_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -79,7 +83,8 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        method = str(scope.get("method", "GET"))
+        method = str(scope.get("method", "GET")).upper()
+        method = method if method in METHODS else OTHER
         root_path = str(scope.get("root_path", ""))
         status = {"code": 500}
 

@@ -40,7 +40,8 @@ class TableAge:
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    """`value` in UTC (DuckDB hands TIMESTAMPTZ back in the session's time zone, the local one; naive is UTC)."""
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def table_ages(tables: Iterable[str], last_change: Mapping[str, datetime], policies: Mapping[str, FreshnessPolicy],
