@@ -6,6 +6,7 @@ This sits above the stage packages (each owns the model of its part of the file)
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,7 +30,7 @@ from airduck.config.project import Project
 from airduck.config.secrets import normalize_dsn, register_dsn, register_secret
 from airduck.errors import ConfigError
 from airduck.gold.config import GoldConfig
-from airduck.lake.config import LakeConfig
+from airduck.lake.config import BranchesConfig, LakeConfig, RunConfig
 from airduck.serve.config import ServeConfig
 from airduck.silver.config import SilverTable
 
@@ -56,6 +57,10 @@ class ProjectConfig(Model):
     silver: dict[str, SilverTable] = Field(default_factory=dict)
     gold: GoldConfig = Field(default_factory=GoldConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    branches: BranchesConfig = Field(default_factory=BranchesConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+    #: audit queries of an atomic run (name -> SELECT): each must return no rows before the run is merged
+    audit: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("sources", "silver")
     @classmethod
@@ -159,7 +164,10 @@ def load_project(path: str | Path | None = None, environ: Mapping[str, str] | No
                     raise error from None
         raise ConfigError(_format_error(file, lines, exc, data)) from None
     _secure_dsns(config)
-    return Project(root=root, config=config, env=env, missing=missing)
+    project = Project(root=root, config=config, env=env, missing=missing)
+    branch = (os.environ if environ is None else environ).get("AIRDUCK_BRANCH") or None  # docs/branches.md
+    project.branch = None if branch in (None, "main") else branch
+    return project
 
 
 #: top-level parts whose unset `${VAR}`s fail only when the part is used; any other one fails at load

@@ -26,6 +26,8 @@ class Project:
     env: dict[str, str] = field(default_factory=dict, repr=False)
     #: settings whose `${VAR}` is unset, by key path: an error only where the setting is used (`require`)
     missing: dict[Loc, ConfigError] = field(default_factory=dict, repr=False)
+    #: the branch of the lake this project reads and writes (None: main); see airduck.lake.branches
+    branch: str | None = None
 
     def require(self, *parts: Loc) -> None:
         """Raise the error of an unset `${VAR}` in any of these parts of airduck.yml (key paths such as
