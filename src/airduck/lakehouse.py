@@ -348,16 +348,24 @@ class Lakehouse:
         of its catalog's metadata, no data file copied."""
         from airduck.lake import branches
 
+        from airduck.pipeline.locks import catalog_lock
+
         self.close()
-        return branches.create(self.project, name, source or self.branch)
+        self.current_snapshot()  # main's catalog exists (a new lake: created)
+        self.close()
+        with catalog_lock(self.project):  # SQLite: the registry is in main's catalog file
+            return branches.create(self.project, name, source or self.branch)
 
     @translated
     def delete_branch(self, name: str) -> list[str]:
         """Delete a branch and the data files only it referenced (returns their keys)."""
         from airduck.lake import branches
 
+        from airduck.pipeline.locks import catalog_lock
+
         self.close()
-        return branches.delete(self.project, branches.check_name(name))
+        with catalog_lock(self.project):
+            return branches.delete(self.project, branches.check_name(name))
 
     @translated
     def diff(self, branch: str, base: str | None = None, *, table: str | None = None, sample: int = 5):
@@ -374,8 +382,11 @@ class Lakehouse:
         changed on both sides since the fork. The branch is then forked again from the merge commit."""
         from airduck.lake import branches
 
+        from airduck.pipeline.locks import catalog_lock
+
         self.close()
-        return branches.merge(self.project, branch, into, dry_run=dry_run)
+        with catalog_lock(self.project):  # SQLite: one writer of main's catalog at a time (see pipeline.locks)
+            return branches.merge(self.project, branch, into, dry_run=dry_run)
 
     # -- docs -------------------------------------------------------------------------------
     def docs(self, out: str | Path | None = None) -> Path:

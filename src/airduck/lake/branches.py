@@ -627,8 +627,8 @@ def merge(project: Project, name: str, into: str | None = None, *, dry_run: bool
     finally:
         con.close()
     _failpoint("merge:after-commit")
+    delete(project, name)
     if keep:  # the branch starts again from the merge commit (its row ids no longer match the target's)
-        delete(project, name)
         create(project, name, into)
     return MergeResult(name, into, snapshot, tables)
 

@@ -12,6 +12,7 @@ from typing import Any
 from airduck.errors import AirduckError, RunFailed, Terminal
 from airduck.lake import branches
 from airduck.lake.connection import MAIN_BRANCH, branch_of
+from airduck.pipeline.locks import catalog_lock
 
 #: the prefix of the branches atomic runs make
 PREFIX = "run-"
@@ -33,7 +34,8 @@ def expire_failed(project, now: datetime | None = None) -> list[str]:
     gone = []
     for b in branches.list_branches(project):
         if b.name.startswith(PREFIX) and now - b.created_at > keep:
-            branches.delete(project, b.name)
+            with catalog_lock(project):
+                branches.delete(project, b.name)
             gone.append(b.name)
     return gone
 
@@ -44,10 +46,12 @@ def run_atomic(lh, on_branch, select: list[str] | None, full_refresh: bool, rein
     returns a Lakehouse of the same project on branch `name` (`serve=False`: without the serve steps)."""
     project = lh.project
     target = branch_of(project) or MAIN_BRANCH
+    lh.current_snapshot()  # the target's catalog exists (a new lake: created now)
+    lh.close()  # SQLite: a connection that has read the catalog holds a lock others' commits would wait for
     expire_failed(project)
     name = f"{PREFIX}{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-    lh.close()  # SQLite: a connection that has read the catalog holds a lock others' commits would wait for
-    branches.create(project, name, target)
+    with catalog_lock(project):
+        branches.create(project, name, target)
     with on_branch(name, False) as blh:
         try:
             result = blh.run(select, full_refresh, reingest, threads=threads, step=step, atomic=False)
@@ -64,8 +68,9 @@ def run_atomic(lh, on_branch, select: list[str] | None, full_refresh: bool, rein
         error.branch = name
         raise error
     try:
-        merged = branches.merge(project, name, target, keep=False, run_id=result.record.run_id,
-                                message=f"atomic run {result.record.run_id} (branch {name}) into {target}")
+        with catalog_lock(project):
+            merged = branches.merge(project, name, target, keep=False, run_id=result.record.run_id,
+                                    message=f"atomic run {result.record.run_id} (branch {name}) into {target}")
     except branches.MergeConflict as exc:
         exc.message = _kept(exc, name, "the run")
         exc.args = (exc.message,)
