@@ -304,8 +304,6 @@ class Lakehouse:
         """Run lake maintenance, or only `steps` of it (see :data:`MAINTENANCE_STEPS`); with `dry_run`, only say
         what it would do. An unknown step raises :class:`UnknownStep` before the lake is opened."""
         kwargs: dict[str, Any] = {"dry_run": dry_run, "now": now, "project": self.project}
-        if not dry_run:
-            self._check_writable("maintain")
         if steps:
             kwargs["steps"] = check_maintenance_steps(steps)
         return maintenance.run(self.con, self.project.config.lake.maintenance, **kwargs)
@@ -331,8 +329,8 @@ class Lakehouse:
 
         if self.branch in self.project.config.branches.protected:
             raise ProtectedBranch(f"branch {self.branch} is protected (branches.protected): only merges write to it, "
-                                  f"not {what}", hint=f"`airduck run --atomic`, or work on a branch "
-                                  f"(`airduck branch create NAME`) and `airduck merge NAME`")
+                                  f"not {what}", hint="`airduck run --atomic`, or work on a branch "
+                                  "(`airduck branch create NAME`) and `airduck merge NAME`")
 
     @translated
     def branches(self) -> list:
@@ -347,7 +345,6 @@ class Lakehouse:
         """A new branch `name` of `source` (main, or another branch; default: this Lakehouse's branch): a copy
         of its catalog's metadata, no data file copied."""
         from airduck.lake import branches
-
         from airduck.pipeline.locks import catalog_lock
 
         self.close()
@@ -360,7 +357,6 @@ class Lakehouse:
     def delete_branch(self, name: str) -> list[str]:
         """Delete a branch and the data files only it referenced (returns their keys)."""
         from airduck.lake import branches
-
         from airduck.pipeline.locks import catalog_lock
 
         self.close()
@@ -381,7 +377,6 @@ class Lakehouse:
         """Merge `branch` into `into` (its base) in one commit; MergeConflict (nothing written) when a table
         changed on both sides since the fork. The branch is then forked again from the merge commit."""
         from airduck.lake import branches
-
         from airduck.pipeline.locks import catalog_lock
 
         self.close()

@@ -104,7 +104,7 @@ def test_conflict_is_refused_and_both_sides_are_intact(projects, tmp_path):
         assert lh.current_snapshot() == main_snap and sums(lh) == main_sums
         assert set(USER_TABLES) <= set(lh.diff("left").conflicts)
     proc = cli(root, "merge", "left")
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and "changed on both" in err and "nothing was merged" in err
     with Lakehouse.open(root, branch="left") as left:
         assert left.current_snapshot() == left_head and sums(left) == left_sums
@@ -250,7 +250,7 @@ def test_two_atomic_runs_disjoint_tables_merge_same_table_is_told(projects):
         counts = {t: lh.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("silver.orders",
                                                                                           "silver.returns")}
         assert counts == {"silver.orders": 150, "silver.returns": 150}
-        with pytest.raises(MergeConflict, match="silver.orders"):
+        with pytest.raises(MergeConflict, match=r"silver\.orders"):
             lh.merge("c")  # the same table as a: told, nothing merged
     # and two real atomic runs at once on the same table: one merges, the other is told (or waits its turn)
     write_orders(root, "day3.csv", 150, 10)

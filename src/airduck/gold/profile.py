@@ -16,7 +16,15 @@ from typing import Any
 import yaml
 
 from airduck.config.project import Project
-from airduck.lake.connection import LAKE, attach_target, branch_of, branch_schema, data_path, moves_with_project, s3_access
+from airduck.lake.connection import (
+    LAKE,
+    attach_target,
+    branch_of,
+    branch_schema,
+    data_path,
+    moves_with_project,
+    s3_access,
+)
 
 PROFILE = "airduck"
 TARGET = "airduck"

@@ -525,6 +525,8 @@ def _plan(con: duckdb.DuckDBPyConnection, b: Branch, head: int, base_now: int,
                 if _rows_touched(con, table, b.base_snapshot, base_now) & set(_deleted_ids(con)):
                     conflicts.append(table)
                 how[table] = "rows"
+        if table in ours and how[table] != "rows" and table not in conflicts:
+            conflicts.append(table)  # airduck's state created, replaced or dropped on both sides: never overwritten
         diffs.append(d)
     return diffs, sorted(set(conflicts)), how
 
