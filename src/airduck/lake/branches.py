@@ -502,7 +502,7 @@ def _plan(con: duckdb.DuckDBPyConnection, b: Branch, head: int, base_now: int,
     conflicts = sorted(t for t in theirs & ours if t.split(".", 1)[0] != STATE_SCHEMA)
     diffs: list[TableDiff] = []
     how: dict[str, str] = {}
-    for table in sorted(theirs):
+    for slot, table in enumerate(sorted(theirs)):
         fork_id = _table_at(con, SOURCE, table, b.fork_snapshot)
         head_id = _table_at(con, SOURCE, table, head)
         before = _columns_at(con, SOURCE, fork_id, b.fork_snapshot) if fork_id is not None else []
@@ -517,58 +517,71 @@ def _plan(con: duckdb.DuckDBPyConnection, b: Branch, head: int, base_now: int,
             d.inserted = int(con.execute(f"SELECT count(*) FROM {_sql_table(SOURCE, table)}").fetchone()[0])
             how[table] = "copy"
         else:
-            d = _row_diff(con, table, b.fork_snapshot, head, sample, (keys or {}).get(table))
+            d = _row_diff(con, table, b.fork_snapshot, head, sample, (keys or {}).get(table), slot)
             d.columns_before, d.columns_after = before, after
             how[table] = "rows"
             if table in ours and table.split(".", 1)[0] == STATE_SCHEMA:
                 # airduck's own state: both sides may change it if they changed different rows
-                if _rows_touched(con, table, b.base_snapshot, base_now) & set(_deleted_ids(con)):
+                if _rows_touched(con, table, b.base_snapshot, base_now, slot):
                     conflicts.append(table)
                 how[table] = "rows"
+        d.slot = slot  # type: ignore[attr-defined]  # where _row_diff keeps its rows for _apply
         if table in ours and how[table] != "rows" and table not in conflicts:
             conflicts.append(table)  # airduck's state created, replaced or dropped on both sides: never overwritten
         diffs.append(d)
     return diffs, sorted(set(conflicts)), how
 
 
-def _feed(con: duckdb.DuckDBPyConnection, fn: str, alias: str, table: str, start: int, end: int) -> str:
+def _feed(fn: str, alias: str, table: str, start: int, end: int, columns: str = "*") -> str:
     schema, name = table.split(".", 1)
-    return (f"SELECT rowid AS _airduck_rowid, * FROM {fn}({quote_literal(alias)}, {quote_literal(schema)}, "
-            f"{quote_literal(name)}, CAST({int(start)} AS BIGINT), CAST({int(end)} AS BIGINT))")
+    return (f"SELECT rowid AS _airduck_rowid{', ' + columns if columns else ''} FROM {fn}({quote_literal(alias)}, "
+            f"{quote_literal(schema)}, {quote_literal(name)}, CAST({int(start)} AS BIGINT), CAST({int(end)} AS BIGINT))")
 
 
 def _row_diff(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, sample: int,
-              key: list[str] | None = None) -> TableDiff:
-    """The net change of a table on the branch since the fork, kept in temp tables _airduck_ins / _airduck_del:
-    rows (with their row id) the branch added and removed, each a multiset difference of the change feed (a row
-    inserted and deleted again cancels out; an update is a row id in both)."""
-    ins = _feed(con, "ducklake_table_insertions", SOURCE, table, fork + 1, head)
-    dele = _feed(con, "ducklake_table_deletions", SOURCE, table, fork + 1, head)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _airduck_ins AS ({ins}) EXCEPT ALL ({dele})")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _airduck_del AS ({dele}) EXCEPT ALL ({ins})")
-    # a row is identified by its key when the table has one (silver's merge replaces a row: new row id), else by
-    # its row id (DuckLake's UPDATE keeps it)
-    ident = "struct_pack(" + ", ".join(f"{quote_ident(k)} := {quote_ident(k)}" for k in key) + ")" if key \
-        else "_airduck_rowid"
+              key: list[str] | None = None, slot: int = 0) -> TableDiff:
+    """The net change of a table on the branch since the fork, kept in two temp tables (`_sets(slot)`): the row ids
+    of rows that were there at the fork and are gone or replaced (from the deletion feed, row ids only: no old
+    values are read), and the rows that are new at the head (the branch's table at its head, only the row ids the
+    insertion feed names: a row inserted and deleted again is not there; an updated row is there once, with its
+    last values). An update is a row id (DuckLake's UPDATE may keep it) or, with `key`, a key in both."""
+    gone, new = _sets(slot)
+    ref = _sql_table(SOURCE, table)
+    n_fork = con.execute(f"SELECT coalesce(max(rowid), -1) + 1 FROM {ref} AT (VERSION => {int(fork)})").fetchone()[0]
+    dele = _feed("ducklake_table_deletions", SOURCE, table, fork + 1, head, "")
+    ins = _feed("ducklake_table_insertions", SOURCE, table, fork + 1, head, "")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone} AS SELECT DISTINCT _airduck_rowid FROM ({dele}) "
+                f"WHERE _airduck_rowid < {int(n_fork)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {new} AS SELECT rowid AS _airduck_rowid, * FROM {ref} "
+                f"WHERE rowid IN (SELECT _airduck_rowid FROM ({ins}))")
+    if key:  # the keys of the rows that went: their old values, key columns only
+        cols = ", ".join(quote_ident(k) for k in key)
+        ident = "struct_pack(" + ", ".join(f"{quote_ident(k)} := {quote_ident(k)}" for k in key) + ")"
+        old = (f"SELECT DISTINCT {ident} AS r FROM ({_feed('ducklake_table_deletions', SOURCE, table, fork + 1, head, cols)}) "
+               f"WHERE _airduck_rowid < {int(n_fork)}")
+        now = f"SELECT DISTINCT {ident} AS r FROM temp.{new}"
+    else:
+        old = f"SELECT _airduck_rowid AS r FROM temp.{gone}"
+        now = f"SELECT _airduck_rowid AS r FROM temp.{new}"
     updated, inserted, deleted = con.execute(
         "SELECT count(*) FILTER (WHERE i.r IS NOT NULL AND d.r IS NOT NULL), count(*) FILTER (WHERE d.r IS NULL), "
-        f"count(*) FILTER (WHERE i.r IS NULL) FROM (SELECT DISTINCT {ident} AS r FROM temp._airduck_ins) i "
-        f"FULL JOIN (SELECT DISTINCT {ident} AS r FROM temp._airduck_del) d USING (r)").fetchone()
+        f"count(*) FILTER (WHERE i.r IS NULL) FROM ({now}) i FULL JOIN ({old}) d USING (r)").fetchone()
     d = TableDiff(table, "rows", int(inserted), int(deleted), int(updated))
     if sample:
-        rel = con.sql(f"SELECT * EXCLUDE (_airduck_rowid) FROM temp._airduck_ins LIMIT {int(sample)}")
+        rel = con.sql(f"SELECT * EXCLUDE (_airduck_rowid) FROM temp.{new} LIMIT {int(sample)}")
         d.sample = [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
     return d
 
 
-def _deleted_ids(con: duckdb.DuckDBPyConnection) -> list[int]:
-    return [int(r[0]) for r in con.execute("SELECT DISTINCT _airduck_rowid FROM temp._airduck_del").fetchall()]
+def _sets(slot: int) -> tuple[str, str]:
+    return f"_airduck_gone_{slot}", f"_airduck_new_{slot}"
 
 
-def _rows_touched(con: duckdb.DuckDBPyConnection, table: str, after: int, now: int) -> set[int]:
-    """Row ids of `table` the target deleted or updated after snapshot `after`."""
-    rows = con.execute(f"SELECT DISTINCT _airduck_rowid FROM ({_feed(con, 'ducklake_table_deletions', LAKE, table, after + 1, now)})").fetchall()
-    return {int(r[0]) for r in rows}
+def _rows_touched(con: duckdb.DuckDBPyConnection, table: str, after: int, now: int, slot: int) -> bool:
+    """Whether the target deleted or replaced, after snapshot `after`, a row the branch deleted or replaced."""
+    feed = _feed("ducklake_table_deletions", LAKE, table, after + 1, now, "")
+    return bool(con.execute(f"SELECT count(*) FROM ({feed}) WHERE _airduck_rowid IN "
+                            f"(SELECT _airduck_rowid FROM temp.{_sets(slot)[0]})").fetchone()[0])
 
 
 def _resolve(project: Project, name: str, into: str | None) -> tuple[Branch, str]:
@@ -616,7 +629,7 @@ def merge(project: Project, name: str, into: str | None = None, *, dry_run: bool
             if dry_run or not tables:
                 raise _NothingToDo
             for d in tables:
-                _apply(con, d, how[d.table], b, head)
+                _apply(con, d, how[d.table], d.slot)  # type: ignore[attr-defined]
             _failpoint("merge:before-commit")
     except _NothingToDo:
         con.close()
@@ -639,7 +652,7 @@ class _NothingToDo(Exception):
     pass
 
 
-def _apply(con: duckdb.DuckDBPyConnection, d: TableDiff, how: str, b: Branch, head: int) -> None:
+def _apply(con: duckdb.DuckDBPyConnection, d: TableDiff, how: str, slot: int) -> None:
     target, source = _sql_table(LAKE, d.table), _sql_table(SOURCE, d.table)
     schema = d.table.split(".", 1)[0]
     if how == "drop":
@@ -647,13 +660,8 @@ def _apply(con: duckdb.DuckDBPyConnection, d: TableDiff, how: str, b: Branch, he
     elif how == "copy":
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {LAKE}.{quote_ident(schema)}")
         con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {source}")
-    else:
-        _row_diff(con, d.table, b.fork_snapshot, head, 0)
+    else:  # the temp tables of _row_diff (same slot): rows that went by row id, then the new rows
+        gone, new = _sets(slot)
         cols = ", ".join(quote_ident(c.split(": ", 1)[0]) for c in d.columns_after)
-        con.execute(f"DELETE FROM {target} WHERE rowid IN (SELECT _airduck_rowid FROM temp._airduck_del)")
-        con.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM temp._airduck_ins")
-    with contextlib.suppress(duckdb.Error):
-        con.execute("DROP TABLE IF EXISTS temp._airduck_ins")
-        con.execute("DROP TABLE IF EXISTS temp._airduck_del")
-
-
+        con.execute(f"DELETE FROM {target} WHERE rowid IN (SELECT _airduck_rowid FROM temp.{gone})")
+        con.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM temp.{new}")
