@@ -547,7 +547,7 @@ def _row_diff(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, 
     last values). An update is a row id (DuckLake's UPDATE may keep it) or, with `key`, a key in both."""
     gone, new = _sets(slot)
     ref = _sql_table(SOURCE, table)
-    n_fork = con.execute(f"SELECT coalesce(max(rowid), -1) + 1 FROM {ref} AT (VERSION => {int(fork)})").fetchone()[0]
+    n_fork = _next_row_id(con, table, fork)
     dele = _feed("ducklake_table_deletions", SOURCE, table, fork + 1, head, "")
     ins = _feed("ducklake_table_insertions", SOURCE, table, fork + 1, head, "")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {gone} AS SELECT DISTINCT _airduck_rowid FROM ({dele}) "
@@ -571,6 +571,22 @@ def _row_diff(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, 
         rel = con.sql(f"SELECT * EXCLUDE (_airduck_rowid) FROM temp.{new} LIMIT {int(sample)}")
         d.sample = [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
     return d
+
+
+def _next_row_id(con: duckdb.DuckDBPyConnection, table: str, snapshot: int) -> int:
+    """One more than the largest row id the branch's `table` had at `snapshot`, from the catalog (no scan): row ids
+    are never reused, so a larger one is a row added after it."""
+    m = _metadata(SOURCE)
+    table_id = _table_at(con, SOURCE, table, snapshot)
+    at = int(snapshot)
+    top = con.execute(f"SELECT coalesce(max(row_id_start + record_count), 0) FROM {m}.ducklake_data_file "
+                      f"WHERE table_id = ? AND begin_snapshot <= {at}", [table_id]).fetchone()[0]
+    for (name,) in con.execute(f"SELECT table_name FROM {m}.ducklake_inlined_data_tables WHERE table_id = ?",
+                               [table_id]).fetchall():
+        inlined = con.execute(f"SELECT coalesce(max(row_id) + 1, 0) FROM {m}.{quote_ident(name)} "
+                              f"WHERE begin_snapshot <= {at}").fetchone()[0]
+        top = max(int(top), int(inlined))
+    return int(top)
 
 
 def _sets(slot: int) -> tuple[str, str]:
