@@ -349,7 +349,7 @@ def open_lake(project: Project, *, read_only: bool = False, threads: int | None 
         opts = [f"DATA_PATH {quote_literal(path)}", *branch_options(project)]
         if password is not None:  # the password lives in a secret, never in the attach path (readable as SQL)
             _create_catalog_secret(con, password)
-            opts.append(f"METADATA_PARAMETERS MAP {{'SECRET': {quote_literal(CATALOG_SECRET)}}}")
+        opts += metadata_parameters(project, password)
         movable = moves_with_project(project)
         if movable:
             opts.append("OVERRIDE_DATA_PATH true")
@@ -381,13 +381,26 @@ def branch_options(project: Project) -> list[str]:
     return opts
 
 
+def metadata_parameters(project: Project, password: str | None) -> list[str]:
+    """METADATA_PARAMETERS of the ATTACH: the catalog password's secret; on a PostgreSQL branch its schema, so that
+    `__ducklake_metadata_<alias>.ducklake_*` (airduck's own catalog queries) read the branch's tables."""
+    params = {}
+    if password is not None:
+        params["SECRET"] = CATALOG_SECRET
+    branch = branch_of(project)
+    if branch is not None and catalog_kind(project.config.lake.catalog) == "postgres":
+        params["SCHEMA"] = branch_schema(branch)
+    if not params:
+        return []
+    return ["METADATA_PARAMETERS MAP {" + ", ".join(f"{quote_literal(k)}: {quote_literal(v)}"
+                                                    for k, v in params.items()) + "}"]
+
+
 def attach_statement(project: Project, alias: str, *, read_only: bool = True) -> str:
     """The ATTACH statement of the project's lake (its branch) under `alias` (secrets made by the caller)."""
     path = data_path(project, create=False)
     target, password = split_catalog_password(attach_target(project, create=False)[0])
-    opts = [f"DATA_PATH {quote_literal(path)}", *branch_options(project)]
-    if password is not None:
-        opts.append(f"METADATA_PARAMETERS MAP {{'SECRET': {quote_literal(CATALOG_SECRET)}}}")
+    opts = [f"DATA_PATH {quote_literal(path)}", *branch_options(project), *metadata_parameters(project, password)]
     if moves_with_project(project):
         opts.append("OVERRIDE_DATA_PATH true")
     if read_only:
