@@ -46,7 +46,7 @@ def lake_benchmark(rows: int, catalog: str | None, label: str) -> dict:
     from airduck.lake.connection import branch_file
     from airduck.lakehouse import Lakehouse
 
-    root = make_project(OUT / f"branches-{label}", catalog)
+    root = make_project(OUT / f"branches-{label}-{rows}", catalog)
     out: dict = {"catalog": label, "rows": rows}
     with Lakehouse.open(root) as lh:
         t = time.perf_counter()
@@ -82,6 +82,18 @@ def lake_benchmark(rows: int, catalog: str | None, label: str) -> dict:
         b.con.execute("UPDATE silver.big SET amount = amount + 1 WHERE id % 100 = 0")
         out["branch_update_1pct_s"] = round(time.perf_counter() - t, 2)
         out["changed_rows"] = changed
+    import duckdb
+
+    statements: list[tuple[float, str]] = []
+    execute = duckdb.DuckDBPyConnection.execute
+
+    def timed(self, sql, *args, **kwargs):  # where the merge's time goes: its slowest statements
+        t0 = time.perf_counter()
+        try:
+            return execute(self, sql, *args, **kwargs)
+        finally:
+            statements.append((time.perf_counter() - t0, " ".join(str(sql).split())[:110]))
+
     with Lakehouse.open(root) as lh:
         out["load_before_merge"] = load()
         t = time.perf_counter()
@@ -89,8 +101,13 @@ def lake_benchmark(rows: int, catalog: str | None, label: str) -> dict:
         out["diff_s"] = round(time.perf_counter() - t, 2)
         out["diff"] = [(x.table, x.inserted, x.deleted, x.updated) for x in d.tables]
         t = time.perf_counter()
-        result = lh.merge("bench")
+        duckdb.DuckDBPyConnection.execute = timed
+        try:
+            result = lh.merge("bench")
+        finally:
+            duckdb.DuckDBPyConnection.execute = execute
         out["merge_s"] = round(time.perf_counter() - t, 2)
+        out["merge_slowest_statements"] = [(round(s, 2), q) for s, q in sorted(statements, reverse=True)[:6]]
         out["merge_snapshot"] = result.snapshot_id
         out["load_after_merge"] = load()
         ok = lh.con.execute("SELECT count(*), sum(amount) FROM silver.big").fetchone()

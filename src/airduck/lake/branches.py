@@ -550,10 +550,20 @@ def _row_diff(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, 
     n_fork = _next_row_id(con, table, fork)
     dele = _feed("ducklake_table_deletions", SOURCE, table, fork + 1, head, "")
     ins = _feed("ducklake_table_insertions", SOURCE, table, fork + 1, head, "")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone} AS SELECT DISTINCT _airduck_rowid FROM ({dele}) "
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone}_all AS SELECT DISTINCT _airduck_rowid FROM ({dele})")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone} AS SELECT _airduck_rowid FROM temp.{gone}_all "
                 f"WHERE _airduck_rowid < {int(n_fork)}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {new} AS SELECT rowid AS _airduck_rowid, * FROM {ref} "
-                f"WHERE rowid IN (SELECT _airduck_rowid FROM ({ins}))")
+    # a row the insertion feed names whose row id was never deleted since is there at the head, as inserted (only
+    # the new files are read); a row id inserted and deleted too (deleted again, or an UPDATE that kept its row id)
+    # is looked up in the branch's table at its head, which then is scanned once
+    feed = _feed("ducklake_table_insertions", SOURCE, table, fork + 1, head)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {new} AS SELECT * FROM ({feed}) "
+                f"WHERE _airduck_rowid NOT IN (SELECT _airduck_rowid FROM temp.{gone}_all)")
+    ambiguous = f"SELECT _airduck_rowid FROM ({ins}) INTERSECT SELECT _airduck_rowid FROM temp.{gone}_all"
+    if con.execute(f"SELECT count(*) FROM ({ambiguous})").fetchone()[0]:
+        con.execute(f"INSERT INTO temp.{new} SELECT rowid AS _airduck_rowid, * FROM {ref} "
+                    f"WHERE rowid IN ({ambiguous})")
+    con.execute(f"DROP TABLE temp.{gone}_all")
     if key:  # the keys of the rows that went: their old values, key columns only
         cols = ", ".join(quote_ident(k) for k in key)
         ident = "struct_pack(" + ", ".join(f"{quote_ident(k)} := {quote_ident(k)}" for k in key) + ")"
