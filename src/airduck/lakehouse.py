@@ -377,10 +377,12 @@ class Lakehouse:
         """Merge `branch` into `into` (its base) in one commit; MergeConflict (nothing written) when a table
         changed on both sides since the fork. The branch is then forked again from the merge commit."""
         from airduck.lake import branches
-        from airduck.pipeline.locks import catalog_lock
+        from airduck.pipeline.locks import catalog_lock, project_lock
 
         self.close()
-        with catalog_lock(self.project):  # SQLite: one writer of main's catalog at a time (see pipeline.locks)
+        target = into or branches.get(self.project, branch).base
+        # one merge into a target at a time; SQLite: one writer of main's catalog at a time (see pipeline.locks)
+        with project_lock(self.project, f"merge:{target}"), catalog_lock(self.project):
             return branches.merge(self.project, branch, into, dry_run=dry_run)
 
     # -- docs -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 from airduck.errors import AirduckError, RunFailed, Terminal
 from airduck.lake import branches
 from airduck.lake.connection import MAIN_BRANCH, branch_of
-from airduck.pipeline.locks import catalog_lock
+from airduck.pipeline.locks import catalog_lock, project_lock
 
 #: the prefix of the branches atomic runs make
 PREFIX = "run-"
@@ -68,7 +68,9 @@ def run_atomic(lh, on_branch, select: list[str] | None, full_refresh: bool, rein
         error.branch = name
         raise error
     try:
-        with catalog_lock(project):
+        # one merge into a target at a time (PostgreSQL too: DuckLake lets two commits append to one table, so two
+        # merges checked at once could both pass)
+        with project_lock(project, f"merge:{target}"), catalog_lock(project):
             merged = branches.merge(project, name, target, keep=False, run_id=result.record.run_id,
                                     message=f"atomic run {result.record.run_id} (branch {name}) into {target}")
     except branches.MergeConflict as exc:
