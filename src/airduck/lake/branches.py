@@ -447,11 +447,12 @@ def _changed_names(con: duckdb.DuckDBPyConnection, alias: str, after: int) -> se
     for (changes,) in con.execute(f"SELECT changes FROM {quote_ident(alias)}.snapshots() WHERE snapshot_id > ?",
                                   [after]).fetchall():
         for kind, values in (changes or {}).items():
-            if kind in ("tables_created", "tables_dropped"):
-                out |= {v.replace('"', "") for v in values}
+            if kind in ("tables_created", "tables_dropped"):  # names, or (dropped) table ids
+                out |= {id_names.get(int(v), str(v)) if str(v).isdigit() else v.replace('"', "") for v in values}
             elif kind in _DATA_CHANGES:
                 out |= {id_names.get(int(v), str(v)) for v in values if str(v).isdigit()}
-    return {t for t in out if t.split(".", 1)[0] not in SKIPPED_SCHEMAS}
+    # a table id the catalog no longer names (expired) cannot be told apart: left out; names are schema.table
+    return {t for t in out if "." in t and t.split(".", 1)[0] not in SKIPPED_SCHEMAS}
 
 
 def _table_at(con: duckdb.DuckDBPyConnection, alias: str, table: str, snapshot: int) -> int | None:
