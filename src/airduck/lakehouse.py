@@ -90,8 +90,12 @@ class Lakehouse:
 
     @classmethod
     def open(cls, path: str | Path | None = None, reporter: Reporter | None = None,
-             sinks: list[EventSink] | None = None) -> Lakehouse:
-        return cls(load_project(path), reporter, sinks)
+             sinks: list[EventSink] | None = None, *, branch: str | None = None) -> Lakehouse:
+        """The lakehouse of the project at `path`; `branch`: read and write that branch of the lake (default
+        AIRDUCK_BRANCH, else main)."""
+        project = load_project(path)
+        project.branch = _branch_name(branch if branch is not None else project.branch)
+        return cls(project, reporter, sinks)
 
     @property
     def events(self) -> Fanout:
@@ -278,6 +282,7 @@ class Lakehouse:
         rebuilt by the next run: the next run brings everything up to date (see airduck.pipeline.rollback)."""
         from airduck.pipeline.rollback import rollback_table
 
+        self._check_writable("rollback")
         version = history.resolve_version(self.con, to)
         assert version is not None
         return rollback_table(self.project, self.con, TableRef.parse(table), version)
@@ -285,10 +290,12 @@ class Lakehouse:
     @translated
     def tag(self, name: str, snapshot: str | int | None = None, note: str | None = None,
             force: bool = False) -> history.Tag:
+        self._check_writable("tag")
         return history.tag(self.con, name, history.resolve_version(self.con, snapshot), note, force)
 
     @translated
     def untag(self, name: str) -> None:
+        self._check_writable("untag")
         history.untag(self.con, name)
 
     @translated
@@ -302,10 +309,87 @@ class Lakehouse:
                  now: datetime | None = None) -> list[maintenance.MaintenanceStep]:
         """Run lake maintenance, or only `steps` of it (see :data:`MAINTENANCE_STEPS`); with `dry_run`, only say
         what it would do. An unknown step raises :class:`UnknownStep` before the lake is opened."""
-        kwargs: dict[str, Any] = {"dry_run": dry_run, "now": now}
+        kwargs: dict[str, Any] = {"dry_run": dry_run, "now": now, "project": self.project}
         if steps:
             kwargs["steps"] = check_maintenance_steps(steps)
         return maintenance.run(self.con, self.project.config.lake.maintenance, **kwargs)
+
+    # -- branches (docs/branches.md) ------------------------------------------------------------
+    @property
+    def branch(self) -> str:
+        """The branch of the lake this Lakehouse reads and writes ('main' unless opened with `branch=`)."""
+        return self.project.branch or "main"
+
+    def _on_branch(self, name: str, serve: bool = True) -> Lakehouse:
+        """A Lakehouse of this project on branch `name` (`serve=False`: without its serve and export steps)."""
+        from airduck.lake.branches import on
+        from airduck.serve.config import ServeConfig
+
+        project = on(self.project, name)
+        if not serve:
+            project.config = project.config.model_copy(update={"serve": ServeConfig()})
+        return Lakehouse(project, self.reporter, self.sinks)
+
+    def _check_writable(self, what: str) -> None:
+        from airduck.lake.branches import ProtectedBranch
+
+        if self.branch in self.project.config.branches.protected:
+            raise ProtectedBranch(f"branch {self.branch} is protected (branches.protected): only merges write to it, "
+                                  f"not {what}", hint="`airduck run --atomic`, or work on a branch "
+                                  "(`airduck branch create NAME`) and `airduck merge NAME`")
+
+    @translated
+    def branches(self) -> list:
+        """Every branch of the lake (not main): name, base, fork and head snapshots, tables changed, created
+        by/at (:class:`airduck.lake.branches.Branch`)."""
+        from airduck.lake import branches
+
+        return branches.list_branches(self.project)
+
+    @translated
+    def create_branch(self, name: str, source: str | None = None):
+        """A new branch `name` of `source` (main, or another branch; default: this Lakehouse's branch): a copy
+        of its catalog's metadata, no data file copied."""
+        from airduck.lake import branches
+        from airduck.pipeline.locks import catalog_lock
+
+        self.close()
+        self.current_snapshot()  # main's catalog exists (a new lake: created)
+        self.close()
+        with catalog_lock(self.project):  # SQLite: the registry is in main's catalog file
+            return branches.create(self.project, name, source or self.branch)
+
+    @translated
+    def delete_branch(self, name: str) -> list[str]:
+        """Delete a branch and the data files only it referenced (returns their keys)."""
+        from airduck.lake import branches
+        from airduck.pipeline.locks import catalog_lock
+
+        self.close()
+        with catalog_lock(self.project):
+            return branches.delete(self.project, branches.check_name(name))
+
+    @translated
+    def diff(self, branch: str, base: str | None = None, *, table: str | None = None, sample: int = 5):
+        """What `branch` changed since it forked from `base` (:class:`airduck.lake.branches.Diff`), from its
+        change feed, and the tables `base` changed too (conflicts)."""
+        from airduck.lake import branches
+
+        keys = {f"silver.{name}": list(rule.key) for name, rule in self.project.config.silver.items() if rule.key}
+        return branches.diff(self.project, branch, base, table=table, sample=sample, keys=keys)
+
+    @translated
+    def merge(self, branch: str, into: str | None = None, *, dry_run: bool = False):
+        """Merge `branch` into `into` (its base) in one commit; MergeConflict (nothing written) when a table
+        changed on both sides since the fork. The branch is then forked again from the merge commit."""
+        from airduck.lake import branches
+        from airduck.pipeline.locks import catalog_lock, project_lock
+
+        self.close()
+        target = into or branches.get(self.project, branch).base
+        # one merge into a target at a time; SQLite: one writer of main's catalog at a time (see pipeline.locks)
+        with project_lock(self.project, f"merge:{target}"), catalog_lock(self.project):
+            return branches.merge(self.project, branch, into, dry_run=dry_run)
 
     # -- docs -------------------------------------------------------------------------------
     def docs(self, out: str | Path | None = None) -> Path:
@@ -330,16 +414,26 @@ class Lakehouse:
         return build_plan(self.project, gold=needs_gold(select)).select(select)
 
     def run(self, select: list[str] | None = None, full_refresh: bool = False, reingest: bool = False, *,
-            threads: int | None = None, step: str | None = None):
+            threads: int | None = None, step: str | None = None, atomic: bool | None = None,
+            _serving: bool = False):
         """Run the pipeline's plan (or the selected part of it). Returns a RunResult; raises RunFailed.
 
         `select`: plan selectors (``silver.orders+``, ``+gold.x``, layers, step ids); `step`: exactly one step id
         (``ingest:orders``), without its dependencies; `threads`: steps at once (default: the number of cores).
         `full_refresh` rebuilds silver (and gold) from what bronze holds, without reading the sources again;
         `reingest` re-reads the sources, replacing their bronze rows and rejects (never duplicating), then rebuilds
-        downstream."""
+        downstream. `atomic` (default `run.atomic` of airduck.yml): write-audit-publish, the whole run on a
+        temporary branch, audited, then merged in one commit (see :mod:`airduck.pipeline.atomic`)."""
         from airduck.pipeline.runner import run_pipeline
 
+        if atomic is None:
+            atomic = self.project.config.run.atomic
+        if atomic:
+            from airduck.pipeline.atomic import run_atomic
+
+            return run_atomic(self, self._on_branch, select, full_refresh, reingest, threads=threads, step=step)
+        if not _serving:
+            self._check_writable("run")
         return run_pipeline(self, select, full_refresh, reingest, threads=threads, step=step)
 
     def _records(self):
@@ -715,6 +809,14 @@ class Lakehouse:
                 checks.append(Check(f"storage ({label})", False, exc.message,
                                     exc.hint or "run `airduck setup`, check lake.s3 / AWS_* variables"))
         return checks
+
+
+def _branch_name(branch: str | None) -> str | None:
+    if branch is None or branch == "main":
+        return None
+    from airduck.lake.branches import check_name
+
+    return check_name(branch)
 
 
 #: how long the table view of `airduck sql` may spend counting the rows it does not show

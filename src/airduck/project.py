@@ -31,7 +31,7 @@ from airduck.config.project import Project
 from airduck.config.secrets import normalize_dsn, register_dsn, register_secret
 from airduck.errors import ConfigError
 from airduck.gold.config import GoldConfig
-from airduck.lake.config import LakeConfig
+from airduck.lake.config import BranchesConfig, LakeConfig, RunConfig
 from airduck.lineage.config import LineageConfig
 from airduck.metrics.config import AlertsConfig, MetricsConfig
 from airduck.orchestrate.config import AirflowConfig
@@ -69,6 +69,10 @@ class ProjectConfig(Model):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     lineage: LineageConfig | None = None
     airflow: AirflowConfig = Field(default_factory=AirflowConfig)
+    branches: BranchesConfig = Field(default_factory=BranchesConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+    #: audit queries of an atomic run (name -> SELECT): each must return no rows before the run is merged
+    audit: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("sources", "silver")
     @classmethod
@@ -181,7 +185,10 @@ def load_project(path: str | Path | None = None, environ: Mapping[str, str] | No
     _secure_dsns(config)
     for api_token in config.api.tokens.values():
         register_secret(api_token.token.get_secret_value())
-    return Project(root=root, config=config, env=env, missing=missing, secret_vars=secret_vars)
+    project = Project(root=root, config=config, env=env, missing=missing, secret_vars=secret_vars)
+    branch = (os.environ if environ is None else environ).get("AIRDUCK_BRANCH") or None  # docs/branches.md
+    project.branch = None if branch in (None, "main") else branch
+    return project
 
 
 def _sops_env(root: Path, file: Path, lines: dict, raw: dict[str, Any], env: dict[str, str],

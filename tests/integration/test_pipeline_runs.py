@@ -61,9 +61,11 @@ def cli(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess
                             text=True, env=full_env)
 
 
-def kill_at_failpoint(root: Path, point: str, marker: Path, *, timeout: float) -> None:
-    """Start `airduck run -q`, wait until it reaches failpoint `point` (it writes `marker`), then kill -9 it."""
-    proc = cli(root, "run", "-q", env={"AIRDUCK_FAILPOINT": point, "AIRDUCK_FAILPOINT_FILE": str(marker)})
+def kill_at_failpoint(root: Path, point: str, marker: Path, *, timeout: float,
+                      args: tuple[str, ...] = ("run", "-q")) -> None:
+    """Start `airduck run -q` (or `args`), wait until it reaches failpoint `point` (it writes `marker`), then kill -9
+    it."""
+    proc = cli(root, *args, env={"AIRDUCK_FAILPOINT": point, "AIRDUCK_FAILPOINT_FILE": str(marker)})
     deadline = time.monotonic() + timeout
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

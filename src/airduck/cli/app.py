@@ -434,6 +434,7 @@ def run(
     step: Annotated[str | None, typer.Option("--step", help="Run exactly this step (e.g. ingest:orders), not its dependencies; see `airduck plan`.")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress display.")] = False,
     as_json: JsonOpt = False,
+    atomic: Annotated[bool | None, typer.Option("--atomic/--no-atomic", help="Write-audit-publish: run on a temporary branch, audit, then merge in one commit (default: run.atomic).")] = None,
 ) -> None:
     """Run the pipeline's steps: ingest -> silver -> gold (dbt) -> serve; each step commits its tables on its own.
 
@@ -449,7 +450,7 @@ def run(
 
     with RichReporter(quiet=quiet or as_json) as reporter, Lakehouse(load_project(state.project), reporter) as lh:
         try:
-            result = lh.run(select, full_refresh, reingest, threads=threads, step=step)
+            result = lh.run(select, full_refresh, reingest, threads=threads, step=step, atomic=atomic)
         except RunFailed as exc:  # this run's own record (never an older run's), then the error line
             if as_json:
                 render.print_json(exc.record.to_dict())
@@ -602,6 +603,11 @@ app.add_typer(airflow_app, name="airflow")
 from airduck.cli.serve import serve  # noqa: E402  (issue 11: the API server)
 
 app.command()(serve)
+
+
+from airduck.cli import branch as _branch  # noqa: E402
+
+_branch.register(app)
 
 _PROJECT_FLAGS = ("-p", "--project")
 

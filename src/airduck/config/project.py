@@ -29,6 +29,8 @@ class Project:
     #: names of the variables whose values came from the `secrets:` (SOPS) files: secrets by definition. Whoever
     #: renders a pod or a DAG passes these by reference (a Kubernetes Secret key of the same name), never by value
     secret_vars: frozenset[str] = field(default_factory=frozenset, repr=False)
+    #: the branch of the lake this project reads and writes (None: main); see airduck.lake.branches
+    branch: str | None = None
 
     def require(self, *parts: Loc) -> None:
         """Raise the error of an unset `${VAR}` in any of these parts of airduck.yml (key paths such as

@@ -16,7 +16,15 @@ from typing import Any
 import yaml
 
 from airduck.config.project import Project
-from airduck.lake.connection import LAKE, attach_target, data_path, moves_with_project, s3_access
+from airduck.lake.connection import (
+    LAKE,
+    attach_target,
+    branch_of,
+    branch_schema,
+    data_path,
+    moves_with_project,
+    s3_access,
+)
 
 PROFILE = "airduck"
 TARGET = "airduck"
@@ -45,6 +53,8 @@ def profile_dict(project: Project, schema: str, threads: int | None = None) -> d
     limit = project.config.lake.data_inlining_row_limit
     if limit is not None:
         options["data_inlining_row_limit"] = int(limit)
+    if branch_of(project) is not None and kind == "postgres":  # a branch: its own metadata schema
+        options["metadata_schema"] = branch_schema(branch_of(project))
     attach = {
         # a PostgreSQL DSN may carry a password: it goes through the environment
         "path": _env_ref(ENV_CATALOG) if kind == "postgres" else target,

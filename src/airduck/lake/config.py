@@ -49,3 +49,16 @@ class LakeConfig(Model):
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
     sql_timeout_seconds: float = Field(CLI_SQL_TIMEOUT_SECONDS, ge=0, le=MAX_SQL_TIMEOUT_SECONDS,
                                        description="time limit of `airduck sql` queries; 0: no limit")
+
+
+class BranchesConfig(Model):
+    """`branches:` of airduck.yml (see docs/branches.md)."""
+
+    protected: list[str] = Field(default_factory=list, description="branches only merges write to, e.g. [main]")
+    keep_failed_days: float = Field(7.0, ge=0, description="how long the branch of a failed atomic run is kept")
+
+
+class RunConfig(Model):
+    """`run:` of airduck.yml."""
+
+    atomic: bool = Field(False, description="write-audit-publish: run on a temporary branch, audit, merge in one commit")

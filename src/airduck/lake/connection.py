@@ -90,11 +90,45 @@ def catalog_kind(catalog: str) -> str:
     )
 
 
+MAIN_BRANCH = "main"
+#: the PostgreSQL schema of a branch's catalog (main's DuckLake tables are in the connection's default schema)
+BRANCH_SCHEMA_PREFIX = "airduck_branch_"
+
+
+def branch_of(project: Project) -> str | None:
+    """The branch a project's connections attach (None for main)."""
+    branch = getattr(project, "branch", None)
+    return None if not branch or branch == MAIN_BRANCH else branch
+
+
+def main_catalog_file(project: Project) -> Path | None:
+    """The file of main's embedded catalog (None for PostgreSQL), whatever branch the project is on."""
+    catalog = project.config.lake.catalog
+    if catalog_kind(catalog) == "postgres":
+        return None
+    return Path(project.resolve(catalog[len("sqlite:"):] if catalog.startswith("sqlite:") else catalog))
+
+
+def branch_file(project: Project, branch: str) -> Path:
+    """The SQLite catalog file of `branch`: `<catalog folder>/branches/<branch>.sqlite`."""
+    main = main_catalog_file(project)
+    assert main is not None
+    return main.parent / "branches" / f"{branch}.sqlite"
+
+
+def branch_schema(branch: str) -> str:
+    return BRANCH_SCHEMA_PREFIX + branch.replace("-", "_")
+
+
 def attach_target(project: Project, *, create: bool = True) -> tuple[str, str]:
     """The `ducklake:` ATTACH string and the kind of catalog ('sqlite', 'postgres', 'duckdb').
 
-    `create`: make the folder of a file catalog (a read never creates one, see `catalog_file`)."""
+    `create`: make the folder of a file catalog (a read never creates one, see `catalog_file`). On a branch
+    (`project.branch`): the branch's SQLite file; a PostgreSQL branch is the same DSN with `metadata_schema`."""
     catalog = project.config.lake.catalog
+    branch = branch_of(project)
+    if branch is not None and catalog_kind(catalog) == "sqlite":
+        return f"ducklake:sqlite:{branch_file(project, branch)}", "sqlite"
     kind = catalog_kind(catalog)
     if kind == "postgres":
         dsn = catalog
@@ -134,10 +168,13 @@ def split_catalog_password(target: str) -> tuple[str, str | None]:
 
 
 def catalog_file(project: Project) -> Path | None:
-    """The file of an embedded (SQLite or DuckDB) catalog; None for a PostgreSQL catalog."""
+    """The file of an embedded (SQLite or DuckDB) catalog (of the project's branch); None for PostgreSQL."""
     catalog = project.config.lake.catalog
     if catalog_kind(catalog) == "postgres":
         return None
+    branch = branch_of(project)
+    if branch is not None:
+        return branch_file(project, branch)
     return Path(project.resolve(catalog[len("sqlite:"):] if catalog.startswith("sqlite:") else catalog))
 
 
@@ -291,6 +328,11 @@ def open_lake(project: Project, *, read_only: bool = False, threads: int | None 
     project.require(("lake",))
     if read_only:
         file = catalog_file(project)
+        if file is not None and not file.exists() and branch_of(project) is not None:
+            from airduck.errors import NotFound
+
+            raise NotFound(f"there is no branch {branch_of(project)!r}",
+                           hint="see `airduck branch list`; `airduck branch create NAME` makes one")
         if file is not None and not file.exists():
             raise CatalogMissing(f"the lake catalog {redact(project.config.lake.catalog)} does not exist yet",
                                  hint="`airduck setup` or the first `airduck run` creates it")
@@ -304,10 +346,10 @@ def open_lake(project: Project, *, read_only: bool = False, threads: int | None 
         if path.startswith("s3://") or (not read_only and project.config.lake.landing.startswith("s3://")):
             create_s3_secret(con, project)
         target, password = split_catalog_password(attach_target(project, create=not read_only)[0])
-        opts = [f"DATA_PATH {quote_literal(path)}"]
+        opts = [f"DATA_PATH {quote_literal(path)}", *branch_options(project)]
         if password is not None:  # the password lives in a secret, never in the attach path (readable as SQL)
             _create_catalog_secret(con, password)
-            opts.append(f"METADATA_PARAMETERS MAP {{'SECRET': {quote_literal(CATALOG_SECRET)}}}")
+        opts += metadata_parameters(project, password)
         movable = moves_with_project(project)
         if movable:
             opts.append("OVERRIDE_DATA_PATH true")
@@ -326,6 +368,44 @@ def open_lake(project: Project, *, read_only: bool = False, threads: int | None 
     except BaseException:
         con.close()
         raise
+
+
+def branch_options(project: Project) -> list[str]:
+    """ATTACH options of the project's branch: never create a catalog for it; a PostgreSQL branch's schema."""
+    branch = branch_of(project)
+    if branch is None:
+        return []
+    opts = ["CREATE_IF_NOT_EXISTS false"]
+    if catalog_kind(project.config.lake.catalog) == "postgres":
+        opts.append(f"METADATA_SCHEMA {quote_literal(branch_schema(branch))}")
+    return opts
+
+
+def metadata_parameters(project: Project, password: str | None) -> list[str]:
+    """METADATA_PARAMETERS of the ATTACH: the catalog password's secret; on a PostgreSQL branch its schema, so that
+    `__ducklake_metadata_<alias>.ducklake_*` (airduck's own catalog queries) read the branch's tables."""
+    params = {}
+    if password is not None:
+        params["SECRET"] = CATALOG_SECRET
+    branch = branch_of(project)
+    if branch is not None and catalog_kind(project.config.lake.catalog) == "postgres":
+        params["SCHEMA"] = branch_schema(branch)
+    if not params:
+        return []
+    return ["METADATA_PARAMETERS MAP {" + ", ".join(f"{quote_literal(k)}: {quote_literal(v)}"
+                                                    for k, v in params.items()) + "}"]
+
+
+def attach_statement(project: Project, alias: str, *, read_only: bool = True) -> str:
+    """The ATTACH statement of the project's lake (its branch) under `alias` (secrets made by the caller)."""
+    path = data_path(project, create=False)
+    target, password = split_catalog_password(attach_target(project, create=False)[0])
+    opts = [f"DATA_PATH {quote_literal(path)}", *branch_options(project), *metadata_parameters(project, password)]
+    if moves_with_project(project):
+        opts.append("OVERRIDE_DATA_PATH true")
+    if read_only:
+        opts.append("READ_ONLY")
+    return f"ATTACH {quote_literal(target)} AS {quote_ident(alias)} ({', '.join(opts)})"
 
 
 def open_empty_lake(project: Project) -> duckdb.DuckDBPyConnection:
@@ -364,6 +444,11 @@ def _attach(con: duckdb.DuckDBPyConnection, statement: str, catalog: str, *, pro
             return
         except duckdb.Error as exc:
             racing = is_conflict(exc) or "already exists" in str(exc)
+            if _NOT_CREATED in str(exc) and project is not None and branch_of(project) is not None:
+                from airduck.errors import NotFound
+
+                raise NotFound(f"there is no branch {branch_of(project)!r}",
+                               hint="see `airduck branch list`; `airduck branch create NAME` makes one") from None
             if _NOT_CREATED in str(exc):
                 raise CatalogMissing(f"the lake catalog {redact(catalog)} does not exist yet",
                                      hint="`airduck setup` or the first `airduck run` creates it") from None

@@ -55,8 +55,10 @@ def _q(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
     return con.execute(sql, params or []).fetchall()
 
 
-def plan(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, now: datetime | None = None) -> list[MaintenanceStep]:
-    """What maintenance would do now, step by step (nothing is changed)."""
+def plan(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, now: datetime | None = None,
+         project=None) -> list[MaintenanceStep]:
+    """What maintenance would do now, step by step (nothing is changed). `project`: the project whose lake `con`
+    is (its branch): with branches, cleanup keeps every file another branch still references."""
     now = now or datetime.now(UTC)
     m = METADATA
     steps: list[MaintenanceStep] = []
@@ -98,8 +100,13 @@ def plan(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, now: datetime |
 
     older = now - timedelta(days=cfg.cleanup_older_than_days)
     files = _q(con, "SELECT path FROM ducklake_cleanup_old_files(?, dry_run => true, older_than => ?)", [LAKE, older])
-    orphans = _q(con, "SELECT path FROM ducklake_delete_orphaned_files(?, dry_run => true, older_than => ?)",
-                 [LAKE, older])
+    shared = _shared(project)
+    if shared is not None:
+        files = [f for f in files if _name(f[0]) not in shared[0]]
+        orphans = [(k,) for k in shared[1](older)]
+    else:
+        orphans = _q(con, "SELECT path FROM ducklake_delete_orphaned_files(?, dry_run => true, older_than => ?)",
+                     [LAKE, older])
     steps.append(MaintenanceStep("cleanup", f"delete files of expired snapshots and orphaned files older than "
                                  f"{cfg.cleanup_older_than_days:g} days",
                                  f"delete {len(files)} old and {len(orphans)} orphaned file(s)",
@@ -149,12 +156,28 @@ def expirable(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, now: datet
     return [int(r[0]) for r in rows if r[0] not in keep and r[0] != current]
 
 
+def _name(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _shared(project):
+    """With branches: (names of the files other catalogs reference, a function listing the data path's keys no
+    catalog references older than a time). None without branches (DuckLake's own cleanup is then exact)."""
+    if project is None:
+        return None
+    from airduck.lake import branches
+
+    if not branches.names(project):
+        return None
+    return branches.protected_files(project), lambda older: branches.unreferenced_files(project, older)
+
+
 def run(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, *, dry_run: bool = False,
         steps: tuple[str, ...] = STEPS,
-        now: datetime | None = None) -> list[MaintenanceStep]:
-    """Run maintenance (or, with dry_run, only say what it would do)."""
+        now: datetime | None = None, project=None) -> list[MaintenanceStep]:
+    """Run maintenance (or, with dry_run, only say what it would do). `project`: see `plan`."""
     now = now or datetime.now(UTC)
-    planned = [s for s in plan(con, cfg, now) if s.name in steps]
+    planned = [s for s in plan(con, cfg, now, project) if s.name in steps]
     if dry_run:
         return planned
     for step in planned:
@@ -186,8 +209,20 @@ def run(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, *, dry_run: bool
             step.done = f"expired {len(versions)} snapshot(s)"
         elif step.name == "cleanup":
             older = now - timedelta(days=cfg.cleanup_older_than_days)
+            shared = _shared(project)
+            if shared is not None:  # files another branch still reads leave this catalog's list, not the store
+                keep = sorted(shared[0])
+                if keep:
+                    con.execute(f"DELETE FROM {METADATA}.ducklake_files_scheduled_for_deletion "
+                                "WHERE regexp_extract(path, '[^/]+$') IN (SELECT unnest(?::VARCHAR[]))", [keep])
             a = _q(con, "SELECT path FROM ducklake_cleanup_old_files(?, older_than => ?)", [LAKE, older])
-            b = _q(con, "SELECT path FROM ducklake_delete_orphaned_files(?, older_than => ?)", [LAKE, older])
+            if shared is not None:
+                from airduck.lake import branches
+
+                b = [(k,) for k in shared[1](older)]
+                branches.delete_keys(project, [k for (k,) in b])
+            else:
+                b = _q(con, "SELECT path FROM ducklake_delete_orphaned_files(?, older_than => ?)", [LAKE, older])
             step.items = [r[0] for r in a] + [r[0] for r in b]
             step.done = f"deleted {len(a)} old and {len(b)} orphaned file(s)"
     return planned

@@ -1,20 +1,7 @@
-"""Failpoints for crash tests: with AIRDUCK_FAILPOINT=<name>, the run stops at that point, writes the name to
-AIRDUCK_FAILPOINT_FILE and waits (up to a minute) to be killed. Unset (always, in normal use) they do nothing."""
+"""Failpoints for crash tests (see airduck.core.failpoints)."""
 
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
+from airduck.core.failpoints import failpoint
 
-
-def failpoint(name: str) -> None:
-    if os.environ.get("AIRDUCK_FAILPOINT") != name:
-        return
-    marker = os.environ.get("AIRDUCK_FAILPOINT_FILE")
-    if marker:
-        Path(marker).write_text(name)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-    raise RuntimeError(f"failpoint {name} was not killed within 60 s")
+__all__ = ["failpoint"]

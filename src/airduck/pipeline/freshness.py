@@ -116,7 +116,18 @@ class StepState:
 
 
 class StepStateStore(RecordStore):
-    """``airduck_step_state``: one row per step, the fingerprint of its last success (beside the run records)."""
+    """``airduck_step_state``: one row per step, the fingerprint of its last success (beside the run records).
+    A branch of the lake (docs/branches.md) keeps its own rows, their step ids prefixed with ``<branch>@``."""
+
+    def __init__(self, project: Project) -> None:
+        super().__init__(project)
+        branch = getattr(project, "branch", None)
+        self.prefix = f"{branch}@" if branch else ""
+
+    def _mine(self, step_id: str) -> str | None:
+        if self.prefix:
+            return step_id[len(self.prefix):] if step_id.startswith(self.prefix) else None
+        return None if "@" in step_id else step_id
 
     def _create(self, conn: Any, cur: Any) -> None:
         super()._create(conn, cur)
@@ -135,7 +146,10 @@ class StepStateStore(RecordStore):
         with self._conn() as cur:
             cur.execute(f"SELECT step_id, fingerprint, run_id, finished_at, detail FROM {STATE_TABLE}")
             out = {}
-            for step_id, digest, run_id, finished, detail in cur.fetchall():
+            for stored_id, digest, run_id, finished, detail in cur.fetchall():
+                step_id = self._mine(stored_id)
+                if step_id is None:
+                    continue
                 try:
                     parsed = Fingerprint.from_dict(json.loads(detail)) if detail else None
                 except ValueError:
@@ -144,7 +158,7 @@ class StepStateStore(RecordStore):
             return out
 
     def save(self, step_id: str, fp: Fingerprint, run_id: str | None) -> None:
-        row = [step_id, fp.digest, run_id, datetime.now(UTC).isoformat(), json.dumps(fp.to_dict(), sort_keys=True)]
+        row = [self.prefix + step_id, fp.digest, run_id, datetime.now(UTC).isoformat(), json.dumps(fp.to_dict(), sort_keys=True)]
         with self._conn() as cur:
             cur.execute(self._sql(
                 f"INSERT INTO {STATE_TABLE} (step_id, fingerprint, run_id, finished_at, detail) VALUES (?, ?, ?, ?, ?) "
@@ -155,10 +169,11 @@ class StepStateStore(RecordStore):
         """Drop the stored state of these steps (all steps when None): they run on the next run."""
         with self._conn() as cur:
             if step_ids is None:
-                cur.execute(f"DELETE FROM {STATE_TABLE}")
+                step_ids = [self.prefix + s for s in self.load()]
             else:
-                for step_id in step_ids:
-                    cur.execute(self._sql(f"DELETE FROM {STATE_TABLE} WHERE step_id = ?"), [step_id])
+                step_ids = [self.prefix + s for s in step_ids]
+            for step_id in step_ids:
+                cur.execute(self._sql(f"DELETE FROM {STATE_TABLE} WHERE step_id = ?"), [step_id])
 
 
 class StepFreshness:

@@ -1,0 +1,180 @@
+"""Branches: what creating a branch costs on a 10M-row lake (time, bytes written), merging 1% changed rows of a
+10M-row table against rewriting the table, and `run --atomic` against a plain run of the demo.
+
+    uv run python bench/branch_bench.py [--rows 10000000] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+        [--demo-days 14] [--out bench/out/branches.json]
+
+Everything runs in this process on a scratch folder under bench/out/; the load average of the machine is
+recorded before and after each measurement (the machine is shared)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def make_project(root: Path, catalog: str | None) -> Path:
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    lake = {"catalog": catalog} if catalog else {}
+    (root / "airduck.yml").write_text(yaml.safe_dump({"name": "bench", "lake": lake}))
+    return root
+
+
+def lake_benchmark(rows: int, catalog: str | None, label: str) -> dict:
+    from airduck.lake.connection import branch_file
+    from airduck.lakehouse import Lakehouse
+
+    root = make_project(OUT / f"branches-{label}-{rows}", catalog)
+    out: dict = {"catalog": label, "rows": rows}
+    with Lakehouse.open(root) as lh:
+        t = time.perf_counter()
+        lh.con.execute(f"CREATE TABLE silver.big AS SELECT range AS id, range % 1000 AS customer, "
+                       f"(range * 7919) % 100000 / 100.0 AS amount, 'order ' || range AS note FROM range({rows})")
+        for i in range(4):  # a few more tables and snapshots, as a lake has
+            lh.con.execute(f"CREATE TABLE silver.small{i} AS SELECT range AS id FROM range(100000)")
+            lh.con.execute(f"INSERT INTO silver.small{i} SELECT range + 100000 FROM range(1000)")
+        out["load_s"] = round(time.perf_counter() - t, 2)
+        data = root / ".airduck" / "data"
+        out["data_bytes"] = folder_bytes(data) if data.exists() else None
+        out["snapshots"] = lh.current_snapshot()
+        before_data = folder_bytes(data) if data.exists() else None
+        out["load_before_create"] = load()
+        t = time.perf_counter()
+        lh.create_branch("bench")
+        out["create_s"] = round(time.perf_counter() - t, 3)
+        out["load_after_create"] = load()
+        if catalog is None:
+            out["create_bytes_written"] = branch_file(lh.project, "bench").stat().st_size
+            out["data_bytes_after_create"] = folder_bytes(data)
+            assert out["data_bytes_after_create"] == before_data
+        else:
+            import psycopg
+
+            with psycopg.connect(catalog) as conn:
+                out["create_bytes_written"] = int(conn.execute(
+                    "SELECT sum(pg_total_relation_size(format('%I.%I', table_schema, table_name))) "
+                    "FROM information_schema.tables WHERE table_schema = 'airduck_branch_bench'").fetchone()[0])
+    with Lakehouse.open(root, branch="bench") as b:
+        t = time.perf_counter()
+        changed = rows // 100
+        b.con.execute("UPDATE silver.big SET amount = amount + 1 WHERE id % 100 = 0")
+        out["branch_update_1pct_s"] = round(time.perf_counter() - t, 2)
+        out["changed_rows"] = changed
+    import duckdb
+
+    statements: list[tuple[float, str]] = []
+    execute = duckdb.DuckDBPyConnection.execute
+
+    def timed(self, sql, *args, **kwargs):  # where the merge's time goes: its slowest statements
+        t0 = time.perf_counter()
+        try:
+            return execute(self, sql, *args, **kwargs)
+        finally:
+            statements.append((time.perf_counter() - t0, " ".join(str(sql).split())[:110]))
+
+    with Lakehouse.open(root) as lh:
+        out["load_before_merge"] = load()
+        t = time.perf_counter()
+        d = lh.diff("bench")
+        out["diff_s"] = round(time.perf_counter() - t, 2)
+        out["diff"] = [(x.table, x.inserted, x.deleted, x.updated) for x in d.tables]
+        t = time.perf_counter()
+        duckdb.DuckDBPyConnection.execute = timed
+        try:
+            result = lh.merge("bench")
+        finally:
+            duckdb.DuckDBPyConnection.execute = execute
+        out["merge_s"] = round(time.perf_counter() - t, 2)
+        out["merge_slowest_statements"] = [(round(s, 2), q) for s, q in sorted(statements, reverse=True)[:6]]
+        out["merge_snapshot"] = result.snapshot_id
+        out["load_after_merge"] = load()
+        ok = lh.con.execute("SELECT count(*), sum(amount) FROM silver.big").fetchone()
+        out["main_after_merge"] = [int(ok[0]), float(ok[1])]
+        # the alternative: take the branch's table whole (what a merge that rewrites the table costs)
+        t = time.perf_counter()
+        lh.con.execute("CREATE TABLE silver.big_rewritten AS SELECT * FROM silver.big")
+        out["rewrite_table_s"] = round(time.perf_counter() - t, 2)
+        out["load_after_rewrite"] = load()
+    return out
+
+
+def demo_benchmark(days: int) -> dict:
+    out: dict = {"days": days}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRDUCK_", "AWS_"))}
+    for mode in ("plain", "atomic", "plain", "atomic"):
+        root = OUT / f"demo-{mode}-{uuid.uuid4().hex[:6]}"
+        subprocess.run([sys.executable, "-m", "airduck", "init", str(root), "--demo", "--days", str(days)],
+                       check=True, capture_output=True, env=env)
+        args = [sys.executable, "-m", "airduck", "-p", str(root), "run", "-q"] + (["--atomic"] if mode == "atomic" else [])
+        before = load()
+        t = time.perf_counter()
+        proc = subprocess.run(args, capture_output=True, text=True, env=env)
+        seconds = round(time.perf_counter() - t, 2)
+        assert proc.returncode == 0, proc.stderr
+        # a second run with one more day of data: the incremental case
+        subprocess.run([sys.executable, "-m", "airduck", "demo", "generate", "--dir", str(root), "--days", "1"],
+                       capture_output=True, env=env)
+        t = time.perf_counter()
+        proc = subprocess.run(args, capture_output=True, text=True, env=env)
+        again = round(time.perf_counter() - t, 2)
+        out.setdefault(mode, []).append({"first_run_s": seconds, "next_day_run_s": again, "ok": proc.returncode == 0,
+                                         "load_before": before, "load_after": load()})
+        shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--rows", type=int, default=10_000_000)
+    p.add_argument("--pg", default=None, help="admin DSN: also measure a PostgreSQL catalog (a scratch database)")
+    p.add_argument("--demo-days", type=int, default=14)
+    p.add_argument("--skip-demo", action="store_true")
+    p.add_argument("--out", type=Path, default=OUT / "branches.json")
+    a = p.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    results: dict = {"nproc": os.cpu_count(), "lakes": []}
+    results["lakes"].append(lake_benchmark(a.rows, None, "sqlite-local"))
+    print(json.dumps(results["lakes"][-1], indent=1), flush=True)
+    if a.pg:
+        import psycopg
+
+        db = f"airduck_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(a.pg, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{db}"')
+        try:
+            head, _, _ = a.pg.rpartition("/")
+            results["lakes"].append(lake_benchmark(a.rows, f"{head}/{db}", "pg-local"))
+            print(json.dumps(results["lakes"][-1], indent=1), flush=True)
+        finally:
+            with psycopg.connect(a.pg, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    if not a.skip_demo:
+        results["demo"] = demo_benchmark(a.demo_days)
+        print(json.dumps(results["demo"], indent=1), flush=True)
+    a.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

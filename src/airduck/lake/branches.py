@@ -1,0 +1,694 @@
+"""Branches of the lake: a branch is a DuckLake catalog of its own (a copy of the SQLite file, or a copy of the
+PostgreSQL metadata schema) sharing the lake's data path. See docs/branches.md for the design and invariants.
+
+Creating a branch copies metadata only. Diff and merge read the branch's change feed since its fork; a merge is one
+DuckLake transaction on the target. Maintenance keeps every file another catalog still references
+(`protected_files`)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from airduck.errors import ConfigError, NotFound, Terminal
+from airduck.lake.commit import author, write
+from airduck.lake.connection import (
+    LAKE,
+    MAIN_BRANCH,
+    attach_statement,
+    attach_target,
+    branch_file,
+    branch_of,
+    branch_schema,
+    catalog_kind,
+    data_path,
+    main_catalog_file,
+    open_lake,
+    quote_ident,
+    quote_literal,
+)
+
+if TYPE_CHECKING:
+    from airduck.config.project import Project
+
+REGISTRY = "airduck_branches"
+SOURCE = "branch_src"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,50}$")
+#: airduck's own state tables: merged row by row even when both sides changed them (different rows), see merge
+STATE_SCHEMA = "airduck"
+#: dbt's scratch schema: never merged (gold publishes into `gold`)
+SKIPPED_SCHEMAS = ("gold_stage",)
+#: the kinds of snapshot changes that change a table's rows or schema (compaction and flushes do not)
+_DATA_CHANGES = ("tables_inserted_into", "tables_deleted_from", "tables_altered", "inlined_insert", "inlined_delete")
+
+
+class BranchError(Terminal):
+    """A branch operation that cannot be done as asked."""
+
+
+class MergeConflict(BranchError):
+    """Tables changed on both sides since the fork: nothing was merged."""
+
+    def __init__(self, message: str, tables: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.tables = tables
+
+
+class ProtectedBranch(BranchError):
+    """A write to a protected branch other than a merge."""
+
+
+def _failpoint(name: str) -> None:
+    from airduck.core.failpoints import failpoint
+
+    failpoint(name)
+
+
+@dataclass
+class Branch:
+    name: str
+    base: str
+    #: the base's snapshot the branch forked from (after a merge: the base's merge commit)
+    base_snapshot: int
+    #: the branch's own snapshot at the fork (changes after it are the branch's)
+    fork_snapshot: int
+    created_at: datetime
+    created_by: str
+    location: str
+    head_snapshot: int | None = None
+    tables_changed: list[str] = field(default_factory=list)
+    #: tables merged before: their row ids on the two sides differ, so a later merge copies them whole
+    merged_tables: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["created_at"] = self.created_at.isoformat()
+        return d
+
+
+def check_name(name: str) -> str:
+    if name == MAIN_BRANCH or not _NAME.match(name or ""):
+        raise BranchError(f"{name!r} is not a branch name" + (" (main is the lake itself)" if name == MAIN_BRANCH
+                                                              else ""),
+                          hint="lower case letters, digits, '-' and '_', at most 51 characters, e.g. fix-prices")
+    return name
+
+
+def on(project: Project, branch: str | None) -> Project:
+    """A copy of `project` that reads and writes `branch` (None or 'main': main)."""
+    return dataclasses.replace(project, branch=None if branch in (None, MAIN_BRANCH) else branch)
+
+
+# -- the catalog databases ----------------------------------------------------------------------
+def _kind(project: Project) -> str:
+    kind = catalog_kind(project.config.lake.catalog)
+    if kind not in ("sqlite", "postgres"):
+        raise ConfigError("branches need a SQLite or PostgreSQL catalog (lake.catalog), not a DuckDB file")
+    return kind
+
+
+def _dsn(project: Project) -> str:
+    target = attach_target(on(project, None), create=False)[0]
+    return target[len("ducklake:postgres:"):]
+
+
+@contextlib.contextmanager
+def _pg(project: Project) -> Iterator[Any]:
+    import psycopg
+
+    with psycopg.connect(_dsn(project), connect_timeout=10) as conn:
+        yield conn
+
+
+def _main_schema(conn: Any) -> str:
+    return str(conn.execute("SELECT current_schema()").fetchone()[0])
+
+
+@contextlib.contextmanager
+def _registry(project: Project) -> Iterator[tuple[Any, str]]:
+    """A connection to main's catalog database with the registry table, and the parameter style ('?' or '%s')."""
+    ddl = (f"CREATE TABLE IF NOT EXISTS {REGISTRY} (name TEXT PRIMARY KEY, base TEXT NOT NULL, "
+           "base_snapshot BIGINT NOT NULL, fork_snapshot BIGINT NOT NULL, created_at TEXT NOT NULL, "
+           "created_by TEXT NOT NULL, location TEXT NOT NULL, merged_tables TEXT NOT NULL DEFAULT '[]')")
+    if _kind(project) == "sqlite":
+        file = main_catalog_file(project)
+        assert file is not None
+        if not file.exists():
+            raise NotFound("the lake has no catalog yet, so no branches", hint="`airduck run` creates it")
+        conn = sqlite3.connect(file, timeout=30)
+        try:
+            conn.execute(ddl)
+            yield conn, "?"
+            conn.commit()
+        finally:
+            conn.close()
+    else:
+        with _pg(project) as conn:
+            conn.execute(ddl)
+            yield conn, "%s"
+
+
+def _row_to_branch(row: tuple) -> Branch:
+    name, base, base_snap, fork_snap, created_at, created_by, location, merged = row
+    return Branch(name, base, int(base_snap), int(fork_snap), datetime.fromisoformat(created_at), created_by,
+                  location, merged_tables=json.loads(merged or "[]"))
+
+
+def get(project: Project, name: str) -> Branch:
+    with _registry(project) as (conn, p):
+        row = conn.execute(f"SELECT * FROM {REGISTRY} WHERE name = {p}", [name]).fetchone()
+    if row is None:
+        raise NotFound(f"there is no branch {name!r}", hint="see `airduck branch list`")
+    return _row_to_branch(row)
+
+
+def names(project: Project) -> list[str]:
+    """The names of every branch (not main); none when the lake has no catalog yet."""
+    try:
+        with _registry(project) as (conn, _):
+            return [r[0] for r in conn.execute(f"SELECT name FROM {REGISTRY} ORDER BY name").fetchall()]
+    except NotFound:
+        return []
+
+
+def _snapshot_changes(project: Project, branch: str | None, after: int) -> tuple[int, list[tuple[int, str]]]:
+    """The head snapshot of a catalog and the (snapshot id, changes_made) of its snapshots after `after`."""
+    if _kind(project) == "sqlite":
+        file = main_catalog_file(project) if branch is None else branch_file(project, branch)
+        conn = sqlite3.connect(file, timeout=30)
+        try:
+            head = conn.execute("SELECT max(snapshot_id) FROM ducklake_snapshot").fetchone()[0]
+            rows = conn.execute("SELECT snapshot_id, changes_made FROM ducklake_snapshot_changes "
+                                "WHERE snapshot_id > ? ORDER BY 1", [after]).fetchall()
+        finally:
+            conn.close()
+    else:
+        with _pg(project) as conn:
+            schema = _main_schema(conn) if branch is None else branch_schema(branch)
+            head = conn.execute(f"SELECT max(snapshot_id) FROM {quote_ident(schema)}.ducklake_snapshot").fetchone()[0]
+            rows = conn.execute(f"SELECT snapshot_id, changes_made FROM {quote_ident(schema)}."
+                                "ducklake_snapshot_changes WHERE snapshot_id > %s ORDER BY 1", [after]).fetchall()
+    return int(head), [(int(a), str(b or "")) for a, b in rows]
+
+
+def list_branches(project: Project) -> list[Branch]:
+    """Every branch with its head snapshot and the number of tables it changed since its fork."""
+    out = []
+    try:
+        with _registry(project) as (conn, _):
+            rows = conn.execute(f"SELECT * FROM {REGISTRY} ORDER BY name").fetchall()
+    except NotFound:
+        return []
+    for row in rows:
+        b = _row_to_branch(row)
+        try:
+            b.head_snapshot, changes = _snapshot_changes(project, b.name, b.fork_snapshot)
+        except Exception:  # a catalog copy gone missing: still listed (delete it)
+            continue
+        ids = set()
+        for _, made in changes:
+            for part in made.split(","):
+                kind, _, value = part.partition(":")
+                if any(k in kind for k in ("inserted", "deleted", "altered", "created_table", "dropped_table")):
+                    ids.add(value)
+        b.tables_changed = sorted(ids)
+        out.append(b)
+    return out
+
+
+# -- create and delete -----------------------------------------------------------------------------
+def create(project: Project, name: str, source: str | None = None) -> Branch:
+    """Create branch `name` as a copy of the catalog of `source` (main or a branch): metadata only."""
+    check_name(name)
+    source = source or MAIN_BRANCH
+    kind = _kind(project)
+    if source != MAIN_BRANCH:
+        get(project, source)
+    with _registry(project) as (conn, p):
+        if conn.execute(f"SELECT 1 FROM {REGISTRY} WHERE name = {p}", [name]).fetchone():
+            raise BranchError(f"branch {name!r} already exists", hint=f"`airduck branch delete {name}` first, or "
+                              "choose another name")
+    if kind == "sqlite":
+        src = main_catalog_file(project) if source == MAIN_BRANCH else branch_file(project, source)
+        dest = branch_file(project, name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(f".tmp{os.getpid()}")
+        with contextlib.closing(sqlite3.connect(src, timeout=30)) as a, contextlib.closing(sqlite3.connect(tmp)) as b:
+            a.backup(b)  # a consistent copy while others write
+            b.execute(f"DROP TABLE IF EXISTS {REGISTRY}")
+            b.commit()
+            fork = int(b.execute("SELECT max(snapshot_id) FROM ducklake_snapshot").fetchone()[0])
+        os.replace(tmp, dest)
+        location = str(dest)
+        with _registry(project) as (conn, p):
+            conn.execute(f"INSERT INTO {REGISTRY} VALUES ({', '.join([p] * 8)})",
+                         [name, source, fork, fork, datetime.now(UTC).isoformat(), author(), location, "[]"])
+    else:
+        with _pg(project) as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            main = _main_schema(conn)
+            src_schema = main if source == MAIN_BRANCH else branch_schema(source)
+            schema = branch_schema(name)
+            tables = [r[0] for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_name LIKE "
+                "'ducklake%%' AND table_type = 'BASE TABLE'", [src_schema]).fetchall()]
+            conn.execute(f"CREATE SCHEMA {quote_ident(schema)}")
+            for t in tables:
+                conn.execute(f"CREATE TABLE {quote_ident(schema)}.{quote_ident(t)} "
+                             f"(LIKE {quote_ident(src_schema)}.{quote_ident(t)} INCLUDING ALL)")
+                conn.execute(f"INSERT INTO {quote_ident(schema)}.{quote_ident(t)} "
+                             f"SELECT * FROM {quote_ident(src_schema)}.{quote_ident(t)}")
+            fork = int(conn.execute(f"SELECT max(snapshot_id) FROM {quote_ident(schema)}.ducklake_snapshot"
+                                    ).fetchone()[0])
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(main)}.{REGISTRY} (name TEXT PRIMARY KEY, "
+                         "base TEXT NOT NULL, base_snapshot BIGINT NOT NULL, fork_snapshot BIGINT NOT NULL, "
+                         "created_at TEXT NOT NULL, created_by TEXT NOT NULL, location TEXT NOT NULL, "
+                         "merged_tables TEXT NOT NULL DEFAULT '[]')")
+            conn.execute(f"INSERT INTO {quote_ident(main)}.{REGISTRY} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                         [name, source, fork, fork, datetime.now(UTC).isoformat(), author(), schema, "[]"])
+            conn.commit()  # the copy and its registry row: one transaction
+    return get(project, name)
+
+
+def delete(project: Project, name: str) -> list[str]:
+    """Delete a branch: its catalog, its registry row, and the data files no other catalog references.
+    Returns the files deleted."""
+    b = get(project, name)
+    own = _catalog_files(project, name)
+    others = set()
+    for other in [None, *[n for n in names(project) if n != name]]:
+        others |= _catalog_files(project, other)
+    if _kind(project) == "sqlite":
+        with _registry(project) as (conn, p):
+            conn.execute(f"DELETE FROM {REGISTRY} WHERE name = {p}", [name])
+        with contextlib.suppress(FileNotFoundError):
+            Path(b.location).unlink()
+    else:
+        with _pg(project) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(branch_schema(name))} CASCADE")
+            conn.execute(f"DELETE FROM {quote_ident(_main_schema(conn))}.{REGISTRY} WHERE name = %s", [name])
+            conn.commit()
+    return _delete_files(project, own - others)
+
+
+# -- files of every catalog -------------------------------------------------------------------------
+def _file_name(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+_FILES_SQL = "SELECT path FROM {s}ducklake_data_file UNION ALL SELECT path FROM {s}ducklake_delete_file"
+_SCHEDULED_SQL = " UNION ALL SELECT path FROM {s}ducklake_files_scheduled_for_deletion"
+
+
+def _catalog_files(project: Project, branch: str | None, *, scheduled: bool = True) -> set[str]:
+    """The names of every file one catalog (main: None) references (in any snapshot it keeps) or, with `scheduled`,
+    still schedules for deletion. DuckLake names its files with UUIDs: a file's name identifies it across catalogs."""
+    sql = _FILES_SQL + (_SCHEDULED_SQL if scheduled else "")
+    if _kind(project) == "sqlite":
+        file = main_catalog_file(project) if branch is None else branch_file(project, branch)
+        if file is None or not file.exists():
+            return set()
+        with contextlib.closing(sqlite3.connect(file, timeout=30)) as conn:
+            rows = conn.execute(sql.format(s="")).fetchall()
+    else:
+        with _pg(project) as conn:
+            schema = _main_schema(conn) if branch is None else branch_schema(branch)
+            rows = conn.execute(sql.format(s=quote_ident(schema) + ".")).fetchall()
+    return {_file_name(r[0]) for r in rows}
+
+
+def protected_files(project: Project) -> set[str]:
+    """The names of the files that catalogs other than the project's own (main and every branch) reference: the
+    project's maintenance must not delete them. Empty when there are no branches."""
+    branches = names(project)
+    if not branches:
+        return set()
+    mine = branch_of(project)
+    out: set[str] = set()
+    for other in [None, *branches]:
+        if other != mine:
+            out |= _catalog_files(project, other, scheduled=False)
+    return out
+
+
+def _delete_files(project: Project, files: set[str]) -> list[str]:
+    if not files:
+        return []
+    from airduck.lake.connection import storage_settings
+    from airduck.storage import open_store
+
+    store = open_store(data_path(project), storage_settings(project), base_dir=project.root)
+    deleted = []
+    for info in store.list():
+        if _file_name(info.key) in files:
+            store.delete(info.key)
+            deleted.append(info.key)
+    return deleted
+
+
+def unreferenced_files(project: Project, older_than: datetime) -> list[str]:
+    """Keys of the data path no catalog (main, any branch) references, last written before `older_than`."""
+    from airduck.lake.connection import storage_settings
+    from airduck.storage import open_store
+
+    known: set[str] = set()
+    for other in [None, *names(project)]:
+        known |= _catalog_files(project, other)
+    store = open_store(data_path(project), storage_settings(project), base_dir=project.root)
+    out = []
+    for info in store.list():
+        modified = getattr(info, "last_modified", None) or getattr(info, "modified", None)
+        if _file_name(info.key) in known or not info.key.endswith(".parquet"):
+            continue
+        if modified is not None and modified.tzinfo is None:
+            modified = modified.replace(tzinfo=UTC)
+        if modified is None or modified < older_than:
+            out.append(info.key)
+    return out
+
+
+def delete_keys(project: Project, keys: list[str]) -> None:
+    from airduck.lake.connection import storage_settings
+    from airduck.storage import open_store
+
+    store = open_store(data_path(project), storage_settings(project), base_dir=project.root)
+    for key in keys:
+        store.delete(key)
+
+
+# -- diff and merge -------------------------------------------------------------------------------
+@dataclass
+class TableDiff:
+    table: str
+    change: str  # rows | created | dropped | replaced | schema
+    inserted: int = 0
+    deleted: int = 0
+    updated: int = 0
+    columns_before: list[str] = field(default_factory=list)
+    columns_after: list[str] = field(default_factory=list)
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Diff:
+    base: str
+    branch: str
+    fork_snapshot: int
+    head_snapshot: int
+    base_snapshot: int
+    tables: list[TableDiff]
+    #: tables changed on the base since the fork too (a merge refuses them)
+    conflicts: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tables"] = [t.to_dict() for t in self.tables]
+        return d
+
+
+@dataclass
+class MergeResult:
+    branch: str
+    into: str
+    snapshot_id: int | None
+    tables: list[TableDiff]
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"branch": self.branch, "into": self.into, "snapshot_id": self.snapshot_id, "dry_run": self.dry_run,
+                "tables": [t.to_dict() for t in self.tables]}
+
+
+def _metadata(alias: str) -> str:
+    return f"__ducklake_metadata_{alias}"
+
+
+def _changed_names(con: duckdb.DuckDBPyConnection, alias: str, after: int) -> set[str]:
+    """schema.table of every table whose rows or schema changed in catalog `alias` after snapshot `after`."""
+    m = _metadata(alias)
+    id_names = dict(con.execute(
+        f"SELECT t.table_id, s.schema_name || '.' || t.table_name FROM {m}.ducklake_table t "
+        f"JOIN {m}.ducklake_schema s USING (schema_id)").fetchall())
+    out: set[str] = set()
+    for (changes,) in con.execute(f"SELECT changes FROM {quote_ident(alias)}.snapshots() WHERE snapshot_id > ?",
+                                  [after]).fetchall():
+        for kind, values in (changes or {}).items():
+            if kind in ("tables_created", "tables_dropped"):  # names, or (dropped) table ids
+                out |= {id_names.get(int(v), str(v)) if str(v).isdigit() else v.replace('"', "") for v in values}
+            elif kind in _DATA_CHANGES:
+                out |= {id_names.get(int(v), str(v)) for v in values if str(v).isdigit()}
+    # a table id the catalog no longer names (expired) cannot be told apart: left out; names are schema.table
+    return {t for t in out if "." in t and t.split(".", 1)[0] not in SKIPPED_SCHEMAS}
+
+
+def _table_at(con: duckdb.DuckDBPyConnection, alias: str, table: str, snapshot: int) -> int | None:
+    schema, name = table.split(".", 1)
+    m = _metadata(alias)
+    row = con.execute(
+        f"SELECT t.table_id FROM {m}.ducklake_table t JOIN {m}.ducklake_schema s USING (schema_id) "
+        "WHERE s.schema_name = ? AND t.table_name = ? AND t.begin_snapshot <= ? "
+        "AND (t.end_snapshot IS NULL OR t.end_snapshot > ?) AND s.begin_snapshot <= ? "
+        "AND (s.end_snapshot IS NULL OR s.end_snapshot > ?)", [schema, name, snapshot, snapshot, snapshot, snapshot]
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def _columns_at(con: duckdb.DuckDBPyConnection, alias: str, table_id: int, snapshot: int) -> list[str]:
+    m = _metadata(alias)
+    rows = con.execute(
+        f"SELECT column_name, column_type FROM {m}.ducklake_column WHERE table_id = ? AND parent_column IS NULL "
+        "AND begin_snapshot <= ? AND (end_snapshot IS NULL OR end_snapshot > ?) ORDER BY column_order",
+        [table_id, snapshot, snapshot]).fetchall()
+    return [f"{n}: {t}" for n, t in rows]
+
+
+def _sql_table(alias: str, table: str) -> str:
+    schema, name = table.split(".", 1)
+    return f"{quote_ident(alias)}.{quote_ident(schema)}.{quote_ident(name)}"
+
+
+def _open_pair(project: Project, branch: Branch, into: str) -> duckdb.DuckDBPyConnection:
+    """A read-write connection to `into` (as `lake`) with `branch`'s catalog attached read-only (as SOURCE)."""
+    con = open_lake(on(project, into))
+    try:
+        con.execute(attach_statement(on(project, branch.name), SOURCE, read_only=True))
+        return con
+    except BaseException:
+        con.close()
+        raise
+
+
+def _plan(con: duckdb.DuckDBPyConnection, b: Branch, head: int, base_now: int,
+          sample: int = 0, only: str | None = None, keys: dict[str, list[str]] | None = None) -> tuple[list[TableDiff], list[str], dict[str, str]]:
+    """What merging `b` would do: per table a TableDiff, the conflicts, and how each table is merged
+    ('rows', 'copy', 'drop')."""
+    theirs = _changed_names(con, SOURCE, b.fork_snapshot)
+    ours = _changed_names(con, LAKE, b.base_snapshot) if base_now > b.base_snapshot else set()
+    if only:
+        theirs &= {only}
+    conflicts = sorted(t for t in theirs & ours if t.split(".", 1)[0] != STATE_SCHEMA)
+    diffs: list[TableDiff] = []
+    how: dict[str, str] = {}
+    for slot, table in enumerate(sorted(theirs)):
+        fork_id = _table_at(con, SOURCE, table, b.fork_snapshot)
+        head_id = _table_at(con, SOURCE, table, head)
+        before = _columns_at(con, SOURCE, fork_id, b.fork_snapshot) if fork_id is not None else []
+        after = _columns_at(con, SOURCE, head_id, head) if head_id is not None else []
+        if head_id is None and fork_id is None:
+            continue  # created and dropped on the branch
+        if head_id is None:
+            d, how[table] = TableDiff(table, "dropped", columns_before=before), "drop"
+        elif fork_id is None or fork_id != head_id or before != after:
+            kind = "created" if fork_id is None else ("replaced" if fork_id != head_id else "schema")
+            d = TableDiff(table, kind, columns_before=before, columns_after=after)
+            d.inserted = int(con.execute(f"SELECT count(*) FROM {_sql_table(SOURCE, table)}").fetchone()[0])
+            how[table] = "copy"
+        else:
+            d = _row_diff(con, table, b.fork_snapshot, head, sample, (keys or {}).get(table), slot)
+            d.columns_before, d.columns_after = before, after
+            how[table] = "rows"
+            if table in ours and table.split(".", 1)[0] == STATE_SCHEMA:
+                # airduck's own state: both sides may change it if they changed different rows
+                if _rows_touched(con, table, b.base_snapshot, base_now, slot):
+                    conflicts.append(table)
+                how[table] = "rows"
+        d.slot = slot  # type: ignore[attr-defined]  # where _row_diff keeps its rows for _apply
+        if table in ours and how[table] != "rows" and table not in conflicts:
+            conflicts.append(table)  # airduck's state created, replaced or dropped on both sides: never overwritten
+        diffs.append(d)
+    return diffs, sorted(set(conflicts)), how
+
+
+def _feed(fn: str, alias: str, table: str, start: int, end: int, columns: str = "*") -> str:
+    schema, name = table.split(".", 1)
+    return (f"SELECT rowid AS _airduck_rowid{', ' + columns if columns else ''} FROM {fn}({quote_literal(alias)}, "
+            f"{quote_literal(schema)}, {quote_literal(name)}, CAST({int(start)} AS BIGINT), CAST({int(end)} AS BIGINT))")
+
+
+def _row_diff(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, sample: int,
+              key: list[str] | None = None, slot: int = 0) -> TableDiff:
+    """The net change of a table on the branch since the fork, kept in two temp tables (`_sets(slot)`): the row ids
+    of rows that were there at the fork and are gone or replaced (from the deletion feed, row ids only: no old
+    values are read), and the rows that are new at the head (the branch's table at its head, only the row ids the
+    insertion feed names: a row inserted and deleted again is not there; an updated row is there once, with its
+    last values). An update is a row id (DuckLake's UPDATE may keep it) or, with `key`, a key in both."""
+    gone, new = _sets(slot)
+    ref = _sql_table(SOURCE, table)
+    n_fork = _next_row_id(con, table, fork)
+    dele = _feed("ducklake_table_deletions", SOURCE, table, fork + 1, head, "")
+    ins = _feed("ducklake_table_insertions", SOURCE, table, fork + 1, head, "")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone}_all AS SELECT DISTINCT _airduck_rowid FROM ({dele})")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone} AS SELECT _airduck_rowid FROM temp.{gone}_all "
+                f"WHERE _airduck_rowid < {int(n_fork)}")
+    # a row the insertion feed names whose row id was never deleted since is there at the head, as inserted (only
+    # the new files are read); a row id inserted and deleted too (deleted again, or an UPDATE that kept its row id)
+    # is looked up in the branch's table at its head, which then is scanned once
+    feed = _feed("ducklake_table_insertions", SOURCE, table, fork + 1, head)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {new} AS SELECT * FROM ({feed}) "
+                f"WHERE _airduck_rowid NOT IN (SELECT _airduck_rowid FROM temp.{gone}_all)")
+    ambiguous = f"SELECT _airduck_rowid FROM ({ins}) INTERSECT SELECT _airduck_rowid FROM temp.{gone}_all"
+    if con.execute(f"SELECT count(*) FROM ({ambiguous})").fetchone()[0]:
+        con.execute(f"INSERT INTO temp.{new} SELECT rowid AS _airduck_rowid, * FROM {ref} "
+                    f"WHERE rowid IN ({ambiguous})")
+    con.execute(f"DROP TABLE temp.{gone}_all")
+    if key:  # the keys of the rows that went: their old values, key columns only
+        cols = ", ".join(quote_ident(k) for k in key)
+        ident = "struct_pack(" + ", ".join(f"{quote_ident(k)} := {quote_ident(k)}" for k in key) + ")"
+        old = (f"SELECT DISTINCT {ident} AS r FROM ({_feed('ducklake_table_deletions', SOURCE, table, fork + 1, head, cols)}) "
+               f"WHERE _airduck_rowid < {int(n_fork)}")
+        now = f"SELECT DISTINCT {ident} AS r FROM temp.{new}"
+    else:
+        old = f"SELECT _airduck_rowid AS r FROM temp.{gone}"
+        now = f"SELECT _airduck_rowid AS r FROM temp.{new}"
+    updated, inserted, deleted = con.execute(
+        "SELECT count(*) FILTER (WHERE i.r IS NOT NULL AND d.r IS NOT NULL), count(*) FILTER (WHERE d.r IS NULL), "
+        f"count(*) FILTER (WHERE i.r IS NULL) FROM ({now}) i FULL JOIN ({old}) d USING (r)").fetchone()
+    d = TableDiff(table, "rows", int(inserted), int(deleted), int(updated))
+    if sample:
+        rel = con.sql(f"SELECT * EXCLUDE (_airduck_rowid) FROM temp.{new} LIMIT {int(sample)}")
+        d.sample = [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+    return d
+
+
+def _next_row_id(con: duckdb.DuckDBPyConnection, table: str, snapshot: int) -> int:
+    """One more than the largest row id the branch's `table` had at `snapshot`, from the catalog (no scan): row ids
+    are never reused, so a larger one is a row added after it."""
+    m = _metadata(SOURCE)
+    table_id = _table_at(con, SOURCE, table, snapshot)
+    at = int(snapshot)
+    top = con.execute(f"SELECT coalesce(max(row_id_start + record_count), 0) FROM {m}.ducklake_data_file "
+                      f"WHERE table_id = ? AND begin_snapshot <= {at}", [table_id]).fetchone()[0]
+    for (name,) in con.execute(f"SELECT table_name FROM {m}.ducklake_inlined_data_tables WHERE table_id = ?",
+                               [table_id]).fetchall():
+        inlined = con.execute(f"SELECT coalesce(max(row_id) + 1, 0) FROM {m}.{quote_ident(name)} "
+                              f"WHERE begin_snapshot <= {at}").fetchone()[0]
+        top = max(int(top), int(inlined))
+    return int(top)
+
+
+def _sets(slot: int) -> tuple[str, str]:
+    return f"_airduck_gone_{slot}", f"_airduck_new_{slot}"
+
+
+def _rows_touched(con: duckdb.DuckDBPyConnection, table: str, after: int, now: int, slot: int) -> bool:
+    """Whether the target deleted or replaced, after snapshot `after`, a row the branch deleted or replaced."""
+    feed = _feed("ducklake_table_deletions", LAKE, table, after + 1, now, "")
+    return bool(con.execute(f"SELECT count(*) FROM ({feed}) WHERE _airduck_rowid IN "
+                            f"(SELECT _airduck_rowid FROM temp.{_sets(slot)[0]})").fetchone()[0])
+
+
+def _resolve(project: Project, name: str, into: str | None) -> tuple[Branch, str]:
+    b = get(project, check_name(name))
+    into = into or b.base
+    if into != b.base:
+        raise BranchError(f"branch {name!r} was forked from {b.base!r}: it can only be merged into {b.base!r}",
+                          hint=f"airduck merge {name} --into {b.base}")
+    return b, into
+
+
+def diff(project: Project, name: str, base: str | None = None, *, table: str | None = None,
+         sample: int = 5, keys: dict[str, list[str]] | None = None) -> Diff:
+    """What branch `name` changed since its fork (per table: rows inserted/deleted/updated with a sample, or the
+    schema change), from its change feed; and the tables its base changed too (conflicts)."""
+    b, into = _resolve(project, name, base)
+    con = _open_pair(project, b, into)
+    try:
+        head = int(con.execute(f"SELECT id FROM {SOURCE}.current_snapshot()").fetchone()[0])
+        now = int(con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()[0])
+        tables, conflicts, _ = _plan(con, b, head, now, sample, only=table, keys=keys)
+        return Diff(into, name, b.fork_snapshot, head, b.base_snapshot, tables, conflicts)
+    finally:
+        con.close()
+
+
+def merge(project: Project, name: str, into: str | None = None, *, dry_run: bool = False,
+          message: str | None = None, keep: bool = True, **extra: Any) -> MergeResult:
+    """Merge branch `name` into its base in one commit. A table changed on both sides since the fork is a
+    conflict: MergeConflict, nothing is written. After the merge the branch is forked again from the merge commit
+    (`keep`) or deleted. See docs/branches.md."""
+    b, into = _resolve(project, name, into)
+    con = _open_pair(project, b, into)
+    try:
+        head = int(con.execute(f"SELECT id FROM {SOURCE}.current_snapshot()").fetchone()[0])
+        now = int(con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()[0])
+        with write(con, message or f"merge branch {name} into {into}", step="merge", merge=name, fork=b.fork_snapshot,
+                   head=head, **extra):
+            tables, conflicts, how = _plan(con, b, head, now)
+            if conflicts:
+                raise MergeConflict(
+                    f"cannot merge {name} into {into}: {', '.join(conflicts)} changed on both since the fork "
+                    f"(snapshot {b.base_snapshot} of {into}); nothing was merged", conflicts,
+                    hint=f"see `airduck diff {into}..{name}`; redo the change on a new branch of {into}")
+            if dry_run or not tables:
+                raise _NothingToDo
+            for d in tables:
+                _apply(con, d, how[d.table], d.slot)  # type: ignore[attr-defined]
+            _failpoint("merge:before-commit")
+    except _NothingToDo:
+        con.close()
+        return MergeResult(name, into, None, tables, dry_run=True) if dry_run else MergeResult(name, into, None, [])
+    except BaseException:
+        con.close()
+        raise
+    try:
+        snapshot = int(con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()[0])
+    finally:
+        con.close()
+    _failpoint("merge:after-commit")
+    delete(project, name)
+    if keep:  # the branch starts again from the merge commit (its row ids no longer match the target's)
+        create(project, name, into)
+    return MergeResult(name, into, snapshot, tables)
+
+
+class _NothingToDo(Exception):
+    pass
+
+
+def _apply(con: duckdb.DuckDBPyConnection, d: TableDiff, how: str, slot: int) -> None:
+    target, source = _sql_table(LAKE, d.table), _sql_table(SOURCE, d.table)
+    schema = d.table.split(".", 1)[0]
+    if how == "drop":
+        con.execute(f"DROP TABLE IF EXISTS {target}")
+    elif how == "copy":
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {LAKE}.{quote_ident(schema)}")
+        con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {source}")
+    else:  # the temp tables of _row_diff (same slot): rows that went by row id, then the new rows
+        gone, new = _sets(slot)
+        cols = ", ".join(quote_ident(c.split(": ", 1)[0]) for c in d.columns_after)
+        con.execute(f"DELETE FROM {target} WHERE rowid IN (SELECT _airduck_rowid FROM temp.{gone})")
+        con.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM temp.{new}")
