@@ -39,6 +39,21 @@ class HttpTransport(Model):
     timeout: float = Field(5.0, gt=0, le=120, description="seconds per request; a backend that is down or slow "
                                                           "is given up for the rest of the run")
 
+    @property
+    def post_url(self) -> str:
+        """Where events are POSTed: the endpoint joined to the URL's path; the URL's query (a token) kept."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        p = urlsplit(self.url)
+        return urlunsplit((p.scheme, p.netloc, p.path.rstrip("/") + "/" + self.endpoint.lstrip("/"), p.query, ""))
+
+    @property
+    def target(self) -> str:
+        """The endpoint's URL as printed: without user info, query or fragment (where tokens hide)."""
+        from airduck.lineage.naming import safe_url
+
+        return safe_url(self.post_url)
+
 
 class LineageConfig(Model):
     enabled: bool = True
@@ -61,7 +76,7 @@ class Settings:
 
     @property
     def targets(self) -> list[str]:
-        return [h.url.rstrip("/") + "/" + h.endpoint.lstrip("/") for h in self.http]
+        return [h.target for h in self.http]
 
 
 def _truthy(value: str | None) -> bool:
@@ -134,7 +149,22 @@ def resolve(config: LineageConfig | None, project_name: str, root: Path,
     for h in s.http:
         if h.api_key is not None:
             register_secret(h.api_key.get_secret_value())
+        _register_url_secrets(h.url)
     return s
+
+
+def _register_url_secrets(url: str) -> None:
+    """A backend URL's password and query values (``?api_key=...``) are secrets: an error that echoes the URL is
+    masked."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(url)
+    try:
+        register_secret(parts.password)
+    except ValueError:
+        pass
+    for _, value in parse_qsl(parts.query):
+        register_secret(value)
 
 
 def _env_http(env: Mapping[str, str]) -> list[HttpTransport]:

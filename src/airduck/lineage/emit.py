@@ -29,20 +29,32 @@ def event_key(line: str) -> str:
     return hashlib.sha1(line.encode()).hexdigest()
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A backend's redirect is a failure: urllib would follow it with the `Authorization` header (the API key) to
+    whatever host it names, and turn the POST into a GET whose 200 would count as delivered."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def post(transport: HttpTransport, body: bytes) -> None:
-    """POST one event; raises on a connection error, a timeout or an HTTP status >= 400."""
-    url = transport.url.rstrip("/") + "/" + transport.endpoint.lstrip("/")
+    """POST one event; raises on a connection error, a timeout, a redirect or an HTTP status >= 300."""
+    url = transport.post_url
     headers = {"Content-Type": "application/json"}
     if transport.api_key is not None:
         headers["Authorization"] = "Bearer " + transport.api_key.get_secret_value()
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    with urllib.request.urlopen(req, timeout=transport.timeout) as resp:
-        if resp.status >= 400:
+    with _OPENER.open(req, timeout=transport.timeout) as resp:
+        if resp.status >= 300:
             raise urllib.error.HTTPError(url, resp.status, "error", resp.headers, None)
 
 
 def _target(t: HttpTransport) -> str:
-    return t.url.rstrip("/") + "/" + t.endpoint.lstrip("/")
+    """The backend as printed and noted in ``delivered``: no user info, query or fragment (tokens hide there)."""
+    return t.target
 
 
 class Delivered:
