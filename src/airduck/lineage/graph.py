@@ -141,7 +141,11 @@ class LineageGraph:
 
 
 def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;")
+    """Text for a quoted Mermaid label: `#` first (Mermaid reads ``#name;`` as an entity), then quotes and the
+    characters Mermaid's HTML labels would take as markup."""
+    for char, code in (("#", "#35;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;")):
+        text = text.replace(char, code)
+    return text
 
 
 def _dot(text: str) -> str:

@@ -1,0 +1,58 @@
+"""The graph against hostile input: names needing escaping in Mermaid, tricky silver expressions, unknown tables."""
+
+from __future__ import annotations
+
+from airduck.lineage.columns import expression_columns
+from airduck.lineage.graph import LineageGraph
+from tests.integration.test_pipeline_runs import orders_config
+
+SOURCE = 'files:da"ta/my-or#ders;x/<a>*.csv'
+
+
+def _graph() -> LineageGraph:
+    return LineageGraph(
+        {SOURCE: {"id": SOURCE, "kind": "source", "name": SOURCE, "label": SOURCE},
+         "ingest:my-orders": {"id": "ingest:my-orders", "kind": "step", "name": "my-orders", "label": "ingest:my-orders"}},
+        [{"source": SOURCE, "target": "ingest:my-orders"}])
+
+
+def test_mermaid_labels_escape_hash_quotes_and_markup():
+    text = _graph().to_mermaid()
+    label = text.splitlines()[1]
+    assert label == '  n0[("files:da#quot;ta/my-or#35;ders;x/#lt;a#gt;*.csv")]', label
+    # no raw quote, `<`/`>` or an entity Mermaid would decode other than the ones written on purpose
+    inner = label.split('"')[1]
+    assert '"' not in inner and "<" not in inner and ">" not in inner and "#ders;" not in inner
+
+
+def test_dot_ids_and_labels_are_quoted_and_escaped():
+    text = _graph().to_dot()
+    assert '"files:da\\"ta/my-or#ders;x/<a>*.csv" -> "ingest:my-orders";' in text
+
+
+def test_expression_columns_in_written_order_without_subquery_columns():
+    assert expression_columns("CASE WHEN status = 'x' THEN a ELSE b END") == ["status", "a", "b"]
+    assert expression_columns("coalesce(b, a)") == ["b", "a"]
+    # `v` is a column of `other`, not of this row; only `w` is
+    assert expression_columns("(SELECT max(v) FROM other) + w") == ["w"]
+    # a lambda's parameter is not a column; `k` is
+    assert expression_columns("list_transform(items, x -> x * k)") == ["items", "k"]
+    # struct access: the root column
+    assert expression_columns('payload.amount::DOUBLE + "Order Id"') == ["payload", "Order Id"]
+
+
+def test_an_unknown_table_is_one_clear_line(local_projects, capsys):
+    from airduck.cli.app import main
+
+    root = local_projects.make(orders_config())
+    capsys.readouterr()
+    try:
+        main(["-p", str(root), "lineage", "nosuch.table"])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    got = capsys.readouterr()
+    out = (got.out + got.err).strip()
+    assert code == 1, out
+    assert "nosuch.table" in out and "Traceback" not in out, out
+    assert len([ln for ln in out.splitlines() if ln.strip()]) == 1, out
