@@ -137,3 +137,39 @@ def test_a_backend_that_accepts_and_never_answers_is_bounded(tmp_path):
     assert run < 3.5, f"20 events to a hung backend took {run:.1f}s (timeout 1s, then given up)"
     assert send < 3.5 and sent["pending"] == 20 and sent["sent"] == 0, (send, sent)
     assert len(em.warnings) == 1 and "timed out" in em.warnings[0], em.warnings
+
+
+def test_a_backend_that_answers_a_byte_at_a_time_is_bounded(tmp_path):
+    stop = threading.Event()
+
+    class Drip(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.wfile.write(b"HTTP/1.1 201 Created\r\n")
+            for _ in range(100):  # one header byte every 0.3 s: each read is within the timeout, the whole is not
+                if stop.wait(0.3):
+                    return
+                try:
+                    self.wfile.write(b"X")
+                    self.wfile.flush()
+                except OSError:
+                    return
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with server(Drip) as url:
+        settings = _settings(tmp_path, url, timeout=1.0)
+        em = Emitter(settings, drain_seconds=30)
+        t0 = time.monotonic()
+        for _ in range(5):
+            em.emit('{"eventType": "START"}')
+        em.close()
+        run = time.monotonic() - t0
+        t0 = time.monotonic()
+        sent = send_kept(settings, deadline_seconds=60)
+        send = time.monotonic() - t0
+        stop.set()
+    assert run < 6, f"a dripping backend held the run {run:.1f}s (timeout 1s: at most 3s per request)"
+    assert send < 6 and sent["pending"] == 5 and sent["sent"] == 0, (send, sent)
+    assert len(em.warnings) == 1 and "TimeoutError" in em.warnings[0], em.warnings

@@ -52,6 +52,27 @@ def post(transport: HttpTransport, body: bytes) -> None:
             raise urllib.error.HTTPError(url, resp.status, "error", resp.headers, None)
 
 
+def post_bounded(transport: HttpTransport, body: bytes) -> None:
+    """`post`, given up after ``2 x timeout + 1`` seconds in all: urllib's timeout bounds each socket read, so a
+    backend that answers a byte at a time would otherwise hold the request for ever."""
+    box: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            post(transport, body)
+        except BaseException as exc:  # handed to the caller
+            box.append(exc)
+
+    seconds = 2 * transport.timeout + 1
+    thread = threading.Thread(target=one, name="airduck-openlineage-send", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError(f"no full answer after {seconds:g}s")
+    if box:
+        raise box[0]
+
+
 def _target(t: HttpTransport) -> str:
     """The backend as printed and noted in ``delivered``: no user info, query or fragment (tokens hide there)."""
     return t.target
@@ -120,7 +141,7 @@ class Emitter:
                 if target in self._down:
                     continue
                 try:
-                    post(t, body)
+                    post_bounded(t, body)
                     self.delivered.add(event_key(line), target)
                 except Exception as exc:
                     self._give_up(target, exc)
@@ -166,7 +187,7 @@ def send_kept(settings: Settings, deadline_seconds: float = 120.0) -> dict[str, 
                 pending += 1
                 continue
             try:
-                post(t, line.encode())
+                post_bounded(t, line.encode())
                 done.add(key, target)
                 sent += 1
             except Exception as exc:
