@@ -56,3 +56,14 @@ def test_an_unknown_table_is_one_clear_line(local_projects, capsys):
     assert code == 1, out
     assert "nosuch.table" in out and "Traceback" not in out, out
     assert len([ln for ln in out.splitlines() if ln.strip()]) == 1, out
+
+
+def test_a_dbt_column_renamed_through_a_cte_after_a_transformation_is_not_identity():
+    from airduck.lineage.dbt import model_columns
+
+    sql = ('with a as (select upper(name) as n, id, name from "lake"."silver"."s") '
+           "select n, id, name as m, n || id as k from a")
+    got = {c.column: [(s.table, s.column, s.subtype) for s in c.sources] for c in model_columns("gold.x", sql)}
+    assert got == {"n": [("silver.s", "name", "TRANSFORMATION")], "id": [("silver.s", "id", "IDENTITY")],
+                   "m": [("silver.s", "name", "IDENTITY")],
+                   "k": [("silver.s", "id", "TRANSFORMATION"), ("silver.s", "name", "TRANSFORMATION")]}
