@@ -67,3 +67,10 @@ def test_a_dbt_column_renamed_through_a_cte_after_a_transformation_is_not_identi
     assert got == {"n": [("silver.s", "name", "TRANSFORMATION")], "id": [("silver.s", "id", "IDENTITY")],
                    "m": [("silver.s", "name", "IDENTITY")],
                    "k": [("silver.s", "id", "TRANSFORMATION"), ("silver.s", "name", "TRANSFORMATION")]}
+
+
+def test_table_names_resolve_case_insensitively_and_quoted():
+    g = LineageGraph({i: {"id": i, "kind": "table", "name": i, "label": i} for i in ("silver.orders", "bronze.orders")})
+    assert g.resolve("SILVER.Orders") == "silver.orders"
+    assert g.resolve('"silver"."orders"') == "silver.orders"
+    assert g.resolve("ORDERS") == "silver.orders"

@@ -58,6 +58,13 @@ class LineageGraph:
             named = [n["id"] for n in self.nodes.values() if n["name"] == text]
             if len(named) == 1:
                 return named[0]
+        folded = [i for i in self.nodes if i.lower() == text.lower()]  # SQL names are case-insensitive
+        if len(folded) == 1:
+            return folded[0]
+        if "." not in text and ":" not in text:
+            folded = [p + text.lower() for p in ("silver.", "gold.", "bronze.") if p + text.lower() in self.nodes]
+            if folded:
+                return folded[0]
         raise NotFound(f"lineage: no table, source or step {table!r}",
                        hint="name a lake table (silver.orders), a step id (ingest:orders) or see `airduck lineage`")
 
