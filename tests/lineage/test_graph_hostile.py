@@ -74,3 +74,18 @@ def test_table_names_resolve_case_insensitively_and_quoted():
     assert g.resolve("SILVER.Orders") == "silver.orders"
     assert g.resolve('"silver"."orders"') == "silver.orders"
     assert g.resolve("ORDERS") == "silver.orders"
+
+
+def test_a_files_source_url_with_a_password_or_signature_is_shown_without_them(local_projects):
+    import json
+
+    from airduck.lakehouse import Lakehouse
+
+    root = local_projects.make({"sources": {"items": {
+        "type": "files", "path": "https://user:pw-secret-1234@127.0.0.1:9/x.csv?sig=sig-secret-5678"}}})
+    with Lakehouse.open(root) as lh:
+        g = lh.lineage(columns=True)
+    out = json.dumps(g.to_dict()) + g.to_mermaid(True) + g.to_dot(True)
+    assert "files:https://127.0.0.1:9/x.csv" in g.nodes, list(g.nodes)
+    assert "pw-secret-1234" not in out and "sig-secret-5678" not in out, out
+    assert g.resolve("files:https://127.0.0.1:9/x.csv") == "files:https://127.0.0.1:9/x.csv"

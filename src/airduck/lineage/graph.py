@@ -17,15 +17,21 @@ from airduck.core.model import Dataset, DatasetKind, StepKind
 from airduck.core.plan import Plan
 from airduck.errors import NotFound
 from airduck.lineage.columns import ColumnLineage, silver_columns
-from airduck.lineage.naming import dataset_name, lake_namespace
+from airduck.lineage.naming import dataset_name, lake_namespace, safe_url
 
 _KIND = {DatasetKind.LAKE: "table", DatasetKind.FILES: "source", DatasetKind.POSTGRES: "source",
          DatasetKind.HTTP: "source", DatasetKind.POSTGRES_MART: "mart", DatasetKind.EXPORT: "export"}
 
 
+def _shown(dataset: Dataset) -> str:
+    """A dataset's name as the graph shows it: a URL without user info, query or fragment (a password, a
+    presigned signature); lake tables as they are."""
+    return dataset.name if dataset.kind == DatasetKind.LAKE else safe_url(dataset.name)
+
+
 def node_id(dataset: Dataset) -> str:
     """A dataset's node id: ``silver.orders`` for lake tables, ``<kind>:<name>`` for the others."""
-    return str(dataset)
+    return str(dataset) if dataset.kind == DatasetKind.LAKE else f"{dataset.kind.value}:{_shown(dataset)}"
 
 
 def _role(name: str) -> str | None:
@@ -174,9 +180,11 @@ def build_graph(project: Any, plan: Plan, *, columns: bool = False, gold_columns
             kind = _KIND.get(d.kind, "table")
             layer = d.name.split(".", 1)[0] if d.kind == DatasetKind.LAKE else (
                 "source" if kind == "source" else "serve")
-            node = g.nodes[nid] = {"id": nid, "kind": kind, "name": d.name, "label": d.name if kind != "source"
-                                   else f"{d.kind.value}: {d.name}", "layer": layer, "namespace": ns,
-                                   "openlineage_name": name, "dataset_kind": d.kind.value, "location": d.location,
+            shown = _shown(d)
+            node = g.nodes[nid] = {"id": nid, "kind": kind, "name": shown, "label": shown if kind != "source"
+                                   else f"{d.kind.value}: {shown}", "layer": layer, "namespace": ns,
+                                   "openlineage_name": name, "dataset_kind": d.kind.value,
+                                   "location": safe_url(d.location) if d.location else None,
                                    "role": _role(d.name) if d.kind == DatasetKind.LAKE else None, "step": None}
         if produced:
             node["step"] = step_id
