@@ -11,7 +11,8 @@ Several transports at once: give `http` and `console` (the file is always writte
 to ``OPENLINEAGE_URL`` when it is set. With no `lineage:` block,
 OpenLineage's settings turn emission on: ``OPENLINEAGE_URL`` (+ ``OPENLINEAGE_ENDPOINT``, ``OPENLINEAGE_API_KEY``),
 or the ``transport:`` of the file ``OPENLINEAGE_CONFIG`` names, or of ``openlineage.yml`` in the project (or the
-current folder). ``OPENLINEAGE_DISABLED=true`` turns emission off whatever else says.
+current folder). ``OPENLINEAGE_DISABLED=true`` turns emission off whatever else says. As in OpenLineage's client, a config file
+with a ``transport:`` wins over ``OPENLINEAGE_URL``.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def _from_openlineage_yml(path: Path, env: Mapping[str, str]) -> tuple[list[Http
                               hint="use http, console, file or composite")
 
     transport = data.get("transport") or {}
-    if isinstance(transport, Mapping):
+    if isinstance(transport, Mapping) and transport:  # a file without one (facets only): no transport
         one(transport)
     return http, console, file
 
@@ -134,18 +135,23 @@ def resolve(config: LineageConfig | None, project_name: str, root: Path,
         http = [config.http] if config.http else _env_http(env)  # a block without `http:` takes OPENLINEAGE_URL
         s = Settings(config.enabled and not off, config.namespace or namespace, _path(root, config.file), http,
                      config.console)
-    elif env.get("OPENLINEAGE_URL"):
-        s = Settings(not off, namespace, _path(root, DEFAULT_FILE), _env_http(env), origin="OPENLINEAGE_URL")
     else:
+        # as OpenLineage's own client: a config file (OPENLINEAGE_CONFIG, openlineage.yml in the project or the
+        # current folder, ~/.openlineage/openlineage.yml) with a transport wins over OPENLINEAGE_URL
+        home = Path(env["HOME"]) if env.get("HOME") else None
         path = Path(env["OPENLINEAGE_CONFIG"]) if env.get("OPENLINEAGE_CONFIG") else next(
-            (p for p in (root / "openlineage.yml", Path.cwd() / "openlineage.yml") if p.is_file()), None)
-        if path is None:
-            return Settings(False, namespace, _path(root, DEFAULT_FILE), origin="none")
-        if not path.is_file():
+            (p for p in (root / "openlineage.yml", Path.cwd() / "openlineage.yml",
+                         *([home / ".openlineage" / "openlineage.yml"] if home else [])) if p.is_file()), None)
+        if path is not None and not path.is_file():
             raise ConfigError(f"OPENLINEAGE_CONFIG={path}: no such file", hint="point it at an openlineage.yml")
-        http, console, file = _from_openlineage_yml(path, env)
-        s = Settings(not off, namespace, _path(root, str(file)) if file else _path(root, DEFAULT_FILE), http,
-                     console, origin=str(path))
+        http, console, file = _from_openlineage_yml(path, env) if path is not None else ([], False, None)
+        if http or console or file:
+            s = Settings(not off, namespace, _path(root, str(file)) if file else _path(root, DEFAULT_FILE), http,
+                         console, origin=str(path))
+        elif env.get("OPENLINEAGE_URL"):
+            s = Settings(not off, namespace, _path(root, DEFAULT_FILE), _env_http(env), origin="OPENLINEAGE_URL")
+        else:
+            return Settings(False, namespace, _path(root, DEFAULT_FILE), origin="none")
     for h in s.http:
         if h.api_key is not None:
             register_secret(h.api_key.get_secret_value())
