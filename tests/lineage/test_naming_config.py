@@ -106,3 +106,23 @@ def test_graph_of_a_small_project_without_a_run(local_projects):
     # `orders` (a bare name) is silver.orders; upstream only: no quarantine, which nothing reads
     assert {n["id"] for n in only["nodes"]} == {"files:data/orders/*.csv", "ingest:orders", "bronze.orders",
                                                 "silver:orders", "silver.orders"}
+
+
+def test_a_config_file_wins_over_openlineage_url_as_in_openlineages_client(tmp_path: Path):
+    env = {"OPENLINEAGE_URL": "http://url:1"}
+    (tmp_path / "ol.yml").write_text("transport: {type: http, url: 'http://file:2'}\n")
+    assert resolve(None, "shop", tmp_path, {**env, "OPENLINEAGE_CONFIG": str(tmp_path / "ol.yml")}).targets == [
+        "http://file:2/api/v1/lineage"]
+    # a config file without a transport (facets only, say): OPENLINEAGE_URL still applies
+    (tmp_path / "ol.yml").write_text("facets: {environment_variables: [X]}\n")
+    assert resolve(None, "shop", tmp_path, {**env, "OPENLINEAGE_CONFIG": str(tmp_path / "ol.yml")}).targets == [
+        "http://url:1/api/v1/lineage"]
+    # ~/.openlineage/openlineage.yml, as OpenLineage's client reads it
+    home = tmp_path / "home"
+    (home / ".openlineage").mkdir(parents=True)
+    (home / ".openlineage" / "openlineage.yml").write_text("transport: {type: http, url: 'http://home:3'}\n")
+    project = tmp_path / "p"
+    project.mkdir()
+    s = resolve(None, "shop", project, {**env, "HOME": str(home)})
+    assert s.enabled and s.targets == ["http://home:3/api/v1/lineage"]
+    assert not resolve(None, "shop", project, {"HOME": str(home), "OPENLINEAGE_DISABLED": "true"}).enabled

@@ -45,11 +45,12 @@ def expression_columns(text: str) -> list[str]:
     """The root column names a SQL expression refers to (parsed with sqlglot, duckdb dialect), in order."""
     tree = sqlglot.parse_one(text, dialect="duckdb")
     out: list[str] = []
-    for node in tree.walk():
-        if isinstance(node, exp.Column):
-            parts = [p.name for p in node.parts]
-            if parts and parts[0] not in out:
-                out.append(parts[0])
+    for node in tree.find_all(exp.Column, bfs=False):  # depth first: the order they are written in
+        if node.find_ancestor(exp.Select) is not None:
+            continue  # a column of a subquery's own FROM is not a column of this row
+        parts = [p.name for p in node.parts]
+        if parts and parts[0] not in out:
+            out.append(parts[0])
     return out
 
 

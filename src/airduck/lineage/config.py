@@ -11,7 +11,8 @@ Several transports at once: give `http` and `console` (the file is always writte
 to ``OPENLINEAGE_URL`` when it is set. With no `lineage:` block,
 OpenLineage's settings turn emission on: ``OPENLINEAGE_URL`` (+ ``OPENLINEAGE_ENDPOINT``, ``OPENLINEAGE_API_KEY``),
 or the ``transport:`` of the file ``OPENLINEAGE_CONFIG`` names, or of ``openlineage.yml`` in the project (or the
-current folder). ``OPENLINEAGE_DISABLED=true`` turns emission off whatever else says.
+current folder). ``OPENLINEAGE_DISABLED=true`` turns emission off whatever else says. As in OpenLineage's client, a config file
+with a ``transport:`` wins over ``OPENLINEAGE_URL``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,21 @@ class HttpTransport(Model):
     timeout: float = Field(5.0, gt=0, le=120, description="seconds per request; a backend that is down or slow "
                                                           "is given up for the rest of the run")
 
+    @property
+    def post_url(self) -> str:
+        """Where events are POSTed: the endpoint joined to the URL's path; the URL's query (a token) kept."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        p = urlsplit(self.url)
+        return urlunsplit((p.scheme, p.netloc, p.path.rstrip("/") + "/" + self.endpoint.lstrip("/"), p.query, ""))
+
+    @property
+    def target(self) -> str:
+        """The endpoint's URL as printed: without user info, query or fragment (where tokens hide)."""
+        from airduck.lineage.naming import safe_url
+
+        return safe_url(self.post_url)
+
 
 class LineageConfig(Model):
     enabled: bool = True
@@ -61,7 +77,7 @@ class Settings:
 
     @property
     def targets(self) -> list[str]:
-        return [h.url.rstrip("/") + "/" + h.endpoint.lstrip("/") for h in self.http]
+        return [h.target for h in self.http]
 
 
 def _truthy(value: str | None) -> bool:
@@ -103,7 +119,7 @@ def _from_openlineage_yml(path: Path, env: Mapping[str, str]) -> tuple[list[Http
                               hint="use http, console, file or composite")
 
     transport = data.get("transport") or {}
-    if isinstance(transport, Mapping):
+    if isinstance(transport, Mapping) and transport:  # a file without one (facets only): no transport
         one(transport)
     return http, console, file
 
@@ -119,22 +135,42 @@ def resolve(config: LineageConfig | None, project_name: str, root: Path,
         http = [config.http] if config.http else _env_http(env)  # a block without `http:` takes OPENLINEAGE_URL
         s = Settings(config.enabled and not off, config.namespace or namespace, _path(root, config.file), http,
                      config.console)
-    elif env.get("OPENLINEAGE_URL"):
-        s = Settings(not off, namespace, _path(root, DEFAULT_FILE), _env_http(env), origin="OPENLINEAGE_URL")
     else:
+        # as OpenLineage's own client: a config file (OPENLINEAGE_CONFIG, openlineage.yml in the project or the
+        # current folder, ~/.openlineage/openlineage.yml) with a transport wins over OPENLINEAGE_URL
+        home = Path(env["HOME"]) if env.get("HOME") else None
         path = Path(env["OPENLINEAGE_CONFIG"]) if env.get("OPENLINEAGE_CONFIG") else next(
-            (p for p in (root / "openlineage.yml", Path.cwd() / "openlineage.yml") if p.is_file()), None)
-        if path is None:
-            return Settings(False, namespace, _path(root, DEFAULT_FILE), origin="none")
-        if not path.is_file():
+            (p for p in (root / "openlineage.yml", Path.cwd() / "openlineage.yml",
+                         *([home / ".openlineage" / "openlineage.yml"] if home else [])) if p.is_file()), None)
+        if path is not None and not path.is_file():
             raise ConfigError(f"OPENLINEAGE_CONFIG={path}: no such file", hint="point it at an openlineage.yml")
-        http, console, file = _from_openlineage_yml(path, env)
-        s = Settings(not off, namespace, _path(root, str(file)) if file else _path(root, DEFAULT_FILE), http,
-                     console, origin=str(path))
+        http, console, file = _from_openlineage_yml(path, env) if path is not None else ([], False, None)
+        if http or console or file:
+            s = Settings(not off, namespace, _path(root, str(file)) if file else _path(root, DEFAULT_FILE), http,
+                         console, origin=str(path))
+        elif env.get("OPENLINEAGE_URL"):
+            s = Settings(not off, namespace, _path(root, DEFAULT_FILE), _env_http(env), origin="OPENLINEAGE_URL")
+        else:
+            return Settings(False, namespace, _path(root, DEFAULT_FILE), origin="none")
     for h in s.http:
         if h.api_key is not None:
             register_secret(h.api_key.get_secret_value())
+        _register_url_secrets(h.url)
     return s
+
+
+def _register_url_secrets(url: str) -> None:
+    """A backend URL's password and query values (``?api_key=...``) are secrets: an error that echoes the URL is
+    masked."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(url)
+    try:
+        register_secret(parts.password)
+    except ValueError:
+        pass
+    for _, value in parse_qsl(parts.query):
+        register_secret(value)
 
 
 def _env_http(env: Mapping[str, str]) -> list[HttpTransport]:

@@ -55,16 +55,20 @@ def model_columns(table: str, sql: str) -> list[ColumnLineage]:
         except Exception:
             continue
         sources: list[SourceColumn] = []
-        for node in root.walk():
+        nodes = list(root.walk())
+        # IDENTITY only when every step from the output to the table is a plain column (a CTE's `upper(x) AS n`
+        # selected as `n` is a transformation)
+        identity = all(isinstance(n.expression.unalias(), exp.Column) for n in nodes
+                       if not isinstance(n.expression, exp.Table))
+        for node in nodes:
             if isinstance(node.expression, exp.Table):
                 col = node.name.rsplit(".", 1)[-1]
                 src = SourceColumn(_lake_table(node.expression), col, "DIRECT",
-                                   "IDENTITY" if isinstance(root.expression.unalias(), exp.Column) else
-                                   "TRANSFORMATION", "dbt model")
+                                   "IDENTITY" if identity else "TRANSFORMATION", "dbt model")
                 if src not in sources:
                     sources.append(src)
-        if sources:
-            out.append(ColumnLineage(table, name, "dbt", tuple(sources),
+        if sources:  # sorted: sqlglot's walk order varies between processes (set order)
+            out.append(ColumnLineage(table, name, "dbt", tuple(sorted(sources, key=lambda s: (s.table, s.column))),
                                      sql=root.expression.sql(dialect="duckdb")[:500]))
     return out
 

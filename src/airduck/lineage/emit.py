@@ -29,20 +29,53 @@ def event_key(line: str) -> str:
     return hashlib.sha1(line.encode()).hexdigest()
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A backend's redirect is a failure: urllib would follow it with the `Authorization` header (the API key) to
+    whatever host it names, and turn the POST into a GET whose 200 would count as delivered."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def post(transport: HttpTransport, body: bytes) -> None:
-    """POST one event; raises on a connection error, a timeout or an HTTP status >= 400."""
-    url = transport.url.rstrip("/") + "/" + transport.endpoint.lstrip("/")
+    """POST one event; raises on a connection error, a timeout, a redirect or an HTTP status >= 300."""
+    url = transport.post_url
     headers = {"Content-Type": "application/json"}
     if transport.api_key is not None:
         headers["Authorization"] = "Bearer " + transport.api_key.get_secret_value()
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    with urllib.request.urlopen(req, timeout=transport.timeout) as resp:
-        if resp.status >= 400:
+    with _OPENER.open(req, timeout=transport.timeout) as resp:
+        if resp.status >= 300:
             raise urllib.error.HTTPError(url, resp.status, "error", resp.headers, None)
 
 
+def post_bounded(transport: HttpTransport, body: bytes) -> None:
+    """`post`, given up after ``2 x timeout + 1`` seconds in all: urllib's timeout bounds each socket read, so a
+    backend that answers a byte at a time would otherwise hold the request for ever."""
+    box: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            post(transport, body)
+        except BaseException as exc:  # handed to the caller
+            box.append(exc)
+
+    seconds = 2 * transport.timeout + 1
+    thread = threading.Thread(target=one, name="airduck-openlineage-send", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError(f"no full answer after {seconds:g}s")
+    if box:
+        raise box[0]
+
+
 def _target(t: HttpTransport) -> str:
-    return t.url.rstrip("/") + "/" + t.endpoint.lstrip("/")
+    """The backend as printed and noted in ``delivered``: no user info, query or fragment (tokens hide there)."""
+    return t.target
 
 
 class Delivered:
@@ -108,7 +141,7 @@ class Emitter:
                 if target in self._down:
                     continue
                 try:
-                    post(t, body)
+                    post_bounded(t, body)
                     self.delivered.add(event_key(line), target)
                 except Exception as exc:
                     self._give_up(target, exc)
@@ -154,7 +187,7 @@ def send_kept(settings: Settings, deadline_seconds: float = 120.0) -> dict[str, 
                 pending += 1
                 continue
             try:
-                post(t, line.encode())
+                post_bounded(t, line.encode())
                 done.add(key, target)
                 sent += 1
             except Exception as exc:

@@ -17,15 +17,21 @@ from airduck.core.model import Dataset, DatasetKind, StepKind
 from airduck.core.plan import Plan
 from airduck.errors import NotFound
 from airduck.lineage.columns import ColumnLineage, silver_columns
-from airduck.lineage.naming import dataset_name, lake_namespace
+from airduck.lineage.naming import dataset_name, lake_namespace, safe_url
 
 _KIND = {DatasetKind.LAKE: "table", DatasetKind.FILES: "source", DatasetKind.POSTGRES: "source",
          DatasetKind.HTTP: "source", DatasetKind.POSTGRES_MART: "mart", DatasetKind.EXPORT: "export"}
 
 
+def _shown(dataset: Dataset) -> str:
+    """A dataset's name as the graph shows it: a URL without user info, query or fragment (a password, a
+    presigned signature); lake tables as they are."""
+    return dataset.name if dataset.kind == DatasetKind.LAKE else safe_url(dataset.name)
+
+
 def node_id(dataset: Dataset) -> str:
     """A dataset's node id: ``silver.orders`` for lake tables, ``<kind>:<name>`` for the others."""
-    return str(dataset)
+    return str(dataset) if dataset.kind == DatasetKind.LAKE else f"{dataset.kind.value}:{_shown(dataset)}"
 
 
 def _role(name: str) -> str | None:
@@ -58,6 +64,13 @@ class LineageGraph:
             named = [n["id"] for n in self.nodes.values() if n["name"] == text]
             if len(named) == 1:
                 return named[0]
+        folded = [i for i in self.nodes if i.lower() == text.lower()]  # SQL names are case-insensitive
+        if len(folded) == 1:
+            return folded[0]
+        if "." not in text and ":" not in text:
+            folded = [p + text.lower() for p in ("silver.", "gold.", "bronze.") if p + text.lower() in self.nodes]
+            if folded:
+                return folded[0]
         raise NotFound(f"lineage: no table, source or step {table!r}",
                        hint="name a lake table (silver.orders), a step id (ingest:orders) or see `airduck lineage`")
 
@@ -141,7 +154,11 @@ class LineageGraph:
 
 
 def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;")
+    """Text for a quoted Mermaid label: `#` first (Mermaid reads ``#name;`` as an entity), then quotes and the
+    characters Mermaid's HTML labels would take as markup."""
+    for char, code in (("#", "#35;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;")):
+        text = text.replace(char, code)
+    return text
 
 
 def _dot(text: str) -> str:
@@ -163,9 +180,11 @@ def build_graph(project: Any, plan: Plan, *, columns: bool = False, gold_columns
             kind = _KIND.get(d.kind, "table")
             layer = d.name.split(".", 1)[0] if d.kind == DatasetKind.LAKE else (
                 "source" if kind == "source" else "serve")
-            node = g.nodes[nid] = {"id": nid, "kind": kind, "name": d.name, "label": d.name if kind != "source"
-                                   else f"{d.kind.value}: {d.name}", "layer": layer, "namespace": ns,
-                                   "openlineage_name": name, "dataset_kind": d.kind.value, "location": d.location,
+            shown = _shown(d)
+            node = g.nodes[nid] = {"id": nid, "kind": kind, "name": shown, "label": shown if kind != "source"
+                                   else f"{d.kind.value}: {shown}", "layer": layer, "namespace": ns,
+                                   "openlineage_name": name, "dataset_kind": d.kind.value,
+                                   "location": safe_url(d.location) if d.location else None,
                                    "role": _role(d.name) if d.kind == DatasetKind.LAKE else None, "step": None}
         if produced:
             node["step"] = step_id
