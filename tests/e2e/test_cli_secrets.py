@@ -67,7 +67,7 @@ def test_unreachable_catalog_with_an_awkward_password(tmp_path, capsys, monkeypa
                                           "sources": {"orders": {"type": "files", "path": "data/*.csv"}}})
     for args in (["doctor"], ["--debug", "run", "--json"]):  # text, JSON and a traceback
         code, text = cli(capsys, "-p", str(root), *args)
-        assert code == 1, text
+        assert code == (75 if "run" in args else 1), text  # `run` exits 75 on a transient failure (retry it)
         assert "catalog" in text and ("Traceback" in text or "doctor" in args), text
         assert_no_leak(pw, text, f"{catalog!r}: airduck {' '.join(args)}")
 
