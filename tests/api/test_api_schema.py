@@ -48,7 +48,7 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
             lh.con.execute("INSERT INTO bronze.t VALUES (100, NULL, NULL)")
         lh.objects().put_stream("docs/a.txt", [b"hello"], 100)
     app = create_app(root)
-    yield schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
+    yield schemathesis.openapi.from_asgi("/api/v1/openapi.json", app, headers=ADMIN)
     app.state.lakehouse.close()
 
 

@@ -51,7 +51,7 @@ def _url(path: str) -> str:
 
 
 def _endpoints(served: Served) -> list[tuple[str, str]]:
-    schema = served.client.get("/api/v1/openapi.json").json()
+    schema = served.get("/api/v1/openapi.json", "read").json()
     return [(m, p) for p, ops in schema["paths"].items() for m in ops if (m, p) not in OPEN]
 
 
@@ -86,7 +86,7 @@ def test_every_endpoint_needs_a_token_and_the_role(local_served: Served):
 
 
 def test_schema_declares_the_security(local_served: Served):
-    schema = local_served.client.get("/api/v1/openapi.json").json()
+    schema = local_served.get("/api/v1/openapi.json", "read").json()
     assert {"HTTPBearer", "APIKeyCookie"} <= set(schema["components"]["securitySchemes"])
     for method, path in ROLE:
         op = schema["paths"][path][method]

@@ -67,12 +67,18 @@ def test_serve_prints_a_token_once_and_serves(tmp_path: Path):
             raise AssertionError(f"serve did not start: {proc.poll()}")
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/api/v1/tables").status_code == 401
-        assert httpx.get(f"{base}/api/docs").status_code == 200
-        assert httpx.get(f"{base}/api/v1/openapi.json").json()["info"]["title"] == "airduck: serve_test"
+        assert httpx.get(f"{base}/api/docs").status_code == 401  # only /health is open
+        assert httpx.get(f"{base}/api/v1/openapi.json").status_code == 401
         # the token was printed on stderr; read what is there so far without waiting for the process
         os.set_blocking(proc.stderr.fileno(), False)
         early = proc.stderr.read() or ""
         token = re.search(r"admin token of this process is:\s+(\S+)", early).group(1)
+        bearer = {"Authorization": f"Bearer {token}"}
+        docs = httpx.get(f"{base}/api/docs", headers=bearer)
+        assert docs.status_code == 200 and "/api/static/swagger-ui/swagger-ui-bundle.js" in docs.text
+        assert "cdn" not in docs.text.lower()  # Swagger UI is vendored, nothing comes from a CDN
+        assert httpx.get(f"{base}/api/static/swagger-ui/swagger-ui-bundle.js").status_code == 200
+        assert httpx.get(f"{base}/api/v1/openapi.json", headers=bearer).json()["info"]["title"] == "airduck: serve_test"
         h = {"Authorization": f"Bearer {token}"}
         assert httpx.get(f"{base}/api/v1/tables", headers=h).json() == {"tables": []}
         assert httpx.put(f"{base}/api/v1/objects/in/a.txt", content=b"hi", headers=h).status_code == 201

@@ -55,10 +55,10 @@ def create_app(lakehouse: Lakehouse | str | Path | None = None, *, auth: Auth | 
         app.state.runs.shutdown()
         lh.close()
 
-    app = FastAPI(title=f"airduck: {lh.project.config.name}", version=__version__, openapi_url=OPENAPI_URL,
-                  docs_url=DOCS_URL, redoc_url=None, lifespan=lifespan,
+    app = FastAPI(title=f"airduck: {lh.project.config.name}", version=__version__, openapi_url=None,
+                  docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="The REST API of an airduck lakehouse: tables, rows, read-only SQL, snapshots, runs, "
-                              "lineage and objects. Send `Authorization: Bearer <token>`; `/health` is open.")
+                              "lineage and objects. Send `Authorization: Bearer <token>`; `/health` is the only open endpoint.")
     from airduck.api.runs import RunManager
 
     app.state.lakehouse = lh
@@ -85,7 +85,30 @@ def create_app(lakehouse: Lakehouse | str | Path | None = None, *, auth: Auth | 
     if web and importlib.util.find_spec(WEB_PACKAGE) is not None:
         importlib.import_module(WEB_PACKAGE).include(app)
     _openapi_errors(app)
+    _docs(app, READ)
     return app
+
+
+def _docs(app: FastAPI, read: Any) -> None:
+    """The OpenAPI schema and the Swagger UI, behind a `read` token or a signed-in browser like everything but
+    /health (the schema names the project). Swagger UI is vendored (static/swagger-ui, from npm's swagger-ui-dist
+    with its license), never fetched from a CDN."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from starlette.staticfiles import StaticFiles
+
+    here = Path(__file__).parent / "static" / "swagger-ui"
+    app.mount("/api/static/swagger-ui", StaticFiles(directory=here), name="swagger-ui")
+
+    @app.get(OPENAPI_URL, include_in_schema=False, dependencies=[read])
+    def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get(DOCS_URL, include_in_schema=False, dependencies=[read])
+    def docs() -> Any:
+        return get_swagger_ui_html(openapi_url=OPENAPI_URL, title=f"{app.title} — API docs",
+                                   swagger_js_url="/api/static/swagger-ui/swagger-ui-bundle.js",
+                                   swagger_css_url="/api/static/swagger-ui/swagger-ui.css",
+                                   swagger_favicon_url="/api/static/swagger-ui/favicon-32x32.png")
 
 
 def _error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
