@@ -6,6 +6,7 @@ This sits above the stage packages (each owns the model of its part of the file)
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,6 +59,8 @@ class ProjectConfig(Model):
     gold: GoldConfig = Field(default_factory=GoldConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     airflow: AirflowConfig = Field(default_factory=AirflowConfig)
+    #: SOPS-encrypted files (paths relative to the project) whose keys become `${VAR}` values
+    secrets: list[str] = Field(default_factory=list)
 
     @field_validator("sources", "silver")
     @classmethod
@@ -138,6 +141,7 @@ def load_project(path: str | Path | None = None, environ: Mapping[str, str] | No
         raise ConfigError(f"{where(file, lines, ('name',))}: the project has no name",
                           hint="write `name: <project>` (lower_snake_case)")
     env = project_env(root, environ)
+    env, secret_vars = _sops_env(root, file, lines, raw, env, os.environ if environ is None else environ)
     missing: dict[Loc, ConfigError] = {}
     data = interpolate(raw, env, file, lines, missing=missing)
     for loc, error in missing.items():
@@ -161,7 +165,30 @@ def load_project(path: str | Path | None = None, environ: Mapping[str, str] | No
                     raise error from None
         raise ConfigError(_format_error(file, lines, exc, data)) from None
     _secure_dsns(config)
-    return Project(root=root, config=config, env=env, missing=missing)
+    return Project(root=root, config=config, env=env, missing=missing, secret_vars=secret_vars)
+
+
+def _sops_env(root: Path, file: Path, lines: dict, raw: dict[str, Any], env: dict[str, str],
+              outer: Mapping[str, str]) -> tuple[dict[str, str], frozenset[str]]:
+    """The environment with the keys of the `secrets:` files added (`.env` < SOPS files < the process
+    environment), and the names of those keys."""
+    files = raw.get("secrets")
+    if not files:
+        return env, frozenset()
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise ConfigError(f"{where(file, lines, ('secrets',))}: expected a list of SOPS-encrypted files",
+                          hint="write `secrets: [secrets.enc.yaml]`")
+    from airduck.config.sops import decrypt_file
+
+    decrypted: dict[str, str] = {}
+    for i, name in enumerate(files):
+        name = interpolate(name, env, file, lines, ("secrets", i))
+        path = Path(name).expanduser()
+        decrypted.update(decrypt_file(path if path.is_absolute() else root / path, env,
+                                      label=where(file, lines, ("secrets", i))))
+    merged = {**env, **decrypted}
+    merged.update(outer)  # the real environment still wins (a Kubernetes Secret's env var over the file)
+    return merged, frozenset(decrypted)
 
 
 #: top-level parts whose unset `${VAR}`s fail only when the part is used; any other one fails at load

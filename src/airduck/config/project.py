@@ -26,6 +26,9 @@ class Project:
     env: dict[str, str] = field(default_factory=dict, repr=False)
     #: settings whose `${VAR}` is unset, by key path: an error only where the setting is used (`require`)
     missing: dict[Loc, ConfigError] = field(default_factory=dict, repr=False)
+    #: names of the variables whose values came from the `secrets:` (SOPS) files: secrets by definition. Whoever
+    #: renders a pod or a DAG passes these by reference (a Kubernetes Secret key of the same name), never by value
+    secret_vars: frozenset[str] = field(default_factory=frozenset, repr=False)
 
     def require(self, *parts: Loc) -> None:
         """Raise the error of an unset `${VAR}` in any of these parts of airduck.yml (key paths such as
