@@ -117,7 +117,9 @@ def load_snapshot(project: str | Path | None, snapshot: str | Path | None) -> di
 
         if (data is not None and data.get("airduck") == __version__
                 and data.get("key") == project_key(root, _dbt_dir(root, data.get("dbt_project")))):
-            return data
+            # the project may be mounted elsewhere than where the cache was made (AIRDUCK_PROJECT_DIR): the
+            # tasks run the project found here
+            return {**data, "root": str(root.resolve())}
         from airduck.lakehouse import Lakehouse
 
         with Lakehouse.open(root) as lh:
@@ -146,12 +148,14 @@ _TEMPLATE = '''\
 # and made again when airduck.yml or the dbt project changes; where the project folder is not present, the
 # snapshot beside this file ({snapshot}) is used. Regenerate after moving the project:
 #   airduck -p {root} airflow dags --out <this folder>
-# Needs airduck with its `airflow` extra in Airflow's environment.
+# Needs airduck with its `airflow` extra in Airflow's environment. Where the project is mounted elsewhere (a
+# container), set AIRDUCK_PROJECT_DIR to its folder there.
+import os
 from pathlib import Path
 
 from airduck.orchestrate.dags import build_dags
 
-PROJECT = {root!r}
+PROJECT = os.environ.get("AIRDUCK_PROJECT_DIR") or {root!r}
 SNAPSHOT = Path(__file__).with_name({snapshot!r})
 
 globals().update(build_dags(PROJECT, SNAPSHOT))
