@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -124,7 +125,11 @@ def load_snapshot(project: str | Path | None, snapshot: str | Path | None) -> di
 
         with Lakehouse.open(root) as lh:
             data = snapshot_of(lh)
-        _write_json(cache, data)
+        try:
+            _write_json(cache, data)
+        except OSError as exc:  # a read-only checkout (git-sync): the plan is made again at the next parse
+            logging.getLogger("airduck.airflow").warning("airduck: cannot cache the plan in %s: %s", cache,
+                                                         exc.strerror or exc)
         return data
     if snapshot is not None:
         data = _read_json(Path(snapshot))
@@ -169,16 +174,28 @@ def write_dag_files(lh: Any, out: str | Path) -> list[Path]:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: not a folder", hint="give the Airflow DAGs folder (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the folder: {exc.strerror or exc}",
+                          hint="give a writable Airflow DAGs folder") from None
     data = snapshot_of(lh)
     root = lh.project.root
-    _write_json(root / CACHE, data)
     dag_file = out / dag_file_name(data)
     snapshot = dag_file.with_suffix(".plan.json")
-    _write_json(snapshot, data)
-    out.mkdir(parents=True, exist_ok=True)
     text = _TEMPLATE.format(name=data["project"], version=__version__, cache=root / CACHE, snapshot=snapshot.name,
                             root=str(root))
-    tmp = dag_file.with_name(f".{dag_file.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(dag_file)
+    try:
+        _write_json(snapshot, data)
+        tmp = dag_file.with_name(f".{dag_file.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(dag_file)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write the DAG files: {exc.strerror or exc}",
+                          hint="give a writable Airflow DAGs folder") from None
+    try:
+        _write_json(root / CACHE, data)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the plan cache {root / CACHE}: {exc.strerror or exc}",
+                          hint="make the project's .airduck folder writable") from None
     return [dag_file, snapshot]
