@@ -135,8 +135,10 @@ def test_dag_file_follows_airduck_project_dir(tmp_path):
     mounted = tmp_path / "mnt" / "project"
     shutil.copytree(built, mounted)
     shutil.rmtree(built)  # the checkout is gone where Airflow parses the file
+    shutil.rmtree(mounted / ".airduck")  # and the mounted one has no plan cache: the snapshot beside the file serves
     dag_file = str(out / "tiny_moved.py")
     probe = (f"import runpy, json; g = runpy.run_path({dag_file!r}); d = g['tiny_moved']; "
+             "import sys; assert 'airduck.lakehouse' not in sys.modules, 'planned again'; "
              "print(json.dumps(sorted({t.op_kwargs['project'] for t in d.tasks})))")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRDUCK_")}
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,

@@ -113,14 +113,16 @@ def load_snapshot(project: str | Path | None, snapshot: str | Path | None) -> di
     root = Path(project) if project else None
     if root is not None and (root / "airduck.yml").is_file():
         cache = root / CACHE
-        data = _read_json(cache)
         from airduck._version import __version__
 
-        if (data is not None and data.get("airduck") == __version__
-                and data.get("key") == project_key(root, _dbt_dir(root, data.get("dbt_project")))):
-            # the project may be mounted elsewhere than where the cache was made (AIRDUCK_PROJECT_DIR): the
-            # tasks run the project found here
-            return {**data, "root": str(root.resolve())}
+        # the cache, else the snapshot beside the DAG file (a checkout without .airduck, e.g. git-sync), when
+        # made by this airduck from these very project files
+        for data in (_read_json(cache), _read_json(Path(snapshot)) if snapshot is not None else None):
+            if (data is not None and data.get("airduck") == __version__
+                    and data.get("key") == project_key(root, _dbt_dir(root, data.get("dbt_project")))):
+                # the project may be mounted elsewhere than where the cache was made (AIRDUCK_PROJECT_DIR): the
+                # tasks run the project found here
+                return {**data, "root": str(root.resolve())}
         from airduck.lakehouse import Lakehouse
 
         with Lakehouse.open(root) as lh:
