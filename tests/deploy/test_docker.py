@@ -194,3 +194,19 @@ def test_the_build_and_runtime_commands_work_in_a_clean_venv(tmp_path):
     described = json.loads(run(str(venv / "bin" / "airduck"), "-p", str(project), "describe", "bronze.orders",
                                "--json"))
     assert described["row_count"] == 2
+
+
+def test_the_airflow_image_installs_the_locked_versions(tmp_path):
+    """deploy/compose/airflow/Dockerfile installs airduck's dependencies from uv.lock with their hashes (no
+    resolution at build time), then airduck without dependencies; its export command works on this lock."""
+    text = (ROOT / "deploy" / "compose" / "airflow" / "Dockerfile").read_text()
+    runs = " ".join(args for word, args in instructions(text) if word == "RUN")
+    assert "uv export --frozen --no-dev --extra airflow --no-emit-project" in runs
+    assert "--require-hashes -r /tmp/requirements.txt" in runs and "--no-deps /opt/airduck-src" in runs
+    out = tmp_path / "requirements.txt"
+    proc = subprocess.run([*_uv(), "export", "--frozen", "--no-dev", "--extra", "airflow",
+                           "--no-emit-project", "--format", "requirements.txt", "-o", str(out), "-q"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    reqs = out.read_text()
+    assert "apache-airflow==3.3.2" in reqs and "dbt-core==" in reqs and "--hash=sha256:" in reqs

@@ -39,3 +39,26 @@ def test_the_cli_does_not_import_airflow():
     code = "import sys, airduck.cli.app, airduck.project; print(any(m.split('.')[0] == 'airflow' for m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stdout + proc.stderr
+
+
+def test_airflow_dags_errors_are_one_line(tmp_path):
+    """`airduck airflow dags`: outside a project, --out a file, --out that cannot be created: one `error:` line,
+    exit 1, no traceback, nothing written."""
+    from tests.orchestrate.conftest import airduck
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    proc = airduck("airflow", "dags", "--out", "d", cwd=outside, check=False)
+    assert proc.returncode == 1 and "no airduck.yml" in proc.stderr and not (outside / "d").exists()
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "x.json").write_text('{"id": 1}\n')
+    (root / "airduck.yml").write_text(yaml.safe_dump({"name": "p", "sources": {
+        "a": {"type": "files", "path": "x.json", "format": "ndjson"}}}))
+    (root / "afile").write_text("")
+    for out, why in (("afile", "not a folder"), ("afile/sub", "cannot create the folder")):
+        proc = airduck("airflow", "dags", "--out", out, cwd=root, check=False)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert lines[0].startswith("error: --out") and why in lines[0], proc.stderr
+    assert not (root / ".airduck" / "airflow" / "plan.json").exists()

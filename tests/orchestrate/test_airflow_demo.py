@@ -10,6 +10,8 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
 from airduck.lakehouse import Lakehouse
 from tests.conftest import s3_env
 from tests.orchestrate.conftest import AIRDUCK, airduck, copy_project
@@ -85,18 +87,43 @@ def check_demo_dag(dag, run) -> None:
             "airduck://shop/gold/top_growing_skills"} <= outlets
 
 
-def test_demo_dag_on_the_embedded_default(airflow_dags, demo_template, tmp_path):
+class PlainRun:
+    """One plain `airduck run` of the demo on the embedded default, started when first asked for and going on
+    meanwhile (its own lake); its lake's digest is what both DAG runs must leave (the digest does not depend on
+    where the catalog and the files are)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.proc = subprocess.Popen([*AIRDUCK, "run", "-q"], cwd=root, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True,
+                                     env={k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRDUCK_"))})
+        self._digest: dict[str, tuple[int, int]] | None = None
+
+    def digest(self) -> dict[str, tuple[int, int]]:
+        if self._digest is None:
+            out, err = self.proc.communicate(timeout=900)
+            assert self.proc.returncode == 0, out + err
+            self._digest = lake_digest(self.root)
+        return self._digest
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def plain_run(demo_template, tmp_path_factory) -> PlainRun:
+    plain = PlainRun(copy_project(demo_template, tmp_path_factory.mktemp("plain") / "shop"))
+    yield plain
+    plain.stop()
+
+
+def test_demo_dag_on_the_embedded_default(airflow_dags, demo_template, plain_run, tmp_path):
     dag_root = copy_project(demo_template, tmp_path / "dag", "dag_id: demo_local\nmaintenance: {schedule: '@weekly'}")
-    plain_root = copy_project(demo_template, tmp_path / "plain")
-    plain = subprocess.Popen([*AIRDUCK, "run", "-q"], cwd=plain_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)  # the plain run goes on meanwhile (its own lake)
-    try:
-        dag, run = run_dag(dag_root, airflow_dags, "demo_local")
-    finally:
-        out, err = plain.communicate(timeout=900)
-    assert plain.returncode == 0, out + err
+    dag, run = run_dag(dag_root, airflow_dags, "demo_local")
     check_demo_dag(dag, run)
-    got, want = lake_digest(dag_root), lake_digest(plain_root)
+    got, want = lake_digest(dag_root), plain_run.digest()
     assert set(got) == set(want) and len(got) >= 10, (sorted(got), sorted(want))
     assert got == want
     assert got["gold.top_growing_skills"][0] > 0 and got["silver.vacancies"][0] > 0
@@ -126,24 +153,16 @@ def test_demo_dag_on_the_embedded_default(airflow_dags, demo_template, tmp_path)
     assert build_dags(dag_root, None)["demo_local"].tags >= {"changed"}
 
 
-def test_demo_dag_on_postgres_and_s3(airflow_dags, demo_template, tmp_path, pg_database, s3_server):
+def test_demo_dag_on_postgres_and_s3(airflow_dags, demo_template, plain_run, tmp_path, pg_database, s3_server):
     def team_env() -> dict[str, str]:
         prefix = f"s3://{s3_server.bucket}/af-{uuid.uuid4().hex[:10]}"
         return {**s3_env(s3_server), "AIRDUCK_CATALOG": pg_database(), "AIRDUCK_DATA_PATH": f"{prefix}/data/",
                 "AIRDUCK_LANDING": f"{prefix}/landing/"}
 
-    dag_env, plain_env = team_env(), team_env()
-    dag_root = copy_project(demo_template, tmp_path / "dag", "dag_id: demo_team", env=dag_env)
-    plain_root = copy_project(demo_template, tmp_path / "plain", env=plain_env)
-    plain = subprocess.Popen([*AIRDUCK, "run", "-q"], cwd=plain_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env={k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRDUCK_"))})
-    try:
-        dag, run = run_dag(dag_root, airflow_dags, "demo_team")
-    finally:
-        out, err = plain.communicate(timeout=900)
-    assert plain.returncode == 0, out + err
+    dag_root = copy_project(demo_template, tmp_path / "dag", "dag_id: demo_team", env=team_env())
+    dag, run = run_dag(dag_root, airflow_dags, "demo_team")
     check_demo_dag(dag, run)
-    got, want = lake_digest(dag_root), lake_digest(plain_root)
+    got, want = lake_digest(dag_root), plain_run.digest()  # the plain run's lake is embedded: same content
     assert got == want and len(got) >= 10
     with Lakehouse.open(dag_root) as lh:
         data_path = lh.con.execute("SELECT value FROM lake.options() WHERE option_name = 'data_path'").fetchone()[0]

@@ -6,6 +6,7 @@ pod is retried only when `airduck` exited with the transient exit code, which `a
 from __future__ import annotations
 
 import json
+import re
 import socket
 from types import SimpleNamespace
 
@@ -15,7 +16,7 @@ import yaml
 from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
 
-from tests.orchestrate.conftest import airduck, copy_project
+from tests.orchestrate.conftest import ROOT, airduck, copy_project
 
 SECRET_KEY = "S3cr3tAwsKeyValue0987"
 DSN_PASSWORD = "Pg-Pa55word-4321"
@@ -42,6 +43,15 @@ kubernetes:
   env: {AIRDUCK_S3_ENDPOINT: "http://seaweedfs.data-lake:8333"}
   labels: {team: data}
 """
+
+
+def _image_uid() -> int:
+    """The user of the airduck image (deploy/docker/Dockerfile `ARG UID=`), who owns /project."""
+    text = (ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    return int(re.search(r"^ARG UID=(\d+)", text, re.M).group(1))
+
+
+IMAGE_UID = _image_uid()
 
 
 def pod_dict(pod: k8s.V1Pod) -> dict:
@@ -95,6 +105,14 @@ def test_every_pod_renders_and_validates(demo_template, tmp_path):
             assert labels["airduck.io/step"] and labels["airduck.io/layer"]
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
             assert spec["securityContext"]["runAsNonRoot"] is True
+            # as the CronJob and the API of deploy/kubernetes: the image's user, read-only root, state in emptyDirs
+            assert spec["securityContext"]["runAsUser"] == IMAGE_UID
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+            assert spec["automountServiceAccountToken"] is False
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert mounts == {"/tmp": "tmp", "/project/.airduck": "state"}
+            assert {v["name"]: "emptyDir" in v for v in spec["volumes"]} == {"tmp": True, "state": True}
     pipeline = bag.dags["shop_k8s"]
     assert seen["shop_k8s/bronze.vacancies"] == ["-p", "/project", "run", "--step", "ingest:vacancies", "-q"]
     assert seen["shop_k8s/gold.top_growing_skills"] == ["-p", "/project", "run", "--step", "gold:top_growing_skills",

@@ -112,3 +112,36 @@ def test_gate_concurrency_maintenance_quality(airflow_dags, tmp_path, pg_databas
     assert [t.task_id for t in maint.topological_sort()] == ["flush", "merge", "expire", "cleanup"]
     mrun = maint.test()
     assert mrun.state == "success", {ti.task_id: ti.state for ti in mrun.get_task_instances()}
+
+
+def test_dag_file_follows_airduck_project_dir(tmp_path):
+    """The DAG file is generated where the project is checked out (a laptop, CI) and parsed where it is mounted
+    (compose: /project, the Airflow chart: the git-sync folder), which AIRDUCK_PROJECT_DIR names: the tasks must
+    run the mounted project, not the path the file was generated at."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    built = tmp_path / "checkout" / "tiny"
+    built.mkdir(parents=True)
+    (built / "data").mkdir()
+    (built / "data" / "a.json").write_text('{"id": 1}\n')
+    (built / "airduck.yml").write_text(yaml.safe_dump({
+        "name": "tiny", "sources": {"a": {"type": "files", "path": "data/a.json", "format": "ndjson"}},
+        "airflow": {"dag_id": "tiny_moved"}}, sort_keys=False))
+    out = tmp_path / "dags"
+    airduck("airflow", "dags", "--out", str(out), cwd=built)
+    mounted = tmp_path / "mnt" / "project"
+    shutil.copytree(built, mounted)
+    shutil.rmtree(built)  # the checkout is gone where Airflow parses the file
+    shutil.rmtree(mounted / ".airduck")  # and the mounted one has no plan cache: the snapshot beside the file serves
+    dag_file = str(out / "tiny_moved.py")
+    probe = (f"import runpy, json; g = runpy.run_path({dag_file!r}); d = g['tiny_moved']; "
+             "import sys; assert 'airduck.lakehouse' not in sys.modules, 'planned again'; "
+             "print(json.dumps(sorted({t.op_kwargs['project'] for t in d.tasks})))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRDUCK_")}
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                          env={**env, "AIRDUCK_PROJECT_DIR": str(mounted)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [str(mounted.resolve())]

@@ -79,7 +79,8 @@ class KubernetesSettings(Model):
     annotations: dict[str, str] = Field(default_factory=dict)
     node_selector: dict[str, str] = Field(default_factory=dict)
     startup_timeout_seconds: int = Field(300, ge=10)
-    run_as_user: int = Field(1000, ge=1)
+    #: the image's user (deploy/docker/Dockerfile: 10001, who owns /project); the pod runs as it, never as root
+    run_as_user: int = Field(10001, ge=1)
 
     @field_validator("secrets", "env")
     @classmethod

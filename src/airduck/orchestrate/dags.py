@@ -273,9 +273,16 @@ def pod_task(snap: dict[str, Any], cfg: AirflowConfig, kind: str, arguments: lis
         security_context=k8s.V1PodSecurityContext(run_as_non_root=True, run_as_user=kube.run_as_user,
                                                   run_as_group=kube.run_as_user, fs_group=kube.run_as_user,
                                                   seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault")),
+        # the same hardening as deploy/kubernetes (Pod Security `restricted`): a read-only root filesystem, with
+        # emptyDirs for /tmp and the project's state folder (.airduck: dbt's target and logs, the run records)
         container_security_context=k8s.V1SecurityContext(
-            allow_privilege_escalation=False, run_as_non_root=True,
+            allow_privilege_escalation=False, run_as_non_root=True, privileged=False, read_only_root_filesystem=True,
             capabilities=k8s.V1Capabilities(drop=["ALL"])),
+        volumes=[k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="4Gi")),
+                 k8s.V1Volume(name="state", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi"))],
+        volume_mounts=[k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),
+                       k8s.V1VolumeMount(name="state", mount_path=f"{(kube.project_dir or '/project').rstrip('/')}/.airduck")],
+        automount_service_account_token=False,
         on_finish_action="delete_pod", get_logs=True, reattach_on_restart=True, log_pod_spec_on_failure=False,
         **kwargs)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -112,17 +113,25 @@ def load_snapshot(project: str | Path | None, snapshot: str | Path | None) -> di
     root = Path(project) if project else None
     if root is not None and (root / "airduck.yml").is_file():
         cache = root / CACHE
-        data = _read_json(cache)
         from airduck._version import __version__
 
-        if (data is not None and data.get("airduck") == __version__
-                and data.get("key") == project_key(root, _dbt_dir(root, data.get("dbt_project")))):
-            return data
+        # the cache, else the snapshot beside the DAG file (a checkout without .airduck, e.g. git-sync), when
+        # made by this airduck from these very project files
+        for data in (_read_json(cache), _read_json(Path(snapshot)) if snapshot is not None else None):
+            if (data is not None and data.get("airduck") == __version__
+                    and data.get("key") == project_key(root, _dbt_dir(root, data.get("dbt_project")))):
+                # the project may be mounted elsewhere than where the cache was made (AIRDUCK_PROJECT_DIR): the
+                # tasks run the project found here
+                return {**data, "root": str(root.resolve())}
         from airduck.lakehouse import Lakehouse
 
         with Lakehouse.open(root) as lh:
             data = snapshot_of(lh)
-        _write_json(cache, data)
+        try:
+            _write_json(cache, data)
+        except OSError as exc:  # a read-only checkout (git-sync): the plan is made again at the next parse
+            logging.getLogger("airduck.airflow").warning("airduck: cannot cache the plan in %s: %s", cache,
+                                                         exc.strerror or exc)
         return data
     if snapshot is not None:
         data = _read_json(Path(snapshot))
@@ -146,12 +155,14 @@ _TEMPLATE = '''\
 # and made again when airduck.yml or the dbt project changes; where the project folder is not present, the
 # snapshot beside this file ({snapshot}) is used. Regenerate after moving the project:
 #   airduck -p {root} airflow dags --out <this folder>
-# Needs airduck with its `airflow` extra in Airflow's environment.
+# Needs airduck with its `airflow` extra in Airflow's environment. Where the project is mounted elsewhere (a
+# container), set AIRDUCK_PROJECT_DIR to its folder there.
+import os
 from pathlib import Path
 
 from airduck.orchestrate.dags import build_dags
 
-PROJECT = {root!r}
+PROJECT = os.environ.get("AIRDUCK_PROJECT_DIR") or {root!r}
 SNAPSHOT = Path(__file__).with_name({snapshot!r})
 
 globals().update(build_dags(PROJECT, SNAPSHOT))
@@ -165,16 +176,28 @@ def write_dag_files(lh: Any, out: str | Path) -> list[Path]:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: not a folder", hint="give the Airflow DAGs folder (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the folder: {exc.strerror or exc}",
+                          hint="give a writable Airflow DAGs folder") from None
     data = snapshot_of(lh)
     root = lh.project.root
-    _write_json(root / CACHE, data)
     dag_file = out / dag_file_name(data)
     snapshot = dag_file.with_suffix(".plan.json")
-    _write_json(snapshot, data)
-    out.mkdir(parents=True, exist_ok=True)
     text = _TEMPLATE.format(name=data["project"], version=__version__, cache=root / CACHE, snapshot=snapshot.name,
                             root=str(root))
-    tmp = dag_file.with_name(f".{dag_file.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(dag_file)
+    try:
+        _write_json(snapshot, data)
+        tmp = dag_file.with_name(f".{dag_file.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(dag_file)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write the DAG files: {exc.strerror or exc}",
+                          hint="give a writable Airflow DAGs folder") from None
+    try:
+        _write_json(root / CACHE, data)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the plan cache {root / CACHE}: {exc.strerror or exc}",
+                          hint="make the project's .airduck folder writable") from None
     return [dag_file, snapshot]
