@@ -180,6 +180,12 @@ def test_symlinks_do_not_lead_out_of_the_folder(local_served: Served):
         r = s.client.put(f"/api/v1/objects/{key}", content=b"overwritten", headers=s.h("write"))
         assert r.status_code == 400, r.text
     assert secret.read_text() == "do not serve me"
+    # listing must not follow the links out of the folder either (names, sizes of what is out there)
+    for prefix in ("dirlink/", "dirlink/outside", "in/", ""):
+        r = s.get(f"/api/v1/objects?prefix={prefix}")
+        assert r.status_code == 200, (prefix, r.text)
+        keys = [o["key"] for o in r.json()["objects"]]
+        assert not any(k.startswith("dirlink/") or k == "in/link.txt" for k in keys), (prefix, keys)
 
 
 def test_upload_over_the_limit(local_served: Served):

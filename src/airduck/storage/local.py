@@ -74,6 +74,10 @@ class LocalStore(ObjectStore):
             raise StorageError(f"invalid object key {key!r}: it leads outside the store's folder (a symlink)")
         return path
 
+    def _inside(self, path: Path) -> bool:
+        real, root = os.path.realpath(path), os.path.realpath(self.root)
+        return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
     def _no_versions(self, key: str, version_id: str | None) -> None:
         if version_id is not None:
             raise StorageError(
@@ -176,8 +180,8 @@ class LocalStore(ObjectStore):
         # Walk only the deepest folder the prefix names completely.
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         start = self.root.joinpath(*folder.split("/")) if folder else self.root
-        if not start.is_dir():
-            return []
+        if not start.is_dir() or not self._inside(start):
+            return []  # a prefix through a symlink leading out of the folder lists nothing of what is out there
         found: list[ObjectInfo] = []
         try:
             for dirpath, dirnames, filenames in os.walk(start):
@@ -189,6 +193,8 @@ class LocalStore(ObjectStore):
                     key = name if rel_dir == "." else f"{rel_dir}/{name}"
                     if not key.startswith(prefix):
                         continue
+                    if os.path.islink(os.path.join(dirpath, name)) and not self._inside(Path(dirpath) / name):
+                        continue  # a symlink to a file outside the folder is not an object of it
                     with contextlib.suppress(FileNotFoundError):  # deleted while listing
                         found.append(self._info(key, Path(dirpath) / name))
         except OSError as exc:
