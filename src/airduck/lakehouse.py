@@ -346,6 +346,16 @@ class Lakehouse:
 
         return branches.list_branches(self.project)
 
+    def on_branch(self, name: str | None) -> Lakehouse:
+        """A Lakehouse of this project on branch `name` (None or 'main': main), after checking it exists (NotFound
+        otherwise). A new facade: close it when done (this one is left as it is)."""
+        from airduck.lake import branches
+
+        if name in (None, "main"):
+            return self._on_branch("main", serve=False)
+        branches.get(self.project, branches.check_name(name))
+        return self._on_branch(name, serve=False)
+
     @translated
     def create_branch(self, name: str, source: str | None = None):
         """A new branch `name` of `source` (main, or another branch; default: this Lakehouse's branch): a copy

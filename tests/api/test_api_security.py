@@ -26,6 +26,7 @@ ROLE = {
     ("get", "/api/v1/quality"): "read", ("get", "/api/v1/lineage"): "read",
     ("get", "/api/v1/objects"): "read", ("get", "/api/v1/objects/{key}"): "read",
     ("put", "/api/v1/objects/{key}"): "write", ("delete", "/api/v1/objects/{key}"): "write",
+    ("get", "/api/v1/branches"): "read",
     ("get", "/metrics"): "read",  # Prometheus metrics (airduck.metrics.http)
 }
 #: open, or the sign-in itself

@@ -53,6 +53,9 @@ def create_app(lakehouse: Lakehouse | str | Path | None = None, *, auth: Auth | 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         app.state.runs.shutdown()
+        from airduck.api.routers.branches import close_all
+
+        close_all(app)
         lh.close()
 
     app = FastAPI(title=f"airduck: {lh.project.config.name}", version=__version__, openapi_url=None,

@@ -30,7 +30,7 @@ def _lakehouse():
 @branch_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="Name of the new branch (a-z, 0-9, - and _).")],
-    source: Annotated[str | None, typer.Option("--from", help="Branch to fork (default: main).")] = None,
+    source: Annotated[str | None, typer.Option("--from", help="Branch to fork (main or another branch; default: main). A tag or snapshot id is refused: fork main and `rollback --branch`.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Create a branch: a copy of the catalog's metadata (no data file is copied)."""

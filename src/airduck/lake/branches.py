@@ -233,7 +233,8 @@ def create(project: Project, name: str, source: str | None = None) -> Branch:
     check_name(name)
     source = source or MAIN_BRANCH
     kind = _kind(project)
-    if source != MAIN_BRANCH:
+    if source != MAIN_BRANCH and source not in names(project):
+        _refuse_past_source(project, source)
         get(project, source)
     with _registry(project) as (conn, p):
         if conn.execute(f"SELECT 1 FROM {REGISTRY} WHERE name = {p}", [name]).fetchone():
@@ -279,6 +280,24 @@ def create(project: Project, name: str, source: str | None = None) -> Branch:
                          [name, source, fork, fork, datetime.now(UTC).isoformat(), author(), schema, "[]"])
             conn.commit()  # the copy and its registry row: one transaction
     return get(project, name)
+
+
+def _refuse_past_source(project: Project, source: str) -> None:
+    """`--from TAG|SNAPSHOT` is not supported (docs/branches.md, "Not supported"): a catalog copy cut back to a past
+    snapshot would carry the head's table statistics. Says so, with what is supported and the workaround."""
+    tag = False
+    if not source.isdigit():
+        from airduck.lake.history import tags
+
+        with contextlib.closing(open_lake(on(project, None), read_only=True)) as con:
+            tag = any(t.name == source for t in tags(con))
+        if not tag:
+            return
+    what = f"tag {source!r}" if tag else f"snapshot {source}"
+    raise BranchError(f"cannot fork a branch from {what}: `--from` takes main or another branch (forking from a "
+                      "tag or snapshot id is not supported, see docs/branches.md)",
+                      hint=f"fork main, then put the tables back on the branch: `airduck branch create NAME` and "
+                           f"`airduck rollback TABLE --to {source} --branch NAME`")
 
 
 def delete(project: Project, name: str) -> list[str]:

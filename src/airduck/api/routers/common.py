@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from airduck.api.auth import Principal, require_role
 from airduck.api.errors import responses
@@ -13,12 +13,20 @@ READ = Depends(require_role("read"))
 WRITE = Depends(require_role("write"))
 ADMIN = Depends(require_role("admin"))
 
+#: `?branch=NAME` of the read routes (docs/branches.md)
+BRANCH = Query(None, description="read this branch of the lake (default: main); unknown: 404")
+
 #: errors every protected route may answer
 PROTECTED = responses(400, 401, 403, 404, 422, 503)
 
 
-def lakehouse(request: Request) -> Lakehouse:
-    return request.app.state.lakehouse
+def lakehouse(request: Request, branch: str | None = None) -> Lakehouse:
+    """The facade of the request: the app's, or (`branch`: a branch's name) that branch's, for reads only."""
+    if branch in (None, "", "main"):
+        return request.app.state.lakehouse
+    from airduck.api.routers.branches import on_branch
+
+    return on_branch(request.app, branch)
 
 
-__all__ = ["ADMIN", "PROTECTED", "READ", "WRITE", "Principal", "jsonable", "lakehouse"]
+__all__ = ["ADMIN", "BRANCH", "PROTECTED", "READ", "WRITE", "Principal", "jsonable", "lakehouse"]

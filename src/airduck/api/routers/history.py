@@ -7,14 +7,14 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from airduck.api.routers.common import ADMIN, PROTECTED, READ, jsonable, lakehouse
+from airduck.api.routers.common import ADMIN, BRANCH, PROTECTED, READ, jsonable, lakehouse
 
 router = APIRouter(tags=["history"])
 
 
 @router.get("/snapshots", responses=PROTECTED, summary="Every snapshot (oldest first), or those that changed `table`")
-def snapshots(request: Request, table: str | None = None, _=READ) -> dict[str, Any]:
-    return {"snapshots": jsonable([s.to_dict() for s in lakehouse(request).snapshots(table)])}
+def snapshots(request: Request, table: str | None = None, branch: str | None = BRANCH, _=READ) -> dict[str, Any]:
+    return {"snapshots": jsonable([s.to_dict() for s in lakehouse(request, branch).snapshots(table)])}
 
 
 @router.get("/tags", responses=PROTECTED, summary="Every tag (a named snapshot)")

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from airduck.api.results import TABULAR_CONTENT, needs_arrow, pick_format, respond
-from airduck.api.routers.common import PROTECTED, READ, lakehouse
+from airduck.api.routers.common import BRANCH, PROTECTED, READ, lakehouse
 from airduck.lake.sqlguard import QueryTimeout
 
 router = APIRouter(tags=["sql"])
@@ -21,9 +21,10 @@ class SqlQuery(BaseModel):
 
 @router.post("/sql", responses={**PROTECTED, 200: {"content": TABULAR_CONTENT}},
              summary="Run one read-only query (row and time limits; JSON, CSV, Parquet or Arrow)")
-def sql(request: Request, body: SqlQuery, format: str | None = Query(None), _=READ) -> Response:
+def sql(request: Request, body: SqlQuery, format: str | None = Query(None), branch: str | None = BRANCH,
+        _=READ) -> Response:
     fmt = pick_format(request, format)
-    lh = lakehouse(request)
+    lh = lakehouse(request, branch)
     api = lh.project.config.api
     limit = api.sql_max_rows if body.limit is None else min(body.limit, api.sql_max_rows)
     timeout = api.sql_timeout_seconds if body.timeout is None else min(body.timeout, api.sql_timeout_seconds)

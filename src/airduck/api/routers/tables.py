@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from airduck.api.errors import BadRequest
 from airduck.api.results import TABULAR_CONTENT, needs_arrow, pick_format, respond
-from airduck.api.routers.common import PROTECTED, READ, jsonable, lakehouse
+from airduck.api.routers.common import BRANCH, PROTECTED, READ, jsonable, lakehouse
 
 router = APIRouter(tags=["tables"])
 
@@ -22,14 +22,14 @@ FORMAT = Query(None, description="json (default), csv, parquet or arrow; or send
 
 
 @router.get("/tables", responses=PROTECTED, summary="Every table with its columns, rows, files and bytes")
-def tables(request: Request, include_system: bool = False, _=READ) -> dict[str, Any]:
-    found = lakehouse(request).describe_tables(include_system)
+def tables(request: Request, include_system: bool = False, branch: str | None = BRANCH, _=READ) -> dict[str, Any]:
+    found = lakehouse(request, branch).describe_tables(include_system)
     return {"tables": [d.to_dict() for d in found]}
 
 
 @router.get("/tables/{name}", responses=PROTECTED, summary="A table: its columns, rows, files and bytes")
-def table(request: Request, name: str, _=READ) -> dict[str, Any]:
-    return lakehouse(request).describe(name).to_dict()
+def table(request: Request, name: str, branch: str | None = BRANCH, _=READ) -> dict[str, Any]:
+    return lakehouse(request, branch).describe(name).to_dict()
 
 
 def _cursor(text: str) -> dict[str, Any]:
@@ -51,12 +51,13 @@ def _make_cursor(offset: int, at: str | None, at_time: str | None) -> str:
             summary="A page of rows (limit/offset or cursor), now, at a snapshot or tag, or at a time")
 def rows(request: Request, name: str, limit: int = Query(100, ge=0, le=100_000), offset: int = Query(0, ge=0),
          cursor: str | None = Query(None, description="the next_cursor of the previous page"),
-         at: str | None = AT, at_time: str | None = AT_TIME, format: str | None = FORMAT, _=READ) -> Response:
+         at: str | None = AT, at_time: str | None = AT_TIME, format: str | None = FORMAT,
+         branch: str | None = BRANCH, _=READ) -> Response:
     if cursor:
         state = _cursor(cursor)
         offset, at, at_time = state["offset"], state.get("at"), state.get("at_time")
     fmt = pick_format(request, format)
-    lh = lakehouse(request)
+    lh = lakehouse(request, branch)
     result = lh.rows(name, limit=limit, offset=offset, at=at, at_time=at_time,
                      timeout=lh.project.config.api.sql_timeout_seconds, arrow=needs_arrow(fmt))
     meta = {"table": name, "offset": offset,
