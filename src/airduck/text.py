@@ -10,3 +10,16 @@ def plural(n: int, word: str, many: str | None = None, *, sep: bool = False) -> 
     """
     count = f"{n:,}" if sep else str(n)
     return f"{count} {word if n == 1 else (many or word + 's')}"
+
+
+def safe_url(url: str) -> str:
+    """A URL without user info, query or fragment (where tokens and passwords hide); not a URL: as it is."""
+    from urllib.parse import urlsplit
+
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"

@@ -17,17 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airduck.core.model import Dataset, DatasetKind
-
-
-def safe_url(url: str) -> str:
-    """A URL without user info, query or fragment (where tokens hide)."""
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}"
+from airduck.text import safe_url
 
 
 def _storage(location: str) -> tuple[str, str]:

@@ -14,11 +14,11 @@ prints it; the Airflow DAG factory, lineage and the API read the same object.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from airduck.config.project import Project
 from airduck.core.model import Dataset, DatasetKind, StepKind
 from airduck.core.plan import Plan, Step, step_id
+from airduck.text import safe_url
 
 QUARANTINE = "__quarantine"
 REJECTS = "__rejects"
@@ -127,7 +127,7 @@ def _serve_steps(project: Project) -> list[Step]:
             source = _gold_table(t.table)
             name = t.name or source.split(".", 1)[1]
             out.append(Step(step_id(StepKind.EXPORT, name), StepKind.EXPORT, name, inputs=(Dataset.lake(source),),
-                            outputs=tuple(Dataset(DatasetKind.EXPORT, f"{name}.{fmt}", _safe_url(folder))
+                            outputs=tuple(Dataset(DatasetKind.EXPORT, f"{name}.{fmt}", safe_url(folder))
                                           for fmt in serve.export.format),
                             meta=(("table", source), ("formats", tuple(serve.export.format)))))
     return out
@@ -136,23 +136,12 @@ def _serve_steps(project: Project) -> list[Step]:
 def _source_dataset(project: Project, name: str, source: Any) -> Dataset:
     if source.type == "files":
         path = source.path
-        return Dataset(DatasetKind.FILES, path, _safe_url(project.resolve(path.rsplit("/", 1)[0] + "/"))
+        return Dataset(DatasetKind.FILES, path, safe_url(project.resolve(path.rsplit("/", 1)[0] + "/"))
                        if "/" in path else str(project.root))
     if source.type == "postgres":
         what = source.table or f"query:{name}"
         return Dataset(DatasetKind.POSTGRES, what, _pg_location(source.dsn))
-    return Dataset(DatasetKind.HTTP, _safe_url(source.url).split("?", 1)[0], None)
-
-
-def _safe_url(url: str) -> str:
-    """A URL without user info, query or fragment (where secrets hide)."""
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return Dataset(DatasetKind.HTTP, safe_url(source.url).split("?", 1)[0], None)
 
 
 def _pg_location(dsn: str | None) -> str | None:
