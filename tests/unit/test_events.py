@@ -26,7 +26,7 @@ class Broken:
         raise RuntimeError("sink down: password=hunter2")
 
 
-def test_a_failing_sink_is_reported_once_and_the_others_get_every_event():
+def test_a_failing_sink_is_reported_once_and_the_others_get_every_event(monkeypatch):
     kept = ListSink()
     fan = Fanout([Broken(), kept])
     for i in range(3):
@@ -37,6 +37,12 @@ def test_a_failing_sink_is_reported_once_and_the_others_get_every_event():
     warnings = kept.of_type(Message)
     assert len(warnings) == 1 and "Broken" in warnings[0].text and warnings[0].level == "warning"
     assert "hunter2" not in warnings[0].text
+    # also when another registered secret is part of the key's name (seen when another test had registered one)
+    from airduck.config import secrets
+
+    monkeypatch.setattr(secrets, "_secrets", {*secrets._secrets, "word"})
+    monkeypatch.setattr(secrets, "_known", None)
+    assert "hunter2" not in secrets.redact("sink down: password=hunter2")
 
 
 def test_finished_events_carry_datasets_snapshots_and_quality_as_json():

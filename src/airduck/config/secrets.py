@@ -277,10 +277,11 @@ def redact(text: str) -> str:
     """Mask every registered secret, DSN passwords and `password=` / `secret=` values in `text` (linear time)."""
     if not text:
         return text
-    out = text
+    # URLs and `key=value` pairs first: a registered secret that happens to be part of a key's name ("word" in
+    # "password=…") must not break the key before its value is masked
+    out = _mask_urls(text) if "://" in text else text
+    out = _mask_pairs(out)
     for secret in _ordered_secrets():  # longest first: a secret that holds another is masked whole
         if secret in out:
             out = out.replace(secret, MASK)
-    if "://" in out:
-        out = _mask_urls(out)
-    return _mask_pairs(out)
+    return out
