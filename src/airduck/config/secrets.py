@@ -277,11 +277,12 @@ def redact(text: str) -> str:
     """Mask every registered secret, DSN passwords and `password=` / `secret=` values in `text` (linear time)."""
     if not text:
         return text
-    # URLs and `key=value` pairs first: a registered secret that happens to be part of a key's name ("word" in
-    # "password=…") must not break the key before its value is masked
-    out = _mask_urls(text) if "://" in text else text
-    out = _mask_pairs(out)
+    # `key=value` pairs first too: a registered secret that is part of a key's name ("word" in "password=…") must
+    # not break the key before its value is masked
+    out = _mask_pairs(text)
     for secret in _ordered_secrets():  # longest first: a secret that holds another is masked whole
         if secret in out:
             out = out.replace(secret, MASK)
-    return out
+    if "://" in out:
+        out = _mask_urls(out)
+    return _mask_pairs(out)
