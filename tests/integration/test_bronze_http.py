@@ -205,7 +205,9 @@ def test_a_query_string_in_the_url_is_kept_and_its_secrets_masked(local_projects
         "paged": http_source(f"{api.base}/page?size={SIZE}&api_key={secret}", records_path="results",
                              pagination={"style": "page", "page_size": SIZE}),
     }})
-    with caplog.at_level(logging.DEBUG):  # an Airflow task logs INFO of every logger, httpx's request lines too
+    # an Airflow task logs INFO of every logger, httpx's request lines too; importing Airflow (another test in
+    # this worker) sets httpx's own level to WARNING, so set it here as a script with INFO logging would
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="httpx"):
         result = ingest(root, "paged", "run-1")
     logged = [r.getMessage() for r in caplog.records if r.name.startswith(("httpx", "httpcore"))]
     assert any("api_key=***" in m for m in logged), logged
