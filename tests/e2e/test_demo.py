@@ -192,12 +192,32 @@ def test_failing_dbt_test_blocks_publishing(tmp_path, pg_database):
         assert conn.execute('SELECT count(*) FROM public."top_growing_skills"').fetchone()[0] == served
     assert [p for p in sorted(str(p) for p in (root / "exports").rglob("manifest.json")) if "top_growing" in p] == [
         p for p in exports_before if "top_growing" in p]
+    # the same failing dbt test in an atomic run: none of the run (bronze, silver or gold) reaches main
+    airduck("demo", "generate", "--days", "1", cwd=root)
+    every = [*layers, "gold.top_growing_skills"]
+    with Lakehouse.open(root) as lh:
+        main_snap = lh.current_snapshot()
+        before_atomic = {t: lh.con.execute(f"SELECT count(*), sum(hash(t)) FROM (SELECT * FROM {t}) t").fetchone()
+                         for t in every}
+    proc = airduck("run", "--atomic", "-q", cwd=root)
+    assert proc.returncode == 1 and "no_rows_allowed" in proc.stderr and "is kept" in proc.stderr, proc.stderr
+    with Lakehouse.open(root) as lh:
+        assert lh.current_snapshot() == main_snap
+        assert {t: lh.con.execute(f"SELECT count(*), sum(hash(t)) FROM (SELECT * FROM {t}) t").fetchone()
+                for t in every} == before_atomic
+        [kept] = lh.branches()
+        assert kept.name in proc.stderr
+        with Lakehouse.open(root, branch=kept.name) as b:  # the new day is on the kept branch, for inspection
+            assert b.con.execute("SELECT count(*) FROM bronze.vacancies").fetchone()[0] > before_atomic[
+                "bronze.vacancies"][0]
+        lh.delete_branch(kept.name)
     # once the test is fixed, the next run publishes gold from the silver the failed run committed
     failing.unlink()
     proc = airduck("run", "-q", "--json", cwd=root)
     assert proc.returncode == 0, proc.stderr
     rec = json.loads(proc.stdout)
-    assert sum(s["files"] for s in rec["steps"] if s["table_name"] == "bronze.vacancies") == 0
+    # only the day the failed atomic run read: nothing of that run reached main, so main ingests it now
+    assert sum(s["files"] for s in rec["steps"] if s["table_name"] == "bronze.vacancies") == 1
     assert {s["status"] for s in rec["steps"] if (s["step_id"] or "").startswith("gold:")} <= {"ok", "warn"}
 
 
