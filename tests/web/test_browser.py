@@ -189,6 +189,12 @@ def test_pick_a_branch_in_the_menu_and_every_page_reads_it(signed_in, screenshot
     page.click("text=← Previous")
     page.wait_for_function("document.querySelector('#page-info').textContent.startsWith('rows 1\u201350')")
     shot(page, screenshots, "branch")
+    # the profile tab (an htmx form on the page's branch) profiles the branch's rows
+    page.click(".tabs >> text=Profile")
+    assert "branch=" + b.name in page.url
+    page.select_option("#column", "city")
+    page.wait_for_selector("#profile h3:has-text('city')")
+    assert b.city not in page.locator("#profile table").inner_text().split()
     # the nav keeps the branch; the SQL page queries it
     page.click("header.top nav >> text=SQL")
     page.wait_for_url(f"**/sql?branch={b.name}")
@@ -198,8 +204,8 @@ def test_pick_a_branch_in_the_menu_and_every_page_reads_it(signed_in, screenshot
     assert page.locator("#result tbody td").inner_text() == f"{branch_total:,}"
     # back and forward: the URL is the view
     page.go_back()
-    page.wait_for_url(f"**/tables/silver.vacancies?tab=preview&branch={b.name}")
-    assert page.locator("#page-info").inner_text().endswith(f" of {branch_total:,}")
+    page.wait_for_url(f"**/tables/silver.vacancies?tab=profile&branch={b.name}")
+    assert page.locator(".stat .n").first.inner_text() == f"{branch_total:,}"  # the branch's rows again
     page.go_forward()
     page.wait_for_url(f"**/sql?branch={b.name}")
     # a table clicked in the lineage graph opens on the branch
