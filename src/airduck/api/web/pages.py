@@ -326,13 +326,12 @@ def branch_diff_page(request: Request, name: str, _: Principal = READ) -> HTMLRe
     """What branch `name` changed since its fork, per table (its base..it: rows inserted, deleted, updated)."""
     lh = _main(request)
     try:
-        info = next((b for b in lh.branches() if b.name == name), None)
         d = lh.diff(name, sample=DIFF_SAMPLE)
     except AirduckError as exc:
         return _failed(request, exc, f"Cannot diff {name}")
     tables = [{"t": t, "sample": {"columns": list(t.sample[0]), "rows": [list(r.values()) for r in t.sample]}
                if t.sample else None} for t in d.tables]
-    return render(request, "branch.html", {"d": d, "info": info, "tables": tables, "sample": DIFF_SAMPLE})
+    return render(request, "branch.html", {"d": d, "tables": tables, "sample": DIFF_SAMPLE})
 
 
 # -- runs ----------------------------------------------------------------------------------------------------------
@@ -462,10 +461,10 @@ def quarantine_page(request: Request, table: str | None = None, _: Principal = R
 # -- objects -------------------------------------------------------------------------------------------------------
 def _objects(request: Request) -> Any:
     """The project's one object store (objects are not branched: the same store on every branch)."""
-    _lh(request)
+    main = _main(request)
     state = request.app.state
     if getattr(state, "objects", None) is None:
-        state.objects = _main(request).objects()
+        state.objects = main.objects()
     return state.objects
 
 
