@@ -339,12 +339,13 @@ class Lakehouse:
                                   "(`airduck branch create NAME`) and `airduck merge NAME`")
 
     @translated
-    def branches(self) -> list:
+    def branches(self, heads: bool = True) -> list:
         """Every branch of the lake (not main): name, base, fork and head snapshots, tables changed, created
-        by/at (:class:`airduck.lake.branches.Branch`)."""
+        by/at (:class:`airduck.lake.branches.Branch`). `heads=False`: the registry only (no head snapshot or
+        tables changed; opens no branch's catalog)."""
         from airduck.lake import branches
 
-        return branches.list_branches(self.project)
+        return branches.list_branches(self.project) if heads else branches.registered(self.project)
 
     def on_branch(self, name: str | None) -> Lakehouse:
         """A Lakehouse of this project on branch `name` (None or 'main': main), after checking it exists (NotFound

@@ -56,6 +56,8 @@ def test_branch_run_diff_merge_and_time_travel(projects):
         assert lh.current_snapshot() == snap and sums(lh) == before  # main untouched
         [listed] = lh.branches()
         assert listed.name == "dev" and listed.head_snapshot > snap and listed.tables_changed
+        [registered] = lh.branches(heads=False)  # the registry alone (the web's branch menu): no head read
+        assert (registered.name, registered.base_snapshot, registered.head_snapshot) == ("dev", snap, None)
         d = lh.diff("dev")
         by = {t.table: t for t in d.tables}
         assert (by["bronze.orders"].inserted, by["bronze.orders"].deleted) == (200, 0)

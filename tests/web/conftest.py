@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,28 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cli("init", "demo", "--demo", "--days", "3", cwd=base)
     cli("run", "-q", cwd=base / "demo")
     return base / "demo"
+
+
+@dataclass(frozen=True)
+class DemoBranch:
+    name: str
+    #: the city whose vacancies the branch deleted from silver.vacancies
+    city: str
+    deleted: int
+
+
+@pytest.fixture(scope="session")
+def demo_branch(demo_root: Path) -> DemoBranch:
+    """A branch of the demo (created with the CLI) on which silver.vacancies lost the rows of its most common city
+    (a DELETE on the branch, as a fix under review would): the branch's rows differ from main's; main is untouched."""
+    from airduck.lakehouse import Lakehouse
+
+    cli("branch", "create", "fix-city", cwd=demo_root)
+    with Lakehouse.open(demo_root, branch="fix-city") as dev:
+        city, n = dev.con.execute("SELECT city, count(*) FROM silver.vacancies WHERE city IS NOT NULL "
+                                  "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1").fetchone()
+        dev.con.execute("DELETE FROM silver.vacancies WHERE city = ?", [city])
+    return DemoBranch("fix-city", city, n)
 
 
 @pytest.fixture(scope="session")

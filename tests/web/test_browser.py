@@ -166,3 +166,67 @@ def test_upload_download_and_delete_an_object(signed_in, screenshots, tmp_path, 
     page.once("dialog", lambda d: d.dismiss())  # a dismissed confirmation deletes nothing
     page.locator("tr", has_text="contract.pdf").locator("button.danger").click()
     assert page.locator("tr", has_text="contract.pdf").count() == 1
+
+
+def test_pick_a_branch_in_the_menu_and_every_page_reads_it(signed_in, screenshots, demo_branch):
+    page = signed_in
+    b = demo_branch
+    page.goto("/tables/silver.vacancies?tab=preview")
+    main_total = int(page.locator("#page-info").inner_text().rsplit(" of ", 1)[1].replace(",", ""))
+    assert page.locator("#branch-banner").count() == 0
+    page.select_option("#branch-select", b.name)
+    page.wait_for_url(f"**/tables/silver.vacancies?tab=preview&branch={b.name}")
+    branch_total = main_total - b.deleted
+    assert page.locator("#page-info").inner_text().endswith(f" of {branch_total:,}")
+    assert page.locator("#branch-banner").is_visible() and b.name in page.locator("#branch-banner").inner_text()
+    assert page.locator("#branch-select").input_value() == b.name
+    # the preview's pages (htmx) read the branch too: no row of the deleted city
+    cities = page.locator("table.grid-result tbody tr td:nth-child(5)").all_inner_texts()
+    assert cities and b.city not in cities
+    page.click("text=Next →")
+    page.wait_for_function("document.querySelector('#page-info').textContent.startsWith('rows 51\u2013100')")
+    assert b.city not in page.locator("table.grid-result tbody tr td:nth-child(5)").all_inner_texts()
+    page.click("text=← Previous")
+    page.wait_for_function("document.querySelector('#page-info').textContent.startsWith('rows 1\u201350')")
+    shot(page, screenshots, "branch")
+    # the profile tab (an htmx form on the page's branch) profiles the branch's rows
+    page.click(".tabs >> text=Profile")
+    assert "branch=" + b.name in page.url
+    page.select_option("#column", "city")
+    page.wait_for_selector("#profile h3:has-text('city')")
+    assert b.city not in page.locator("#profile table").inner_text().split()
+    # the nav keeps the branch; the SQL page queries it
+    page.click("header.top nav >> text=SQL")
+    page.wait_for_url(f"**/sql?branch={b.name}")
+    page.fill("#sql", "SELECT count(*) AS n FROM silver.vacancies")
+    page.press("#sql", "Control+Enter")
+    page.wait_for_selector("#sql-info")
+    assert page.locator("#result tbody td").inner_text() == f"{branch_total:,}"
+    # back and forward: the URL is the view
+    page.go_back()
+    page.wait_for_url(f"**/tables/silver.vacancies?tab=profile&branch={b.name}")
+    assert page.locator(".stat .n").first.inner_text() == f"{branch_total:,}"  # the branch's rows again
+    page.go_forward()
+    page.wait_for_url(f"**/sql?branch={b.name}")
+    # a table clicked in the lineage graph opens on the branch
+    page.goto(f"/lineage?branch={b.name}")
+    page.wait_for_selector("#graph[data-ready]")
+    box = page.locator("#graph").bounding_box()
+    pos = page.evaluate("() => document.getElementById('graph')._cy.$id('silver.vacancies').renderedPosition()")
+    page.mouse.click(box["x"] + pos["x"], box["y"] + pos["y"])
+    page.wait_for_url(f"**/tables/silver.vacancies?branch={b.name}")
+    # the branches page diffs it against main
+    page.click("#branch-banner >> text=Changes vs main")
+    page.wait_for_url(f"**/branches/{b.name}?branch={b.name}")
+    assert page.locator("#branch-banner").is_visible()
+    assert f"\u2212{b.deleted:,}" in page.locator("#diff-tables tr", has_text="silver.vacancies").inner_text()
+    shot(page, screenshots, "branch-diff")
+    # back on main: everything as before
+    page.goto(f"/tables/silver.vacancies?tab=preview&branch={b.name}")
+    page.select_option("#branch-select", "main")
+    page.wait_for_url("**/tables/silver.vacancies?tab=preview")
+    assert page.locator("#page-info").inner_text().endswith(f" of {main_total:,}")
+    assert page.locator("#branch-banner").count() == 0
+    # a link to a branch that does not exist: the error page, no traceback
+    page.goto("/catalog?branch=nope")
+    assert page.locator(".alert.error").inner_text().startswith("there is no branch 'nope'")

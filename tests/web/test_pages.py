@@ -14,13 +14,15 @@ from fastapi.testclient import TestClient
 from tests.web.conftest import ADMIN_TOKEN, READER_TOKEN, make_app, sign_in
 
 DASH = "\u2013"  # the pager says "rows 1-50 of N" with an en dash
+MINUS = "\u2212"  # diffs count deleted rows with a minus sign
 
 PAGES = ["/", "/catalog", "/tables/silver.vacancies", "/tables/silver.vacancies?tab=preview",
          "/tables/silver.vacancies/preview?offset=50", "/tables/silver.vacancies?tab=profile",
          "/tables/silver.vacancies/profile?column=city", "/tables/silver.vacancies?tab=history",
          "/tables/silver.vacancies/diff?start=1", "/tables/silver.vacancies?tab=quality",
          "/tables/silver.vacancies?tab=lineage", "/tables/silver.vacancies?tab=files", "/sql", "/runs", "/lineage",
-         "/lineage.json", "/quarantine", "/objects", "/objects/download?key=a.txt"]
+         "/lineage.json", "/quarantine", "/objects", "/objects/download?key=a.txt", "/branches", "/branches/x",
+         "/tables/silver.vacancies?branch=x"]
 FORMS = [("/sql", {"sql": "SELECT 1"}), ("/sql/download", {"sql": "SELECT 1", "format": "csv"}),
          ("/runs", {"select": "silver.companies"}), ("/signout", {})]
 
@@ -276,5 +278,109 @@ def test_empty_states_on_a_project_that_never_ran(empty_root):
         assert "No quarantine or rejects tables yet" in c.get("/quarantine").text
         assert "The object store is empty" in c.get("/objects").text
         assert c.get("/lineage.json").json() == {"nodes": [], "edges": []}
+        assert "The lake has no branches" in c.get("/branches").text
         assert not (empty_root / ".airduck" / "catalog.sqlite").exists()  # looking created nothing
     app.state.lakehouse.close()
+
+
+# -- branches (issue 14): ?branch= on every page --------------------------------------------------------------------
+def _count(html: str) -> int:
+    found = re.search(r'<div class="n">([\d,]+)</div><div class="l">rows</div>', html)
+    assert found, "no row count in the page"
+    return int(found.group(1).replace(",", ""))
+
+
+def test_a_branch_is_read_on_every_page_and_its_links_keep_it(admin, demo_branch):
+    c, csrf = admin
+    b = demo_branch
+    lh = c.app.state.lakehouse
+    main_rows = lh.describe("silver.vacancies").row_count
+    on = f"branch={b.name}"
+    # the table page (its stats, the preview's count, the profile) reads the branch: the city's rows are gone
+    page = c.get(f"/tables/silver.vacancies?tab=preview&{on}").text
+    assert _count(page) == main_rows - b.deleted and f"of {main_rows - b.deleted:,}" in page
+    assert _count(c.get("/tables/silver.vacancies").text) == main_rows  # main: untouched
+    top = {t["value"] for t in lh.profile("silver.vacancies", "city", top=100)["top"]}
+    prof = c.get(f"/tables/silver.vacancies/profile?column=city&{on}").text
+    assert b.city in top and f">{b.city}<" not in prof and f">{b.city}<" in c.get(
+        "/tables/silver.vacancies/profile?column=city").text
+    # every link and form of the page keeps the branch; the banner says it is not main
+    assert '<a href="/tables/silver.vacancies?tab=preview">Back to main</a>' in page  # the same page on main
+    rest = re.sub(r'<form class="branch-menu".*?</form>|<a href="[^"]*">Back to main</a>', "", page, flags=re.S)
+    links = re.findall(r'(?:href|hx-get|hx-post|action|data-src)="(/[^"]*)"', rest)
+    kept = [u for u in links if not u.startswith(("/static/", "/signout"))]
+    assert len(kept) > 10 and all(on in u for u in kept), [u for u in kept if on not in u]
+    assert 'id="branch-banner"' in page and f'<option value="{b.name}" selected>' in page
+    assert 'id="branch-banner"' not in c.get("/tables/silver.vacancies").text
+    # catalog, home, quarantine: the branch's counts
+    row = re.search(r'href="/tables/silver.vacancies\?branch=fix-city">silver.vacancies</a></td><td class="num">'
+                    r'([\d,]+)<', c.get(f"/catalog?{on}").text)
+    assert row and int(row.group(1).replace(",", "")) == main_rows - b.deleted
+    # history: the branch's own snapshot (the delete), and the diff from the fork counts the deleted rows
+    with lh.on_branch(b.name) as dev:
+        snaps = dev.snapshots("silver.vacancies")
+    head = snaps[-1].snapshot_id
+    assert f'value="{head}"' in c.get(f"/tables/silver.vacancies?tab=history&{on}").text
+    diff = _text(c.get(f"/tables/silver.vacancies/diff?start={snaps[-2].snapshot_id}&end={head}&{on}").text)
+    assert f"{MINUS}{b.deleted:,} deleted" in diff
+    # the SQL page queries the branch (and its download too)
+    query = {"sql": "SELECT count(*) AS n FROM silver.vacancies", "csrf_token": csrf}
+    on_branch = c.post(f"/sql?{on}", data=query, headers={"HX-Request": "true"}).text
+    assert f'<td class="num">{main_rows - b.deleted:,}</td>' in on_branch
+    assert f'<td class="num">{main_rows:,}</td>' in c.post("/sql", data=query, headers={"HX-Request": "true"}).text
+    assert 'action="/sql?branch=fix-city"' in c.get(f"/sql?{on}").text
+    csv_text = c.post(f"/sql/download?{on}", data={**query, "format": "csv"}).text
+    assert csv_text.split() == ["n", str(main_rows - b.deleted)]
+    # the lineage graph is the plan's; its click-through opens tables on the branch (the page carries it)
+    assert 'data-branch="fix-city"' in c.get(f"/lineage?{on}").text
+    assert 'data-src="/lineage.json?branch=fix-city"' in c.get(f"/lineage?{on}").text
+
+
+@pytest.mark.parametrize("path", ["/", "/catalog", "/tables/silver.vacancies?tab=preview",
+                                  "/tables/silver.vacancies/preview?offset=50", "/sql", "/runs", "/lineage",
+                                  "/quarantine", "/objects", "/branches/nope"])
+def test_an_unknown_branch_is_a_404_page_without_a_traceback(admin, path):
+    c, _ = admin
+    r = c.get(path + ("&" if "?" in path else "?") + "branch=nope")
+    assert r.status_code == 404 and 'class="alert error"' in r.text, r.text
+    assert "there is no branch &#39;nope&#39;" in r.text and "Traceback" not in r.text
+    assert 'id="branch-banner"' not in r.text and 'href="/?branch=nope"' not in r.text  # its links go to main
+
+
+def test_an_unknown_branch_in_a_form_or_the_graph_is_refused(admin):
+    c, csrf = admin
+    r = c.post("/sql?branch=nope", data={"sql": "SELECT 1", "csrf_token": csrf}, headers={"HX-Request": "true"})
+    assert r.status_code == 404 and "there is no branch" in r.text and "<html" not in r.text
+    r = c.get("/lineage.json?branch=nope")
+    assert r.status_code == 404 and r.json()["error"]["message"] == "there is no branch 'nope'"
+    r = c.get("/?branch=Not%20A%20Name")
+    assert r.status_code == 400 and "is not a branch name" in r.text
+
+
+def test_a_run_is_not_started_from_a_branch(admin, demo_branch):
+    c, csrf = admin
+    lh = c.app.state.lakehouse
+    before = len(lh.runs(100))
+    page = c.get(f"/runs?branch={demo_branch.name}").text
+    assert 'id="start-run"' not in page and "airduck run --branch fix-city" in page
+    r = c.post(f"/runs?branch={demo_branch.name}", data={"select": "silver.companies", "csrf_token": csrf})
+    assert r.status_code == 409 and "a run started in the browser runs on main" in r.text
+    assert len(lh.runs(100)) == before
+    # objects are one store for every branch: the page says so
+    assert 'id="objects-not-branched"' in c.get(f"/objects?branch={demo_branch.name}").text
+    assert 'id="objects-not-branched"' not in c.get("/objects").text
+
+
+def test_branches_page_lists_them_and_diffs_one_against_its_base(admin, demo_branch):
+    c, _ = admin
+    b = demo_branch
+    [listed] = [x for x in c.app.state.lakehouse.branches() if x.name == b.name]
+    html = c.get("/branches").text
+    row = re.search(r'<tr><td class="mono"><a href="/\?branch=fix-city">fix-city</a></td>(.*?)</tr>', html, re.S)
+    assert row and f">{listed.base}<" in row.group(1) and f">{listed.head_snapshot}<" in row.group(1)
+    assert 'href="/branches/fix-city"' in row.group(1)
+    diff = c.get(f"/branches/{b.name}").text
+    line = re.search(r'<td class="mono">silver.vacancies</td>(.*?)</tr>', diff, re.S)
+    assert line and f"{MINUS}{b.deleted:,}" in line.group(1) and "+0" in line.group(1)
+    assert 'href="/tables/silver.vacancies?branch=fix-city"' in line.group(1)
+    assert "Nothing changed" not in diff

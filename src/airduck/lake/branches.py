@@ -202,16 +202,21 @@ def _snapshot_changes(project: Project, branch: str | None, after: int) -> tuple
     return int(head), [(int(a), str(b or "")) for a, b in rows]
 
 
-def list_branches(project: Project) -> list[Branch]:
-    """Every branch with its head snapshot and the number of tables it changed since its fork."""
-    out = []
+def registered(project: Project) -> list[Branch]:
+    """Every branch as the registry holds it (name, base, fork; no head or changes: no branch catalog is opened);
+    none when the lake has no catalog yet."""
     try:
         with _registry(project) as (conn, _):
             rows = conn.execute(f"SELECT * FROM {REGISTRY} ORDER BY name").fetchall()
     except NotFound:
         return []
-    for row in rows:
-        b = _row_to_branch(row)
+    return [_row_to_branch(row) for row in rows]
+
+
+def list_branches(project: Project) -> list[Branch]:
+    """Every branch with its head snapshot and the number of tables it changed since its fork."""
+    out = []
+    for b in registered(project):
         try:
             b.head_snapshot, changes = _snapshot_changes(project, b.name, b.fork_snapshot)
         except Exception:  # a catalog copy gone missing: still listed (delete it)

@@ -14,7 +14,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from airduck.api.auth import SESSION_COOKIE, Principal, authenticate
-from airduck.api.errors import Forbidden, Unauthorized
+from airduck.api.errors import Forbidden, Unauthorized, status_of
+from airduck.config.secrets import redact
+from airduck.errors import AirduckError
 
 
 class SignInRequired(Exception):
@@ -26,6 +28,17 @@ class PageForbidden(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+
+class PageFailed(Exception):
+    """An airduck error that ends a page before it renders (e.g. ``?branch=`` names no branch): shown as the error
+    page with the status the API would give it (:func:`airduck.api.errors.status_of`), never a traceback."""
+
+    def __init__(self, error: AirduckError, title: str, hint: str | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.title = title
+        self.hint = hint or error.hint
 
 
 def page_user(role: str = "read"):
@@ -68,3 +81,9 @@ def install_handlers(app: FastAPI) -> None:
     async def forbidden(request: Request, exc: PageForbidden) -> HTMLResponse:
         return render(request, "error.html", {"title": "Not allowed", "message": exc.message, "hint": exc.hint},
                       status=403, partial=bool(request.headers.get("hx-request")))
+
+    @app.exception_handler(PageFailed)
+    async def failed(request: Request, exc: PageFailed) -> HTMLResponse:
+        return render(request, "error.html", {"title": exc.title, "message": redact(exc.error.message),
+                                              "hint": redact(exc.hint) if exc.hint else None},
+                      status=status_of(exc.error), partial=bool(request.headers.get("hx-request")))

@@ -3,6 +3,13 @@ and renders a template. Full pages on a normal request; the partial alone on an 
 
 An airduck error (a table that does not exist, a refused query, a bad key) is shown in the page with its hint and
 the status the API would give it; it never becomes a traceback.
+
+Branches (docs/branches.md, "Web browser"): every page takes ``?branch=NAME`` and reads that branch of the lake
+through the API's cached read facade of the branch (:func:`airduck.api.routers.common.lakehouse`); the templates
+carry it into every link and form (``url()`` of :mod:`airduck.api.web.render`). An unknown branch is the 404 error
+page. Runs and quality results are recorded for the whole project and objects are one store: those pages are the
+same on every branch. The browser writes only where it wrote before: starting a run on a branch is refused (a run
+from the browser runs on main), and objects are not branched.
 """
 
 from __future__ import annotations
@@ -15,9 +22,10 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from airduck.api.auth import Principal, auth_of, sign_in, sign_out
-from airduck.api.errors import status_of
+from airduck.api.errors import Conflict, status_of
+from airduck.api.routers.common import lakehouse
 from airduck.api.web import graph
-from airduck.api.web.guard import page_user
+from airduck.api.web.guard import PageFailed, page_user
 from airduck.api.web.render import render
 from airduck.config.secrets import redact
 from airduck.errors import AirduckError
@@ -39,6 +47,23 @@ UPLOAD_CHUNK = 1024 * 1024
 
 
 def _lh(request: Request) -> Lakehouse:
+    """The facade the page reads: main's, or with ``?branch=NAME`` that branch's (PageFailed: the 404 page when
+    there is no such branch). Remembers the branch for the templates (``request.state.branch``)."""
+    name = request.query_params.get("branch") or None
+    if name in (None, "main"):
+        return request.app.state.lakehouse
+    try:
+        lh = lakehouse(request, name)
+    except AirduckError as exc:
+        raise PageFailed(exc, "No such branch", "choose a branch in the menu at the top right, or see "
+                         "the branches page") from None
+    request.state.branch = name
+    return lh
+
+
+def _main(request: Request) -> Lakehouse:
+    """Main's facade, for what is not branched (run records, quality results, objects); checks ``?branch=``."""
+    _lh(request)
     return request.app.state.lakehouse
 
 
@@ -256,6 +281,15 @@ class _Empty(AirduckError):
     pass
 
 
+class _OnBranch(Conflict):
+    """A run started from a page that reads a branch: the browser's runs run on main, so it is refused."""
+
+    def __init__(self, branch: str) -> None:
+        super().__init__(f"this page reads branch {branch!r}, and a run started in the browser runs on main",
+                         hint=f"switch to main in the branch menu to start a run on main; to run on the branch: "
+                              f"`airduck run --branch {branch}`")
+
+
 @router.post("/sql/download")
 def sql_download(request: Request, sql: str = Form(""), format: str = Form("csv"),
                  _: Principal = READ) -> Response:
@@ -273,6 +307,33 @@ def sql_download(request: Request, sql: str = Form(""), format: str = Form("csv"
     return respond(result, fmt, {}, filename="query")
 
 
+# -- branches ------------------------------------------------------------------------------------------------------
+#: changed rows of each table the diff page shows
+DIFF_SAMPLE = 5
+
+
+@router.get("/branches")
+def branches_page(request: Request, _: Principal = READ) -> HTMLResponse:
+    try:
+        found = _main(request).branches()
+    except AirduckError as exc:
+        return _failed(request, exc, "Cannot list the branches")
+    return render(request, "branches.html", {"items": found})
+
+
+@router.get("/branches/{name}")
+def branch_diff_page(request: Request, name: str, _: Principal = READ) -> HTMLResponse:
+    """What branch `name` changed since its fork, per table (its base..it: rows inserted, deleted, updated)."""
+    lh = _main(request)
+    try:
+        d = lh.diff(name, sample=DIFF_SAMPLE)
+    except AirduckError as exc:
+        return _failed(request, exc, f"Cannot diff {name}")
+    tables = [{"t": t, "sample": {"columns": list(t.sample[0]), "rows": [list(r.values()) for r in t.sample]}
+               if t.sample else None} for t in d.tables]
+    return render(request, "branch.html", {"d": d, "tables": tables, "sample": DIFF_SAMPLE})
+
+
 # -- runs ----------------------------------------------------------------------------------------------------------
 @router.get("/runs")
 def runs_page(request: Request, _: Principal = READ) -> HTMLResponse:
@@ -286,7 +347,10 @@ def runs_page(request: Request, _: Principal = READ) -> HTMLResponse:
 @router.post("/runs")
 def start_run(request: Request, select: str = Form(""), _: Principal = WRITE) -> Response:
     selection = [s for s in select.replace(",", " ").split() if s] or None
+    _main(request)
     try:
+        if getattr(request.state, "branch", None):
+            raise _OnBranch(request.state.branch)
         live = request.app.state.runs.start(selection)
     except AirduckError as exc:
         return _failed(request, exc, "The run did not start")
@@ -360,6 +424,7 @@ def run_live(request: Request, run_id: str, _: Principal = READ) -> HTMLResponse
 # -- lineage -------------------------------------------------------------------------------------------------------
 @router.get("/lineage")
 def lineage_page(request: Request, _: Principal = READ) -> HTMLResponse:
+    _lh(request)  # the graph is the plan's (the same on every branch); its tables open on the page's branch
     return render(request, "lineage.html")
 
 
@@ -369,7 +434,8 @@ def lineage_json(request: Request, focus: str | None = None, _: Principal = READ
 
     try:
         found = _lh(request).lineage(focus)
-    except AirduckError as exc:
+    except (AirduckError, PageFailed) as failed:
+        exc = failed.error if isinstance(failed, PageFailed) else failed
         return JSONResponse({"error": {"type": type(exc).__name__, **_error(exc)}}, status_code=status_of(exc))
     return JSONResponse(graph.elements(found.to_dict(), focus))
 
@@ -394,9 +460,11 @@ def quarantine_page(request: Request, table: str | None = None, _: Principal = R
 
 # -- objects -------------------------------------------------------------------------------------------------------
 def _objects(request: Request) -> Any:
+    """The project's one object store (objects are not branched: the same store on every branch)."""
+    main = _main(request)
     state = request.app.state
     if getattr(state, "objects", None) is None:
-        state.objects = _lh(request).objects()
+        state.objects = main.objects()
     return state.objects
 
 

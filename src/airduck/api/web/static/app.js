@@ -30,6 +30,17 @@
       form.submit();
     }
   });
+  // the branch menu: the same page on the chosen branch (the branch is in the URL: shareable, back/forward work)
+  document.addEventListener("change", function (e) {
+    if (!e.target || e.target.id !== "branch-select") return;
+    const url = new URL(window.location.href);
+    if (e.target.value === "main") url.searchParams.delete("branch"); else url.searchParams.set("branch", e.target.value);
+    window.location.assign(url.pathname + url.search);
+  });
+  function withBranch(href) {
+    const b = document.body.dataset.branch;
+    return b ? href + (href.indexOf("?") < 0 ? "?" : "&") + "branch=" + encodeURIComponent(b) : href;
+  }
   // forms that destroy something ask first
   document.addEventListener("submit", function (e) {
     const msg = e.target.dataset && e.target.dataset.confirm;
@@ -67,7 +78,7 @@
       cy.on("mouseout", "node", function () { el.style.cursor = ""; });
       cy.on("tap", "node", function (evt) {
         const t = evt.target.data("table");
-        if (t) window.location.href = "/tables/" + t;
+        if (t) window.location.href = withBranch("/tables/" + t);
       });
       el._cy = cy;
       el.dataset.ready = String(g.nodes.length);
