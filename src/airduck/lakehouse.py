@@ -360,7 +360,9 @@ class Lakehouse:
     @translated
     def create_branch(self, name: str, source: str | None = None):
         """A new branch `name` of `source` (main, or another branch; default: this Lakehouse's branch): a copy
-        of its catalog's metadata, no data file copied."""
+        of its catalog's metadata, no data file copied. `source` may also be a past snapshot: a tag or snapshot
+        id of main (`"v1"`, `"12"`) or `"BRANCH@TAG"` / `"BRANCH@12"` of a branch; the branch is then the lake as it
+        was at that snapshot, forked there (docs/branches.md)."""
         from airduck.lake import branches
         from airduck.pipeline.locks import catalog_lock
 

@@ -30,10 +30,11 @@ def _lakehouse():
 @branch_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="Name of the new branch (a-z, 0-9, - and _).")],
-    source: Annotated[str | None, typer.Option("--from", help="Branch to fork (main or another branch; default: main). A tag or snapshot id is refused: fork main and `rollback --branch`.")] = None,
+    source: Annotated[str | None, typer.Option("--from", help="What to fork (default: main): main or a BRANCH (its head), a TAG or SNAPSHOT id of main (the lake as it was then), or BRANCH@TAG|SNAPSHOT of a branch (e.g. dev@12; main@12 when a branch is named like the tag or id).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Create a branch: a copy of the catalog's metadata (no data file is copied)."""
+    """Create a branch: a copy of the catalog's metadata (no data file is copied), at the head of what it forks or
+    cut back to a past snapshot (`--from TAG|SNAPSHOT`); diff and merge then count changes from that snapshot."""
     with _lakehouse() as lh:
         b = lh.create_branch(name, source or "main")
     if as_json:

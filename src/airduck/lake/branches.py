@@ -234,37 +234,41 @@ def list_branches(project: Project) -> list[Branch]:
 
 # -- create and delete -----------------------------------------------------------------------------
 def create(project: Project, name: str, source: str | None = None) -> Branch:
-    """Create branch `name` as a copy of the catalog of `source` (main or a branch): metadata only."""
+    """Create branch `name` as a copy of the catalog of `source`: metadata only. `source` is main or a branch (its
+    head), or a past snapshot: a tag or snapshot id of main (`v1`, `12`) or of a branch (`dev@v1`, `dev@12`,
+    `main@12`). A copy forked at a past snapshot is cut back to it (`_cut`)."""
     check_name(name)
-    source = source or MAIN_BRANCH
     kind = _kind(project)
-    if source != MAIN_BRANCH and source not in names(project):
-        _refuse_past_source(project, source)
-        get(project, source)
+    base, at = _parse_source(project, source or MAIN_BRANCH)
     with _registry(project) as (conn, p):
         if conn.execute(f"SELECT 1 FROM {REGISTRY} WHERE name = {p}", [name]).fetchone():
             raise BranchError(f"branch {name!r} already exists", hint=f"`airduck branch delete {name}` first, or "
                               "choose another name")
     if kind == "sqlite":
-        src = main_catalog_file(project) if source == MAIN_BRANCH else branch_file(project, source)
+        src = main_catalog_file(project) if base == MAIN_BRANCH else branch_file(project, base)
         dest = branch_file(project, name)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_suffix(f".tmp{os.getpid()}")
-        with contextlib.closing(sqlite3.connect(src, timeout=30)) as a, contextlib.closing(sqlite3.connect(tmp)) as b:
-            a.backup(b)  # a consistent copy while others write
-            b.execute(f"DROP TABLE IF EXISTS {REGISTRY}")
-            b.commit()
-            fork = int(b.execute("SELECT max(snapshot_id) FROM ducklake_snapshot").fetchone()[0])
+        try:
+            with contextlib.closing(sqlite3.connect(src, timeout=30)) as a, \
+                    contextlib.closing(sqlite3.connect(tmp)) as b:
+                a.backup(b)  # a consistent copy while others write
+                b.execute(f"DROP TABLE IF EXISTS {REGISTRY}")
+                fork = _fork_at(b, "", base, at, _sqlite_tables(b))
+                b.commit()
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, dest)
         location = str(dest)
         with _registry(project) as (conn, p):
             conn.execute(f"INSERT INTO {REGISTRY} VALUES ({', '.join([p] * 8)})",
-                         [name, source, fork, fork, datetime.now(UTC).isoformat(), author(), location, "[]"])
+                         [name, base, fork, fork, datetime.now(UTC).isoformat(), author(), location, "[]"])
     else:
         with _pg(project) as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             main = _main_schema(conn)
-            src_schema = main if source == MAIN_BRANCH else branch_schema(source)
+            src_schema = main if base == MAIN_BRANCH else branch_schema(base)
             schema = branch_schema(name)
             tables = [r[0] for r in conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_name LIKE "
@@ -275,34 +279,151 @@ def create(project: Project, name: str, source: str | None = None) -> Branch:
                              f"(LIKE {quote_ident(src_schema)}.{quote_ident(t)} INCLUDING ALL)")
                 conn.execute(f"INSERT INTO {quote_ident(schema)}.{quote_ident(t)} "
                              f"SELECT * FROM {quote_ident(src_schema)}.{quote_ident(t)}")
-            fork = int(conn.execute(f"SELECT max(snapshot_id) FROM {quote_ident(schema)}.ducklake_snapshot"
-                                    ).fetchone()[0])
+            fork = _fork_at(conn, quote_ident(schema) + ".", base, at, _pg_tables(conn, schema))
             conn.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(main)}.{REGISTRY} (name TEXT PRIMARY KEY, "
                          "base TEXT NOT NULL, base_snapshot BIGINT NOT NULL, fork_snapshot BIGINT NOT NULL, "
                          "created_at TEXT NOT NULL, created_by TEXT NOT NULL, location TEXT NOT NULL, "
                          "merged_tables TEXT NOT NULL DEFAULT '[]')")
             conn.execute(f"INSERT INTO {quote_ident(main)}.{REGISTRY} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                         [name, source, fork, fork, datetime.now(UTC).isoformat(), author(), schema, "[]"])
-            conn.commit()  # the copy and its registry row: one transaction
+                         [name, base, fork, fork, datetime.now(UTC).isoformat(), author(), schema, "[]"])
+            conn.commit()  # the copy (cut back) and its registry row: one transaction
     return get(project, name)
 
 
-def _refuse_past_source(project: Project, source: str) -> None:
-    """`--from TAG|SNAPSHOT` is not supported (docs/branches.md, "Not supported"): a catalog copy cut back to a past
-    snapshot would carry the head's table statistics. Says so, with what is supported and the workaround."""
-    tag = False
-    if not source.isdigit():
-        from airduck.lake.history import tags
+def _parse_source(project: Project, source: str) -> tuple[str, int | None]:
+    """`--from` as (the catalog to copy: main or a branch, the snapshot of it to fork at: None for its head).
+    A name of a branch (or main) is that branch's head; `BRANCH@REF` and a bare REF (of main) are a snapshot id or a
+    tag of that catalog. Branch and tag names hold no '@', so the split is unambiguous; a branch named like a
+    snapshot id or a tag wins over it (`main@REF` names main's)."""
+    base, sep, ref = source.partition("@")
+    known = names(project)
+    if not sep:
+        if source == MAIN_BRANCH or source in known:
+            return source, None
+        base, ref = MAIN_BRANCH, source
+    if base != MAIN_BRANCH and base not in known:
+        raise NotFound(f"there is no branch {base!r} to fork", hint="see `airduck branch list`")
+    if not ref:
+        raise BranchError(f"`--from {source}` names no snapshot", hint=f"e.g. --from {base}@v1 or --from {base}@12")
+    return base, _resolve_ref(project, base, ref, bare=not sep)
 
-        with contextlib.closing(open_lake(on(project, None), read_only=True)) as con:
-            tag = any(t.name == source for t in tags(con))
-        if not tag:
-            return
-    what = f"tag {source!r}" if tag else f"snapshot {source}"
-    raise BranchError(f"cannot fork a branch from {what}: `--from` takes main or another branch (forking from a "
-                      "tag or snapshot id is not supported, see docs/branches.md)",
-                      hint=f"fork main, then put the tables back on the branch: `airduck branch create NAME` and "
-                           f"`airduck rollback TABLE --to {source} --branch NAME`")
+
+def _resolve_ref(project: Project, base: str, ref: str, *, bare: bool) -> int:
+    """The snapshot id a tag or snapshot id `ref` of catalog `base` names; BranchError when it names none or when
+    `base` has expired it (its catalog no longer holds that snapshot: it cannot be read back)."""
+    from airduck.lake.catalog import current_snapshot
+    from airduck.lake.history import tags
+
+    with contextlib.closing(open_lake(on(project, base), read_only=True)) as con:
+        head = current_snapshot(con)
+        kept = {int(r[0]) for r in con.execute(f"SELECT snapshot_id FROM {LAKE}.snapshots()").fetchall()}
+        found = {t.name: t.snapshot_id for t in tags(con)}
+    if ref.isdigit():
+        snapshot = int(ref)
+    elif ref in found:
+        snapshot = int(found[ref])
+    else:
+        what = "a branch, a tag nor a snapshot id of main" if bare else f"a tag nor a snapshot id of {base}"
+        raise BranchError(f"cannot fork from {ref!r}: it is neither {what}",
+                          hint=f"see `airduck branch list` and `airduck tag --list{'' if bare else ' --branch ' + base}`"
+                               f"; `--from` takes main, a branch, TAG, SNAPSHOT or BRANCH@TAG|SNAPSHOT")
+    if snapshot > head:
+        raise BranchError(f"cannot fork from snapshot {snapshot} of {base}: its last snapshot is {head}",
+                          hint=f"see `airduck snapshots{'' if base == MAIN_BRANCH else ' --branch ' + base}`")
+    if snapshot not in kept:
+        raise BranchError(f"cannot fork from snapshot {snapshot} of {base}: maintenance has expired it (its files may "
+                          "be gone), so it cannot be read back", hint="fork a snapshot still listed by `airduck "
+                          "snapshots`; tag a snapshot (`airduck tag NAME --snapshot ID`) to keep it from expiring")
+    return snapshot
+
+
+def _sqlite_tables(conn: Any) -> dict[str, set[str]]:
+    """The columns of each DuckLake table of a SQLite catalog."""
+    out = {}
+    for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'ducklake%'"):
+        out[t] = {r[1] for r in conn.execute(f"PRAGMA table_info({quote_ident(t)})").fetchall()}
+    return out
+
+
+def _pg_tables(conn: Any, schema: str) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for t, c in conn.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s "
+                             "AND table_name LIKE 'ducklake%%'", [schema]).fetchall():
+        out.setdefault(t, set()).add(c)
+    return out
+
+
+def _fork_at(conn: Any, s: str, base: str, at: int | None, tables: dict[str, set[str]]) -> int:
+    """The fork snapshot of a fresh catalog copy (schema prefix `s`: '' for SQLite); with `at`, the copy is first cut
+    back to snapshot `at` of `base` (`_cut`)."""
+    head = int(conn.execute(f"SELECT max(snapshot_id) FROM {s}ducklake_snapshot").fetchone()[0])
+    if at is None or at == head:
+        return head
+    if not conn.execute(f"SELECT 1 FROM {s}ducklake_snapshot WHERE snapshot_id = {int(at)}").fetchone():
+        raise BranchError(f"cannot fork from snapshot {at} of {base}: maintenance has just expired it",
+                          hint="fork a snapshot still listed by `airduck snapshots`")
+    _cut(conn, s, int(at), tables, base)
+    return int(at)
+
+
+#: DuckLake's tables of rows that belong to something a versioned row names (their key, its table, its column)
+_DEPENDENT = (("ducklake_file_column_stats", "data_file_id", "ducklake_data_file"),
+              ("ducklake_file_partition_value", "data_file_id", "ducklake_data_file"),
+              ("ducklake_file_variant_stats", "data_file_id", "ducklake_data_file"),
+              ("ducklake_partition_column", "partition_id", "ducklake_partition_info"),
+              ("ducklake_sort_expression", "sort_id", "ducklake_sort_info"),
+              ("ducklake_macro_impl", "macro_id", "ducklake_macro"),
+              ("ducklake_macro_parameters", "macro_id", "ducklake_macro"),
+              ("ducklake_table_stats", "table_id", "ducklake_table"),
+              ("ducklake_table_column_stats", "table_id", "ducklake_table"))
+
+
+def _cut(conn: Any, s: str, at: int, tables: dict[str, set[str]], base: str) -> None:
+    """Make a catalog copy (schema prefix `s`) what its catalog was at snapshot `at`, in the copy's open transaction.
+
+    Versioned rows (`begin_snapshot` / `end_snapshot`: schemas, tables, columns, views, macros, data and delete files,
+    partitioning, sort keys, tags, inlined rows and inlined deletes, schema versions) begun after `at` are removed
+    and those ended after it are live again; snapshots and their changes after `at` are removed; rows that belong to
+    a removed row (file statistics, partition values, ...) go with it; inlined-data tables of later schema versions
+    are dropped (the branch may reach those version numbers itself). What DuckLake keeps unversioned stays the
+    head's: the id counters (`next_catalog_id`, `next_file_id`, set on snapshot `at`) and `ducklake_table_stats` /
+    `ducklake_table_column_stats` (`next_row_id`, so ids made on the branch never collide with those made after
+    `at`; the record count and min/max, which only grow: an estimate and conservative bounds, which DuckLake then
+    does not take as exact for MIN/MAX, see docs/branches.md). A file live at `at` that holds rows of later snapshots
+    (maintenance merged or flushed them into it after `at`) cannot be cut: BranchError."""
+    partial = [t for t in ("ducklake_data_file", "ducklake_delete_file") if "partial_max" in tables.get(t, ())]
+    for t in partial:
+        n = conn.execute(f"SELECT count(*) FROM {s}{t} WHERE begin_snapshot <= {at} AND (end_snapshot IS NULL OR "
+                         f"end_snapshot > {at}) AND partial_max > {at}").fetchone()[0]
+        if n:
+            raise BranchError(f"cannot fork from snapshot {at} of {base}: maintenance (merging files or flushing "
+                              f"inlined rows) has since written {n} file(s) that hold rows of snapshot {at} together "
+                              "with later ones, and a branch cannot leave the later rows out",
+                              hint=f"fork {base} and roll the tables back on the branch: `airduck branch create NAME "
+                                   f"--from {base}` and `airduck rollback TABLE --to {at} --branch NAME`")
+    counters = conn.execute(f"SELECT next_catalog_id, next_file_id FROM {s}ducklake_snapshot "
+                            f"WHERE snapshot_id = (SELECT max(snapshot_id) FROM {s}ducklake_snapshot)").fetchone()
+    version = int(conn.execute(f"SELECT schema_version FROM {s}ducklake_snapshot WHERE snapshot_id = {at}"
+                               ).fetchone()[0])
+    for t, cols in sorted(tables.items()):
+        if "snapshot_id" in cols and t in ("ducklake_snapshot", "ducklake_snapshot_changes"):
+            conn.execute(f"DELETE FROM {s}{t} WHERE snapshot_id > {at}")
+        if "begin_snapshot" in cols:
+            conn.execute(f"DELETE FROM {s}{quote_ident(t)} WHERE begin_snapshot > {at}")
+        if "end_snapshot" in cols:
+            conn.execute(f"UPDATE {s}{quote_ident(t)} SET end_snapshot = NULL WHERE end_snapshot > {at}")
+    conn.execute(f"UPDATE {s}ducklake_snapshot SET next_catalog_id = {int(counters[0])}, "
+                 f"next_file_id = {int(counters[1])} WHERE snapshot_id = {at}")
+    if "ducklake_inlined_data_tables" in tables:
+        later = conn.execute(f"SELECT table_name FROM {s}ducklake_inlined_data_tables WHERE schema_version > {version} "
+                             f"OR table_id NOT IN (SELECT table_id FROM {s}ducklake_table)").fetchall()
+        for (t,) in later:
+            conn.execute(f"DROP TABLE IF EXISTS {s}{quote_ident(t)}")
+        conn.execute(f"DELETE FROM {s}ducklake_inlined_data_tables WHERE schema_version > {version} "
+                     f"OR table_id NOT IN (SELECT table_id FROM {s}ducklake_table)")
+    for t, key, owner in _DEPENDENT:
+        if t in tables and owner in tables:
+            conn.execute(f"DELETE FROM {s}{t} WHERE {key} NOT IN (SELECT {key} FROM {s}{owner})")
 
 
 def delete(project: Project, name: str) -> list[str]:
@@ -364,6 +485,31 @@ def protected_files(project: Project) -> set[str]:
         if other != mine:
             out |= _catalog_files(project, other, scheduled=False)
     return out
+
+
+def unschedule(project: Project, files: set[str]) -> int:
+    """Take the files named `files` off the list of files to delete (`ducklake_files_scheduled_for_deletion`) of the
+    project's own catalog, so its cleanup leaves them to the last catalog that drops them. Written straight to the
+    catalog database: the same DELETE through DuckDB's attached SQLite catalog fails to commit ("database is
+    locked"). Returns how many were taken off."""
+    if not files:
+        return 0
+    mine = branch_of(project)
+    table = "ducklake_files_scheduled_for_deletion"
+    if _kind(project) == "sqlite":
+        with contextlib.closing(sqlite3.connect(main_catalog_file(project) if mine is None
+                                                else branch_file(project, mine), timeout=30)) as conn:
+            paths = [r[0] for r in conn.execute(f"SELECT path FROM {table}").fetchall() if _file_name(r[0]) in files]
+            conn.executemany(f"DELETE FROM {table} WHERE path = ?", [[p] for p in paths])
+            conn.commit()
+    else:
+        with _pg(project) as conn:
+            t = f"{quote_ident(_main_schema(conn) if mine is None else branch_schema(mine))}.{table}"
+            paths = [r[0] for r in conn.execute(f"SELECT path FROM {t}").fetchall() if _file_name(r[0]) in files]
+            if paths:
+                conn.execute(f"DELETE FROM {t} WHERE path = ANY(%s)", [paths])
+            conn.commit()
+    return len(paths)
 
 
 def _delete_files(project: Project, files: set[str]) -> list[str]:

@@ -211,10 +211,9 @@ def run(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, *, dry_run: bool
             older = now - timedelta(days=cfg.cleanup_older_than_days)
             shared = _shared(project)
             if shared is not None:  # files another branch still reads leave this catalog's list, not the store
-                keep = sorted(shared[0])
-                if keep:
-                    con.execute(f"DELETE FROM {METADATA}.ducklake_files_scheduled_for_deletion "
-                                "WHERE regexp_extract(path, '[^/]+$') IN (SELECT unnest(?::VARCHAR[]))", [keep])
+                from airduck.lake import branches
+
+                branches.unschedule(project, shared[0])
             a = _q(con, "SELECT path FROM ducklake_cleanup_old_files(?, older_than => ?)", [LAKE, older])
             if shared is not None:
                 from airduck.lake import branches
