@@ -185,5 +185,9 @@ class RunFailedTransient(RunFailed, Transient):
 _family(RunFailed, RunFailedTerminal, RunFailedTransient)
 
 
+class AuditFailed(Terminal):
+    """An `audit:` query returned rows (an atomic run's audit, `airduck audit`): nothing was merged."""
+
+
 def _rebuild_run_failed(cause: AirduckError, record: Any, steps: list[Any], recorded: bool) -> RunFailed:
     return RunFailed(cause, record, steps, recorded=recorded)

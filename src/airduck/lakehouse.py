@@ -358,17 +358,23 @@ class Lakehouse:
         return self._on_branch(name, serve=False)
 
     @translated
-    def create_branch(self, name: str, source: str | None = None):
+    def create_branch(self, name: str, source: str | None = None, *, if_missing: bool = False):
         """A new branch `name` of `source` (main, or another branch; default: this Lakehouse's branch): a copy
         of its catalog's metadata, no data file copied. `source` may also be a past snapshot: a tag or snapshot
         id of main (`"v1"`, `"12"`) or `"BRANCH@TAG"` / `"BRANCH@12"` of a branch; the branch is then the lake as it
-        was at that snapshot, forked there (docs/branches.md)."""
+        was at that snapshot, forked there (docs/branches.md). `if_missing`: a branch `name` that exists already and
+        was forked from `source` is returned as it is (a retried task of an orchestrated run; see
+        :func:`airduck.pipeline.atomic.fork`)."""
         from airduck.lake import branches
         from airduck.pipeline.locks import catalog_lock
 
         self.close()
         self.current_snapshot()  # main's catalog exists (a new lake: created)
         self.close()
+        if if_missing:
+            from airduck.pipeline.atomic import fork
+
+            return fork(self.project, branches.check_name(name), source or self.branch)[0]
         with catalog_lock(self.project):  # SQLite: the registry is in main's catalog file
             return branches.create(self.project, name, source or self.branch)
 
@@ -392,17 +398,36 @@ class Lakehouse:
         return branches.diff(self.project, branch, base, table=table, sample=sample, keys=keys)
 
     @translated
-    def merge(self, branch: str, into: str | None = None, *, dry_run: bool = False):
+    def merge(self, branch: str, into: str | None = None, *, dry_run: bool = False, delete: bool = False,
+              message: str | None = None, **extra: Any):
         """Merge `branch` into `into` (its base) in one commit; MergeConflict (nothing written) when a table
-        changed on both sides since the fork. The branch is then forked again from the merge commit."""
+        changed on both sides since the fork. The branch is then forked again from the merge commit, or, with
+        `delete`, deleted: then a branch that was merged into `into` already is not merged again (``already``;
+        retries of an orchestrated run's merge, see :func:`airduck.pipeline.atomic.publish`; `into` default main
+        when the branch is gone). `message` and `extra`: the commit's message and extra info."""
         from airduck.lake import branches
         from airduck.pipeline.locks import catalog_lock, project_lock
 
         self.close()
+        if delete and not dry_run:
+            from airduck.pipeline.atomic import publish
+
+            name = branches.check_name(branch)
+            if into is None and name in branches.names(self.project):
+                into = branches.get(self.project, name).base
+            return publish(self.project, name, into, message=message, **extra)
         target = into or branches.get(self.project, branch).base
         # one merge into a target at a time; SQLite: one writer of main's catalog at a time (see pipeline.locks)
         with project_lock(self.project, f"merge:{target}"), catalog_lock(self.project):
-            return branches.merge(self.project, branch, into, dry_run=dry_run)
+            return branches.merge(self.project, branch, into, dry_run=dry_run, message=message, **extra)
+
+    @translated
+    def audit(self) -> list[str]:
+        """The `audit:` queries of airduck.yml that return rows on this Lakehouse's branch, as 'name: N row(s)
+        (first: …)' (none: the audit passed). What `run --atomic` checks before it merges."""
+        from airduck.pipeline.atomic import audit
+
+        return audit(self)
 
     # -- docs -------------------------------------------------------------------------------
     def docs(self, out: str | Path | None = None) -> Path:
@@ -445,7 +470,7 @@ class Lakehouse:
             from airduck.pipeline.atomic import run_atomic
 
             return run_atomic(self, self._on_branch, select, full_refresh, reingest, threads=threads, step=step)
-        if not _serving:
+        if not _serving and not (step or "").startswith(("serve:", "export:")):  # serving writes no lake table
             self._check_writable("run")
         return run_pipeline(self, select, full_refresh, reingest, threads=threads, step=step)
 

@@ -23,3 +23,21 @@ def safe_url(url: str) -> str:
     if parts.port:
         host += f":{parts.port}"
     return f"{parts.scheme}://{host}{parts.path}"
+
+
+#: the prefix of the branches of write-audit-publish runs (`run --atomic`, an atomic Airflow DAG run)
+RUN_BRANCH_PREFIX = "run-"
+
+
+def run_branch(run_id: str) -> str:
+    """The branch of an orchestrated run (an Airflow DAG run's id): ``run-`` and the id in lower case, each run of
+    characters other than a-z, 0-9, _ and - made one '-', cut to a branch name's 51 characters with a hash of the
+    whole id when longer. The same id always gives the same name (a retried task finds its run's branch)."""
+    import hashlib
+    import re
+
+    text = re.sub(r"[^a-z0-9_-]+", "-", run_id.lower()).strip("-_") or "x"
+    name = f"{RUN_BRANCH_PREFIX}{text}"
+    if len(name) > 51:
+        name = f"{name[:42].rstrip('-_')}-{hashlib.sha1(run_id.encode()).hexdigest()[:8]}"
+    return name

@@ -62,3 +62,23 @@ def test_airflow_dags_errors_are_one_line(tmp_path):
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert lines[0].startswith("error: --out") and why in lines[0], proc.stderr
     assert not (root / ".airduck" / "airflow" / "plan.json").exists()
+
+
+def test_atomic_dag_runs_follow_run_atomic(tmp_path):
+    """`airflow.atomic` unset: a DAG run is atomic when `run.atomic` is; set, it wins. The branch tasks take
+    `kinds: {branch: …}`."""
+    from airduck.lakehouse import Lakehouse
+    from airduck.orchestrate.files import snapshot_of
+
+    (tmp_path / "a.json").write_text('{"id": 1}\n')
+    sources = {"a": {"type": "files", "path": "a.json", "format": "ndjson"}}
+    got = {}
+    for name, run, airflow in (("plain", {}, {}), ("run", {"atomic": True}, {}),
+                               ("off", {"atomic": True}, {"atomic": False}), ("on", {}, {"atomic": True})):
+        (tmp_path / "airduck.yml").write_text(yaml.safe_dump({"name": "p", "sources": sources, "run": run,
+                                                              "airflow": airflow}))
+        with Lakehouse.open(tmp_path) as lh:
+            got[name] = snapshot_of(lh)["airflow"]["atomic"]
+    assert got == {"plain": False, "run": True, "off": False, "on": True}
+    cfg = load_project(project(tmp_path, {"kinds": {"branch": {"timeout_minutes": 5, "retries": 4}}})).config.airflow
+    assert cfg.timeout("branch") == 5 and cfg.retries_for("branch") == 4

@@ -172,3 +172,32 @@ def test_demo_dag_on_postgres_and_s3(airflow_dags, demo_template, plain_run, tmp
         text = path.read_text()
         assert s3_server.secret_access_key not in text and "AWS_SECRET" not in text
     json.loads((airflow_dags / "demo_team.plan.json").read_text())
+
+
+def test_atomic_demo_dag_equals_a_plain_run(airflow_dags, demo_template, plain_run, tmp_path):
+    """`airflow: {atomic: true}`: the demo's bronze, silver and gold (dbt) run on the DAG run's branch and reach main
+    in one merge commit; the export runs after it, from main (protected: a serve step writes no lake table); main
+    then equals a plain `airduck run`."""
+    from airduck.text import run_branch
+
+    dag_root = copy_project(demo_template, tmp_path / "dag", "dag_id: demo_atomic\natomic: true")
+    with (dag_root / "airduck.yml").open("a", encoding="utf-8") as f:  # only merges write to main's tables
+        f.write("\nbranches: {protected: [main]}\n")
+    dag, run = run_dag(dag_root, airflow_dags, "demo_atomic")
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success" and set(states.values()) == {"success"}, states
+    assert {"branch.create", "branch.audit", "branch.merge", "gold.top_growing_skills",
+            "serve.export_top_growing_skills"} <= set(states)
+    # the tables reach main with the merge: its task, not the steps on the branch, updates their Assets
+    assert not dag.get_task("gold.top_growing_skills").outlets and not dag.get_task("silver.vacancies").outlets
+    assert {"airduck://shop/gold/top_growing_skills", "airduck://shop/silver/vacancies"} <= {
+        o.uri for o in dag.get_task("branch.merge").outlets}
+    assert dag.get_task("serve.export_top_growing_skills").outlets
+    assert lake_digest(dag_root) == plain_run.digest()
+    with Lakehouse.open(dag_root) as lh:
+        assert lh.branches() == []  # merged, deleted
+        merges = [s for s in lh.snapshots() if (s.extra_info or {}).get("merge") == run_branch(run.run_id)]
+        # every table reached main in that one commit: no other commit on main wrote a table
+        writes = [s for s in lh.snapshots() if any(k.startswith(("tables_inserted", "tables_created"))
+                                                     for k in s.changes)]
+    assert len(merges) == 1 and writes == merges, [(s.snapshot_id, s.message) for s in writes]

@@ -181,3 +181,83 @@ def test_only_the_transient_exit_code_is_retried(tmp_path, monkeypatch):
     assert proc.returncode == TRANSIENT_EXIT_CODE, proc.stderr
     proc = airduck("run", "--step", "ingest:nosuch", "-q", cwd=root, check=False)
     assert proc.returncode == 1, proc.stderr
+
+
+def test_atomic_pods_run_on_the_run_branch(demo_template, tmp_path):
+    """`atomic: true` in kubernetes mode: a pod forks the run's branch (`branch create … --if-missing`), every
+    lake step's pod runs `run --step … --no-atomic` with AIRDUCK_BRANCH (rendered from the run id) on it, a pod
+    audits it, a pod merges it (`merge … --delete`); serve and export pods run after the merge on main (no
+    AIRDUCK_BRANCH). Every rendered pod validates and holds no secret value."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from airduck.text import run_branch
+
+    env = {"AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+           "AIRDUCK_CATALOG": f"postgresql://lake:{DSN_PASSWORD}@127.0.0.1:5432/lake"}
+    root = copy_project(demo_template, tmp_path / "shop", KUBE + "atomic: true\n", env=env)
+    out = tmp_path / "dags"
+    airduck("airflow", "dags", "--out", str(out), cwd=root)
+    bag = DagBag(dag_folder=str(out / "shop_k8s.py"))
+    assert bag.import_errors == {}
+    dag = bag.dags["shop_k8s"]
+    run_id = "scheduled__2026-12-01T00:00:00+00:00"
+    branch = run_branch(run_id)
+    version = kubernetes_validate.latest_version()
+    pods = {}
+    for task in dag.tasks:
+        context = {"ti": SimpleNamespace(dag_id=dag.dag_id, task_id=task.task_id, map_index=-1, try_number=1),
+                   "run_id": run_id, "dag": dag}
+        task.render_template_fields(context)
+        data = pod_dict(task.build_pod_request_obj(context, dry_run=True))
+        kubernetes_validate.validate(data, version, strict=True)
+        text = json.dumps(data)
+        assert SECRET_KEY not in text and DSN_PASSWORD not in text and "{{" not in text
+        container = data["spec"]["containers"][0]
+        pods[task.task_id] = (container["args"], {e["name"]: e.get("value") for e in container["env"]})
+        assert "value" not in next(e for e in container["env"] if e["name"] == "AIRDUCK_CATALOG")
+    args, env_ = pods["branch.create"]
+    assert args == ["-p", "/project", "branch", "create", branch, "--from", "main", "--if-missing"]
+    assert "AIRDUCK_BRANCH" not in env_
+    assert pods["branch.audit"] == (["-p", "/project", "audit"], pods["branch.audit"][1])
+    assert pods["branch.audit"][1]["AIRDUCK_BRANCH"] == branch
+    assert pods["branch.merge"][0] == ["-p", "/project", "merge", branch, "--into", "main", "--delete"]
+    assert "AIRDUCK_BRANCH" not in pods["branch.merge"][1]
+    lake_steps = [t for t in pods if t.startswith(("bronze.", "silver.", "gold."))]
+    assert len(lake_steps) >= 7
+    for t in lake_steps:
+        assert pods[t][0][-2:] == ["--no-atomic", "-q"] and pods[t][1]["AIRDUCK_BRANCH"] == branch, t
+    args, env_ = pods["serve.export_top_growing_skills"]
+    assert args == ["-p", "/project", "run", "--step", "export:top_growing_skills", "--no-atomic", "-q"]
+    assert "AIRDUCK_BRANCH" not in env_
+    # the order: create -> lake steps -> audit -> merge -> serve
+    assert dag.get_task("bronze.vacancies").upstream_task_ids == {"branch.create"}
+    assert dag.get_task("branch.merge").upstream_task_ids == {"branch.audit"}
+    assert "branch.merge" in dag.get_task("serve.export_top_growing_skills").upstream_task_ids
+    assert {"gold.top_growing_skills"} <= dag.get_task("branch.audit").upstream_task_ids
+    # a failed pod of the run names the branch it keeps
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    step = dag.get_task("silver.vacancies")
+    assert step.airduck_branch == branch  # rendered
+
+    def failing_cleanup(self, pod, remote_pod, *a, **k):
+        raise AirflowException(f"Pod {pod.metadata.name} returned a failure.")
+
+    original = KubernetesPodOperator.cleanup
+    KubernetesPodOperator.cleanup = failing_cleanup  # no cluster here to fail a pod
+    try:
+        with pytest.raises(AirflowFailException, match=f"nothing was merged, the run's branch {branch} is kept"):
+            step.cleanup(_pod(1), _pod(1))
+    finally:
+        KubernetesPodOperator.cleanup = original
+    # pods reattach after a worker restart without the deprecated `reattach_on_restart`
+    import warnings
+
+    from airduck.orchestrate.dags import build_dags
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        built = build_dags(root)
+    assert built["shop_k8s"].get_task("silver.vacancies").reattach_on_restart is True
+    assert not [w for w in caught if "reattach_on_restart" in str(w.message)], [str(w.message) for w in caught]

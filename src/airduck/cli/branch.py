@@ -27,16 +27,26 @@ def _lakehouse():
     return lakehouse()
 
 
+def _retryable() -> None:
+    """The command is an orchestrated run's task (safe to retry): a transient failure exits EXIT_TRANSIENT."""
+    from airduck.cli.app import state
+
+    state.exit_transient = True
+
+
 @branch_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="Name of the new branch (a-z, 0-9, - and _).")],
     source: Annotated[str | None, typer.Option("--from", help="What to fork (default: main): main or a BRANCH (its head), a TAG or SNAPSHOT id of main (the lake as it was then), or BRANCH@TAG|SNAPSHOT of a branch (e.g. dev@12; main@12 when a branch is named like the tag or id).")] = None,
+    if_missing: Annotated[bool, typer.Option("--if-missing", help="A branch of that name forked from the same branch is kept as it is (exit 0): retries of an orchestrated run.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Create a branch: a copy of the catalog's metadata (no data file is copied), at the head of what it forks or
     cut back to a past snapshot (`--from TAG|SNAPSHOT`); diff and merge then count changes from that snapshot."""
+    if if_missing:
+        _retryable()
     with _lakehouse() as lh:
-        b = lh.create_branch(name, source or "main")
+        b = lh.create_branch(name, source or "main", if_missing=if_missing)
     if as_json:
         render.print_json(b.to_dict())
         return
@@ -99,22 +109,46 @@ def merge(
     name: Annotated[str, typer.Argument(help="The branch to merge.")],
     into: Annotated[str | None, typer.Option("--into", help="Target (default: the branch it was forked from).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be merged.")] = False,
+    delete: Annotated[bool, typer.Option("--delete", help="Delete the branch after merging it; a branch this merged already is not merged again (exit 0): retries of an orchestrated run.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Merge a branch into its base in one commit. A table changed on both sides since the fork is a conflict:
     nothing is merged, exit 1."""
+    if delete:
+        _retryable()
     with _lakehouse() as lh:
-        result = lh.merge(name, into, dry_run=dry_run)
+        result = lh.merge(name, into, dry_run=dry_run, delete=delete)
     if as_json:
         render.print_json(result.to_dict())
         return
     what = ", ".join(f"{t.table} ({t.change})" for t in result.tables) or "nothing"
     if dry_run:
         render.console.print(f"would merge into {result.into}: {what}", highlight=False, soft_wrap=True)
+    elif result.already:
+        render.ok(f"{name} was merged into {result.into} already (snapshot {result.snapshot_id}): nothing to do")
     elif result.snapshot_id is None:
         render.ok(f"{name} has no changes to merge")
     else:
         render.ok(f"merged {name} into {result.into} as snapshot {result.snapshot_id}: {what}")
+
+
+def audit(as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False) -> None:
+    """Run the `audit:` queries of airduck.yml (each must return no rows) on the lake or a branch: exit 1 when one
+    returns rows. What `run --atomic` checks before it merges."""
+    from airduck.errors import AuditFailed
+
+    _retryable()
+    with _lakehouse() as lh:
+        queries = len(lh.project.config.audit)
+        failed = lh.audit()
+        branch = lh.branch
+    if as_json:
+        render.print_json({"branch": branch, "queries": queries, "failed": failed})
+    if failed:
+        raise AuditFailed(f"the audit of {branch} failed: {'; '.join(failed)}",
+                          hint="see the rows with `airduck sql` (`--branch` for a branch)")
+    if not as_json:
+        render.ok(f"audit of {branch}: {plural(queries, 'query', 'queries')} returned no rows")
 
 
 def _with_branch(fn):
@@ -147,3 +181,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(branch_app, name="branch")
     app.command("diff")(diff)
     app.command("merge")(merge)
+    app.command("audit")(_with_branch(audit))

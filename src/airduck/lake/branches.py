@@ -202,6 +202,11 @@ def _snapshot_changes(project: Project, branch: str | None, after: int) -> tuple
     return int(head), [(int(a), str(b or "")) for a, b in rows]
 
 
+def head_snapshot(project: Project, name: str | None) -> int:
+    """The head snapshot of branch `name`'s catalog (None: main's)."""
+    return _snapshot_changes(project, name, 2**62)[0]
+
+
 def registered(project: Project) -> list[Branch]:
     """Every branch as the registry holds it (name, base, fork; no head or changes: no branch catalog is opened);
     none when the lake has no catalog yet."""
@@ -597,10 +602,12 @@ class MergeResult:
     snapshot_id: int | None
     tables: list[TableDiff]
     dry_run: bool = False
+    #: the branch had been merged before (a retried merge, see pipeline.atomic.publish): nothing was written now
+    already: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"branch": self.branch, "into": self.into, "snapshot_id": self.snapshot_id, "dry_run": self.dry_run,
-                "tables": [t.to_dict() for t in self.tables]}
+                "already": self.already, "tables": [t.to_dict() for t in self.tables]}
 
 
 def _metadata(alias: str) -> str:
@@ -843,6 +850,34 @@ def merge(project: Project, name: str, into: str | None = None, *, dry_run: bool
     if keep:  # the branch starts again from the merge commit (its row ids no longer match the target's)
         create(project, name, into)
     return MergeResult(name, into, snapshot, tables)
+
+
+def merge_commit(project: Project, name: str, into: str | None = None) -> tuple[int, dict[str, Any]] | None:
+    """The latest snapshot of `into` (default main) whose commit merged branch `name`, with its extra info
+    (``merge``, ``fork``, ``head``, ...), or None: what makes a retried merge of a run's branch a no-op."""
+    target = None if into in (None, MAIN_BRANCH) else into
+    pattern = f'%"merge": {json.dumps(name)}%'
+    if _kind(project) == "sqlite":
+        file = main_catalog_file(project) if target is None else branch_file(project, target)
+        if not Path(file).exists():
+            return None
+        with contextlib.closing(sqlite3.connect(file, timeout=30)) as conn:
+            rows = conn.execute("SELECT snapshot_id, commit_extra_info FROM ducklake_snapshot_changes "
+                                "WHERE commit_extra_info LIKE ? ORDER BY snapshot_id DESC", [pattern]).fetchall()
+    else:
+        with _pg(project) as conn:
+            schema = _main_schema(conn) if target is None else branch_schema(target)
+            rows = conn.execute(f"SELECT snapshot_id, commit_extra_info FROM {quote_ident(schema)}."
+                                "ducklake_snapshot_changes WHERE commit_extra_info LIKE %s ORDER BY snapshot_id DESC",
+                                [pattern]).fetchall()
+    for sid, extra in rows:
+        try:
+            info = json.loads(extra)
+        except ValueError:
+            continue
+        if isinstance(info, dict) and info.get("merge") == name:
+            return int(sid), info
+    return None
 
 
 class _NothingToDo(Exception):

@@ -18,7 +18,7 @@ from airduck.errors import EXIT_TRANSIENT
 #: the exit code of `airduck run --step` for a transient failure (EX_TEMPFAIL): the pod task retries only on it
 TRANSIENT_EXIT_CODE = EXIT_TRANSIENT
 
-STEP_KINDS = ("ingest", "silver", "gold", "serve", "export", "maintenance", "quality")
+STEP_KINDS = ("ingest", "silver", "gold", "serve", "export", "maintenance", "quality", "branch")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DNS = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -47,7 +47,8 @@ class SecretRef(Model):
 
 
 class KindSettings(Model):
-    """Overrides for the tasks of one step kind (ingest, silver, gold, serve, export, maintenance, quality)."""
+    """Overrides for the tasks of one step kind (ingest, silver, gold, serve, export, maintenance, quality, and
+    branch: the create, audit and merge tasks of atomic DAG runs)."""
 
     timeout_minutes: int | None = Field(None, ge=1)
     retries: int | None = Field(None, ge=0, le=20)
@@ -148,9 +149,16 @@ class AirflowConfig(Model):
     retry_exponential_backoff: float = Field(2.0, ge=0)
     max_retry_delay_seconds: int = Field(1800, ge=1)
     timeout_minutes: int = Field(60, ge=1)
+    #: write-audit-publish DAG runs (default: `run.atomic` of airduck.yml): a first task forks a branch for the run
+    #: (`run-<run id>`) from main, every step task runs on it, an audit task runs the `audit:` queries there, a merge
+    #: task merges it into main in one commit and deletes it; serve and export run after the merge, from main.
+    #: A failed step, audit or merge keeps the branch (the task's message names it). See docs/branches.md.
+    atomic: bool | None = None
     #: the DAG run should finish within this many minutes of being queued (Airflow 3 deadline alert)
     deadline_minutes: int | None = Field(None, ge=1)
-    kinds: dict[Literal["ingest", "silver", "gold", "serve", "export", "maintenance", "quality"], KindSettings] = \
+    #: per kind of task; `branch`: the create, audit and merge tasks of atomic DAG runs
+    kinds: dict[Literal["ingest", "silver", "gold", "serve", "export", "maintenance", "quality", "branch"],
+                KindSettings] = \
         Field(default_factory=dict)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     maintenance: MaintenanceDag = Field(default_factory=MaintenanceDag)

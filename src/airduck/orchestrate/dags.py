@@ -13,6 +13,13 @@ Two modes (``airflow.mode``): ``local`` runs each step in the worker through the
 ``airduck run --step <id>`` in a pod of the project's image (:class:`AirduckPodOperator`). Either way a transient
 failure (network, catalog conflict) is retried with backoff and a terminal one (bad data, a failed gate) fails the
 task at once: in a pod, `airduck` exits with :data:`TRANSIENT_EXIT_CODE` for transient failures only.
+
+Atomic DAG runs (``airflow.atomic``, default ``run.atomic``): write-audit-publish across the tasks of one DAG run.
+``branch.create`` forks the run's branch (:func:`airduck.text.run_branch` of the run id) from main, every step task
+runs on it (``AIRDUCK_BRANCH``), ``branch.audit`` runs the ``audit:`` queries there, ``branch.merge`` merges it into
+main in one commit and deletes it; the serve and export steps run after the merge, from main. Each of these tasks
+can be retried: the branch of the run is reused, a merge already made is not made again. A failure keeps the
+branch, and the task's message names it.
 """
 
 from __future__ import annotations
@@ -31,11 +38,15 @@ from kubernetes.client import models as k8s
 
 from airduck.orchestrate.config import TRANSIENT_EXIT_CODE, AirflowConfig
 from airduck.orchestrate.files import load_snapshot
+from airduck.text import run_branch
 
 log = logging.getLogger("airduck.airflow")
 
 LAYER_ORDER = ("bronze", "silver", "gold", "serve")
 LABEL = "airduck.io"
+#: the branch an atomic DAG run writes to, rendered at run time from its run id (a DAG macro)
+BRANCH = "{{ airduck_run_branch(run_id) }}"
+TARGET = "main"
 
 
 def build_dags(project: str | Path | None, snapshot: str | Path | None = None) -> dict[str, DAG]:
@@ -114,7 +125,7 @@ async def deadline_missed(**kwargs: Any) -> None:
 
 
 def _dag(snap: dict[str, Any], cfg: AirflowConfig, dag_id_: str, *, schedule: Any, doc: str,
-         tags: tuple[str, ...] = (), deadline_minutes: int | None = None) -> DAG:
+         tags: tuple[str, ...] = (), deadline_minutes: int | None = None, **kwargs: Any) -> DAG:
     """A DAG with the project's settings; `deadline_minutes`: an Airflow 3 deadline alert (the pipeline DAG's)."""
     deadline = None
     if deadline_minutes:
@@ -126,17 +137,27 @@ def _dag(snap: dict[str, Any], cfg: AirflowConfig, dag_id_: str, *, schedule: An
     return DAG(dag_id_, schedule=schedule, start_date=start, catchup=cfg.catchup,
                max_active_runs=cfg.max_active_runs, max_active_tasks=cfg.max_active_tasks,
                default_args=_default_args(cfg), tags=["airduck", snap["project"], *tags, *cfg.tags],
-               doc_md=doc, deadline=deadline)
+               doc_md=doc, deadline=deadline, **kwargs)
 
 
 # -- the pipeline DAG ---------------------------------------------------------------------------
+def _serving(step: dict[str, Any]) -> bool:
+    """A serve or export step: in an atomic DAG run it runs after the merge, from main."""
+    return step["kind"] in ("serve", "export")
+
+
 def pipeline_dag(snap: dict[str, Any], cfg: AirflowConfig) -> DAG:
     project = snap["project"]
     steps = snap["steps"]
+    atomic = bool(cfg.atomic)
     doc = (f"The pipeline of the airduck project **{project}** ({len(steps)} steps), from its plan: "
            f"`airduck plan` shows the same steps. Mode: `{cfg.mode}`.")
+    if atomic:
+        doc += (f" Atomic (write-audit-publish): the run's steps write to its branch (`{BRANCH}`, "
+                f"`run-<run id>`), audited, then merged into {TARGET} in one commit; serve and export run after.")
+    macros = {"airduck_run_branch": run_branch} if atomic else None
     with _dag(snap, cfg, dag_id(snap, cfg), schedule=cfg.schedule, doc=doc,
-              deadline_minutes=cfg.deadline_minutes) as dag:
+              deadline_minutes=cfg.deadline_minutes, user_defined_macros=macros) as dag:
         groups: dict[str, TaskGroup] = {}
         tasks: dict[str, Any] = {}
         for layer in LAYER_ORDER:
@@ -146,12 +167,57 @@ def pipeline_dag(snap: dict[str, Any], cfg: AirflowConfig) -> DAG:
             groups[layer] = TaskGroup(layer, tooltip=f"the {layer} layer's steps")
         for step in steps:
             with groups[step["layer"]]:
-                tasks[step["id"]] = _step_task(snap, cfg, step)
+                tasks[step["id"]] = _step_task(snap, cfg, step, branch=BRANCH if atomic and not _serving(step)
+                                               else TARGET if atomic else None)
         for step in steps:
             for dep in step["depends_on"]:
                 if dep in tasks:
                     tasks[dep] >> tasks[step["id"]]
+        if atomic:
+            _wire_branch(snap, cfg, steps, tasks)
     return dag
+
+
+def _wire_branch(snap: dict[str, Any], cfg: AirflowConfig, steps: list[dict[str, Any]], tasks: dict[str, Any]) -> None:
+    """The tasks of an atomic DAG run: branch.create -> the lake's steps -> branch.audit -> branch.merge -> serve."""
+    lake = [s for s in steps if not _serving(s)]
+    published = list({a.uri: a for s in lake for a in _outputs(snap["project"], s)}.values())
+    with TaskGroup("branch", tooltip="the run's branch: fork it from main, audit it, merge it into main"):
+        create, audit = _branch_task(snap, cfg, "create"), _branch_task(snap, cfg, "audit")
+        merge = _branch_task(snap, cfg, "merge", outlets=published)
+    ids = {s["id"] for s in lake}
+    upstream = {d for s in lake for d in s["depends_on"] if d in ids}
+    for s in lake:
+        if not any(d in ids for d in s["depends_on"]):
+            create >> tasks[s["id"]]
+        if s["id"] not in upstream:
+            tasks[s["id"]] >> audit
+    if not lake:
+        create >> audit
+    create >> audit >> merge
+    for s in steps:
+        if _serving(s):
+            merge >> tasks[s["id"]]
+
+
+def _branch_task(snap: dict[str, Any], cfg: AirflowConfig, what: str, outlets: list[Asset] | None = None):
+    """`branch.create`, `branch.audit` or `branch.merge` of an atomic DAG run (retries: safe, see the module);
+    `outlets`: the merge's, every table the run's steps write (they reach main with it)."""
+    docs = {"create": f"fork the run's branch `{BRANCH}` from {TARGET} (reused when it exists: a retry)",
+            "audit": "the `audit:` queries of airduck.yml, on the run's branch: each must return no rows",
+            "merge": f"merge the run's branch into {TARGET} in one commit and delete it (a retry after the merge: "
+                     "nothing to do)"}
+    kwargs = {"task_id": what, "doc_md": docs[what], "outlets": outlets or [], **_task_args(cfg, "branch")}
+    if cfg.mode == "kubernetes":
+        arguments = {"create": ["branch", "create", BRANCH, "--from", TARGET, "--if-missing"],
+                     "audit": ["audit"],
+                     "merge": ["merge", BRANCH, "--into", TARGET, "--delete"]}[what]
+        return pod_task(snap, cfg, "branch", arguments, step_id=f"branch:{what}", layer="lake",
+                        branch=BRANCH if what == "audit" else None, keeps=None if what == "create" else BRANCH,
+                        **kwargs)
+    return PythonOperator(python_callable={"create": create_branch, "audit": audit_branch,
+                                           "merge": merge_branch}[what],
+                          op_kwargs={"project": snap["root"], "branch": BRANCH, "run_id": "{{ run_id }}"}, **kwargs)
 
 
 def _step_doc(step: dict[str, Any]) -> str:
@@ -165,45 +231,115 @@ def _step_doc(step: dict[str, Any]) -> str:
     return "\n\n".join(lines)
 
 
-def _step_task(snap: dict[str, Any], cfg: AirflowConfig, step: dict[str, Any]):
+def _step_task(snap: dict[str, Any], cfg: AirflowConfig, step: dict[str, Any], branch: str | None = None):
+    """The task of a step; `branch` (an atomic DAG run): the branch it runs on, the run's or main."""
     project = snap["project"]
-    common = {"task_id": task_id(step), "outlets": _outputs(project, step), "inlets": _inputs(project, step),
+    # on the run's branch a step's tables change on main only with the merge: the merge task has their outlets
+    outlets = [] if branch not in (None, TARGET) else _outputs(project, step)
+    common = {"task_id": task_id(step), "outlets": outlets, "inlets": _inputs(project, step),
               "doc_md": _step_doc(step), **_task_args(cfg, step["kind"])}
     if cfg.mode == "kubernetes":
-        return pod_task(snap, cfg, step["kind"], ["run", "--step", step["id"], "-q"], step_id=step["id"],
-                        layer=step["layer"], **common)
-    return PythonOperator(python_callable=run_step, op_kwargs={"project": snap["root"], "step": step["id"]},
-                          **common)
+        arguments = ["run", "--step", step["id"], *(["--no-atomic"] if branch else []), "-q"]
+        return pod_task(snap, cfg, step["kind"], arguments, step_id=step["id"], layer=step["layer"],
+                        branch=branch if branch != TARGET else None, **common)
+    kwargs = {"project": snap["root"], "step": step["id"]}
+    if branch:
+        kwargs["branch"] = branch
+    return PythonOperator(python_callable=run_step, op_kwargs=kwargs, **common)
 
 
-def _fail(exc: Exception) -> None:
-    """Raise what Airflow needs: a transient airduck error is retried, any other fails the task at once."""
+def _fail(exc: Exception, branch: str | None = None, what: str = "the failed run") -> None:
+    """Raise what Airflow needs: a transient airduck error is retried, any other fails the task at once.
+    `branch`: the run's branch, kept (the message says so unless it does already)."""
     from airduck.config.secrets import redact
+    from airduck.pipeline.atomic import kept
 
     message = redact(str(exc))
+    if branch and branch not in message:
+        message = kept(message, branch, what)
     if getattr(exc, "transient", False):
         raise AirflowException(f"transient, will be retried: {message}") from None
     raise AirflowFailException(message) from None
 
 
-def run_step(project: str, step: str) -> dict[str, Any]:
-    """Local mode: run one step of the project's plan through the facade (``Lakehouse.run(step=…)``).
-    Returns the step's summary (also the task's XCom): status, rows, the run id."""
+def run_step(project: str, step: str, branch: str | None = None) -> dict[str, Any]:
+    """Local mode: run one step of the project's plan through the facade (``Lakehouse.run(step=…)``); `branch` (an
+    atomic DAG run): on that branch of the lake, not atomic by itself. Returns the step's summary (also the task's
+    XCom): status, rows, the run id."""
     from airduck.errors import AirduckError
     from airduck.lakehouse import Lakehouse
 
+    on_run_branch = branch not in (None, TARGET)
     try:
-        with Lakehouse.open(project) as lh:
-            result = lh.run(step=step, threads=1)
+        with Lakehouse.open(project, branch=branch) as lh:
+            result = lh.run(step=step, threads=1, atomic=False if branch else None)
     except AirduckError as exc:
-        _fail(exc)
+        _fail(exc, branch if on_run_branch else None)
     record = result.record
     out = {"run_id": record.run_id, "status": str(record.status), "snapshot_before": record.snapshot_before,
            "snapshot_after": record.snapshot_after,
            "steps": [{"table": r.table, "status": str(r.status), "rows_in": r.rows_in, "rows_out": r.rows_out,
                       "rows_quarantined": r.rows_quarantined, "rows_rejected": r.rows_rejected}
                      for r in result.steps]}
+    if branch:
+        out["branch"] = branch
     log.info("airduck step %s: %s", step, out)
+    return out
+
+
+def create_branch(project: str, branch: str, run_id: str) -> dict[str, Any]:
+    """Local mode, `branch.create` of an atomic DAG run: fork `branch` from main, or reuse it (a retry)."""
+    from airduck.errors import AirduckError
+    from airduck.lakehouse import Lakehouse
+
+    try:
+        with Lakehouse.open(project, branch=TARGET) as lh:
+            b = lh.create_branch(branch, TARGET, if_missing=True)
+    except AirduckError as exc:
+        _fail(exc)
+    out = {"branch": b.name, "base": b.base, "fork_snapshot": b.fork_snapshot, "base_snapshot": b.base_snapshot,
+           "run_id": run_id}
+    log.info("airduck branch of DAG run %s: %s", run_id, out)
+    return out
+
+
+def audit_branch(project: str, branch: str, run_id: str) -> dict[str, Any]:
+    """Local mode, `branch.audit`: the `audit:` queries on the run's branch; any that returns rows fails the task
+    (no retry) and the branch is kept."""
+    from airduck.errors import AirduckError
+    from airduck.lakehouse import Lakehouse
+
+    try:
+        with Lakehouse.open(project, branch=branch) as lh:
+            queries = len(lh.project.config.audit)
+            failed = lh.audit()
+    except AirduckError as exc:
+        _fail(exc, branch, "the audited data")
+    if failed:
+        from airduck.pipeline.atomic import kept
+
+        raise AirflowFailException(kept(f"the audit of DAG run {run_id} failed: {'; '.join(failed)}", branch,
+                                        "the audited data"))
+    out = {"branch": branch, "queries": queries, "failed": []}
+    log.info("airduck audit of %s: %s", branch, out)
+    return out
+
+
+def merge_branch(project: str, branch: str, run_id: str) -> dict[str, Any]:
+    """Local mode, `branch.merge`: merge the run's branch into main in one commit and delete it; a retry after
+    the merge merges nothing again (``already``). A conflict fails the task (no retry) and keeps the branch."""
+    from airduck.errors import AirduckError
+    from airduck.lakehouse import Lakehouse
+
+    try:
+        with Lakehouse.open(project, branch=TARGET) as lh:
+            merged = lh.merge(branch, TARGET, delete=True, airflow_run=run_id,
+                              message=f"Airflow DAG run {run_id} (branch {branch}) into {TARGET}")
+    except AirduckError as exc:
+        _fail(exc, branch, "the run")
+    out = {"branch": branch, "into": merged.into, "snapshot_id": merged.snapshot_id, "already": merged.already,
+           "tables": [t.table for t in merged.tables]}
+    log.info("airduck merge of %s: %s", branch, out)
     return out
 
 
@@ -212,7 +348,12 @@ class AirduckPodOperator(KubernetesPodOperator):
     """A KubernetesPodOperator whose failed pod is retried only when `airduck` exited with
     :data:`TRANSIENT_EXIT_CODE` (a transient failure); any other failure fails the task at once."""
 
-    template_fields = tuple(KubernetesPodOperator.template_fields)
+    template_fields = (*KubernetesPodOperator.template_fields, "airduck_branch")
+
+    def __init__(self, *args: Any, airduck_branch: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: the branch of an atomic DAG run a failure of this task keeps (named in the failure; templated)
+        self.airduck_branch = airduck_branch
 
     @staticmethod
     def exit_code(remote_pod: k8s.V1Pod | None, container: str = "base") -> int | None:
@@ -230,7 +371,12 @@ class AirduckPodOperator(KubernetesPodOperator):
             code = self.exit_code(remote_pod, self.base_container_name)
             if code == TRANSIENT_EXIT_CODE:
                 raise AirflowException(f"transient failure (exit {code}), will be retried: {exc}") from exc
-            raise AirflowFailException(f"terminal failure (exit {code}), not retried: {exc}") from exc
+            message = f"terminal failure (exit {code}), not retried: {exc}"
+            if self.airduck_branch:
+                from airduck.pipeline.atomic import kept
+
+                message = kept(message, self.airduck_branch, "the failed task's run")
+            raise AirflowFailException(message) from exc
 
 
 def _resources(cfg: AirflowConfig, kind: str) -> k8s.V1ResourceRequirements:
@@ -238,10 +384,12 @@ def _resources(cfg: AirflowConfig, kind: str) -> k8s.V1ResourceRequirements:
     return k8s.V1ResourceRequirements(requests=dict(r.requests) or None, limits=dict(r.limits) or None)
 
 
-def pod_env(cfg: AirflowConfig) -> tuple[list[k8s.V1EnvVar], list[k8s.V1EnvFromSource]]:
-    """The pod's environment: plain values, secretKeyRef references (never values), envFrom ConfigMaps/Secrets."""
+def pod_env(cfg: AirflowConfig, branch: str | None = None) -> tuple[list[k8s.V1EnvVar], list[k8s.V1EnvFromSource]]:
+    """The pod's environment: plain values, secretKeyRef references (never values), envFrom ConfigMaps/Secrets;
+    `branch`: AIRDUCK_BRANCH, the branch of the lake the pod's `airduck` reads and writes."""
     kube = cfg.kubernetes
-    env = [k8s.V1EnvVar(name=k, value=v) for k, v in sorted(kube.env.items())]
+    plain = {**kube.env, **({"AIRDUCK_BRANCH": branch} if branch else {})}
+    env = [k8s.V1EnvVar(name=k, value=v) for k, v in sorted(plain.items())]
     env += [k8s.V1EnvVar(name=k, value_from=k8s.V1EnvVarSource(
         secret_key_ref=k8s.V1SecretKeySelector(name=ref.secret, key=ref.key, optional=False)))
         for k, ref in sorted(kube.secrets.items())]
@@ -251,11 +399,13 @@ def pod_env(cfg: AirflowConfig) -> tuple[list[k8s.V1EnvVar], list[k8s.V1EnvFromS
 
 
 def pod_task(snap: dict[str, Any], cfg: AirflowConfig, kind: str, arguments: list[str], *, step_id: str,
-             layer: str, task_id: str, **kwargs: Any) -> AirduckPodOperator:
-    """The pod of one task: `airduck <arguments>` in the project's image."""
+             layer: str, task_id: str, branch: str | None = None, keeps: str | None = None,
+             **kwargs: Any) -> AirduckPodOperator:
+    """The pod of one task: `airduck <arguments>` in the project's image; `branch`: on that branch of the lake
+    (AIRDUCK_BRANCH); `keeps`: the run's branch a failure keeps (default `branch`), named in the failure."""
     kube = cfg.kubernetes
     project = snap["project"]
-    env, env_from = pod_env(cfg)
+    env, env_from = pod_env(cfg, branch)
     labels = {**kube.labels, "app.kubernetes.io/name": "airduck", "app.kubernetes.io/component": _label(kind),
               f"{LABEL}/project": _label(project), f"{LABEL}/step": _label(step_id.replace(":", ".")),
               f"{LABEL}/layer": _label(layer)}
@@ -283,8 +433,10 @@ def pod_task(snap: dict[str, Any], cfg: AirflowConfig, kind: str, arguments: lis
         volume_mounts=[k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),
                        k8s.V1VolumeMount(name="state", mount_path=f"{(kube.project_dir or '/project').rstrip('/')}/.airduck")],
         automount_service_account_token=False,
-        on_finish_action="delete_pod", get_logs=True, reattach_on_restart=True, log_pod_spec_on_failure=False,
-        **kwargs)
+        # a restarted worker reattaches to the running pod: the provider's default (`durable` on Airflow 3.3+,
+        # `reattach_on_restart` below it, which is deprecated: not passed)
+        on_finish_action="delete_pod", get_logs=True, log_pod_spec_on_failure=False,
+        airduck_branch=keeps or branch, **kwargs)
 
 
 # -- maintenance --------------------------------------------------------------------------------

@@ -84,7 +84,9 @@ def snapshot_of(lh: Any) -> dict[str, Any]:
         "root": str(project.root),
         "key": project_key(project.root, _dbt_dir(project.root, cfg.gold.dbt_project)),
         "dbt_project": cfg.gold.dbt_project,
-        "airflow": cfg.airflow.model_dump(mode="json"),
+        # `atomic` unset: as `run.atomic` (the DAG factory sees only this snapshot)
+        "airflow": {**cfg.airflow.model_dump(mode="json"),
+                    "atomic": cfg.run.atomic if cfg.airflow.atomic is None else cfg.airflow.atomic},
         "steps": steps,
     }
 

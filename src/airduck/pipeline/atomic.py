@@ -9,22 +9,76 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airduck.errors import AirduckError, RunFailed, Terminal
+from airduck.errors import AirduckError, AuditFailed, NotFound, RunFailed
 from airduck.lake import branches
 from airduck.lake.connection import MAIN_BRANCH, branch_of
 from airduck.pipeline.locks import catalog_lock, project_lock
+from airduck.text import RUN_BRANCH_PREFIX
 
-#: the prefix of the branches atomic runs make
-PREFIX = "run-"
+#: the prefix of the branches atomic runs make (and orchestrated runs: airduck.text.run_branch)
+PREFIX = RUN_BRANCH_PREFIX
+
+__all__ = ["PREFIX", "AuditFailed", "audit", "expire_failed", "fork", "kept", "publish", "run_atomic"]
 
 
-class AuditFailed(Terminal):
-    """An `audit:` query of an atomic run returned rows: nothing was merged."""
+def kept(message: str, name: str, what: str) -> str:
+    """`message` and what a failed write-audit-publish run leaves: nothing merged, its branch `name` kept."""
+    return (f"{message}; nothing was merged, the run's branch {name} is kept ({what}: "
+            f"`airduck tables --branch {name}`, `airduck head TABLE --branch {name}`; `airduck branch delete {name}`)")
 
 
 def _kept(error: AirduckError, name: str, what: str) -> str:
-    return (f"{error.message}; nothing was merged, the run's branch {name} is kept ({what}: "
-            f"`airduck tables --branch {name}`, `airduck head TABLE --branch {name}`; `airduck branch delete {name}`)")
+    return kept(error.message, name, what)
+
+
+def fork(project, name: str, target: str | None = None) -> tuple[branches.Branch, bool]:
+    """Branch `name` of `target` (default main) for a run, and whether it was made now: a branch of that name that
+    exists already (a retried task, a DAG run started again) is reused when it was forked from `target`. A run's
+    branch (``run-…``) first deletes the branches of failed runs older than `branches.keep_failed_days`."""
+    target = target or MAIN_BRANCH
+    if name.startswith(PREFIX):
+        expire_failed(project)
+    with catalog_lock(project):
+        if name in branches.names(project):
+            b = branches.get(project, name)
+            if b.base != target:
+                raise branches.BranchError(f"branch {name} exists but was forked from {b.base}, not {target}",
+                                           hint=f"`airduck branch delete {name}`, or run into {b.base}")
+            return b, False
+        return branches.create(project, name, target), True
+
+
+def publish(project, name: str, target: str | None = None, *, message: str | None = None,
+            **extra: Any) -> branches.MergeResult:
+    """Merge a run's branch `name` into `target` (default main) in one commit and delete it. Idempotent: when
+    `target` has a commit that merged `name` and the branch is gone (or is still at what that commit merged: killed
+    between the commit and the delete), nothing is merged again (``already``) and the branch is deleted. A conflict
+    or a failure keeps the branch and its message says so."""
+    target = target or MAIN_BRANCH
+    # one merge into a target at a time (see run_atomic)
+    with project_lock(project, f"merge:{target}"), catalog_lock(project):
+        done = branches.merge_commit(project, name, target)
+        if name not in branches.names(project):
+            if done is None:
+                raise NotFound(f"there is no branch {name} and {target} has no merge of it",
+                               hint="see `airduck branch list`; start the run again")
+            return branches.MergeResult(name, target, done[0], [], already=True)
+        b = branches.get(project, name)
+        if (done is not None and done[1].get("fork") == b.fork_snapshot
+                and done[1].get("head") == branches.head_snapshot(project, name)):
+            branches.delete(project, name)  # killed between the merge commit and the delete
+            return branches.MergeResult(name, target, done[0], [], already=True)
+        try:
+            merged = branches.merge(project, name, target, keep=False, message=message or
+                                    f"run branch {name} into {target}", **extra)
+        except AirduckError as exc:
+            exc.message = _kept(exc, name, "the run")
+            exc.args = (exc.message,)
+            exc.branch = name  # type: ignore[attr-defined]
+            raise
+        if name in branches.names(project):  # nothing to merge: merge() keeps the branch, a run's goes
+            branches.delete(project, name)
+    return merged
 
 
 def expire_failed(project, now: datetime | None = None) -> list[str]:
