@@ -580,22 +580,21 @@ def _row_diff(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, 
         con.execute(f"CREATE OR REPLACE TEMP TABLE {gone}_all AS {dele}")
         con.execute(f"CREATE OR REPLACE TEMP TABLE {gone} AS SELECT _airduck_rowid, any_value(_airduck_file) AS "
                     f"_airduck_file FROM temp.{gone}_all WHERE _airduck_rowid < {int(n_fork)} GROUP BY ALL")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {new}_all AS {ins}")
         inlined = _inlined_tables(con, table, head)
         rest = "EXCLUDE (_airduck_file, _airduck_pos, _airduck_snap)"
-        files = (f"SELECT n.* {rest} FROM temp.{new}_all n ANTI JOIN temp.{gone}_all g "
+        files = (f"SELECT n.* {rest} FROM ({ins}) n ANTI JOIN temp.{gone}_all g "
                  "ON g._airduck_file = n._airduck_file AND g._airduck_pos = n._airduck_pos")
-        if inlined:  # the versions live at the head, from the inlined tables of the branch's catalog
+        if inlined:  # inlined versions: those live at the head, in the inlined tables of the branch's catalog
             live = " UNION ALL ".join(
                 f"SELECT {quote_literal(t)} AS f, row_id AS r, begin_snapshot AS s FROM {_metadata(SOURCE)}."
                 f"{quote_ident(t)} WHERE begin_snapshot <= {int(head)} AND (end_snapshot IS NULL OR end_snapshot > "
                 f"{int(head)})" for t in inlined)
-            files = (f"{files} WHERE n._airduck_file NOT IN ({_literals(inlined)}) "
-                     f"UNION ALL SELECT n.* {rest} FROM temp.{new}_all n SEMI JOIN ({live}) l "
-                     "ON l.f = n._airduck_file AND l.r = n._airduck_rowid AND l.s = n._airduck_snap")
+            files = (f"SELECT n.* {rest} FROM ({ins}) n WHERE CASE WHEN n._airduck_file IN ({_literals(inlined)}) "
+                     f"THEN EXISTS (SELECT 1 FROM ({live}) l WHERE l.f = n._airduck_file AND l.r = n._airduck_rowid "
+                     f"AND l.s = n._airduck_snap) ELSE NOT EXISTS (SELECT 1 FROM temp.{gone}_all g WHERE "
+                     "g._airduck_file = n._airduck_file AND g._airduck_pos = n._airduck_pos) END")
         con.execute(f"CREATE OR REPLACE TEMP TABLE {new} AS {files}")
         con.execute(f"DROP TABLE temp.{gone}_all")
-        con.execute(f"DROP TABLE temp.{new}_all")
     if key:  # the keys of the rows that went: their old values, key columns only
         cols = ", ".join(quote_ident(k) for k in key)
         ident = "struct_pack(" + ", ".join(f"{quote_ident(k)} := {quote_ident(k)}" for k in key) + ")"
