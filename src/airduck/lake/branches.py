@@ -560,8 +560,8 @@ def _feed(fn: str, alias: str, table: str, start: int, end: int, columns: str = 
 
 def _row_diff(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, sample: int,
               key: list[str] | None = None, slot: int = 0) -> TableDiff:
-    """The net change of a table on the branch since the fork, kept in two temp tables (`_sets(slot)`): the row ids
-    of rows that were there at the fork and are gone or replaced, with the file each was in (from the deletion
+    """The net change of a table on the branch since the fork, kept in temp tables (`_sets(slot)`): the row ids
+    of rows that were there at the fork and are gone or replaced, and the files they were in (from the deletion
     feed: the files that lost rows are read, and of them only the row numbers; no old values), and the rows that
     are new at the head (the insertion feed, which reads only the files written since the fork, minus the row
     versions the deletion feed names: a row inserted and deleted again is not there; an updated row is there once,
@@ -578,8 +578,9 @@ def _row_diff(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, 
         dele = _feed("ducklake_table_deletions", SOURCE, table, fork + 1, head, where)
         ins = _feed("ducklake_table_insertions", SOURCE, table, fork + 1, head, f"{where}, snapshot_id AS _airduck_snap, *")
         con.execute(f"CREATE OR REPLACE TEMP TABLE {gone}_all AS {dele}")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {gone} AS SELECT _airduck_rowid, any_value(_airduck_file) AS "
-                    f"_airduck_file FROM temp.{gone}_all WHERE _airduck_rowid < {int(n_fork)} GROUP BY ALL")
+        at_fork = f"FROM temp.{gone}_all WHERE _airduck_rowid < {int(n_fork)}"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {gone} AS SELECT DISTINCT _airduck_rowid {at_fork}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {gone}_files AS SELECT DISTINCT _airduck_file {at_fork}")
         inlined = _inlined_tables(con, table, head)
         rest = "EXCLUDE (_airduck_file, _airduck_pos, _airduck_snap)"
         files = (f"SELECT n.* {rest} FROM ({ins}) n ANTI JOIN temp.{gone}_all g "
@@ -640,8 +641,9 @@ def _row_diff_by_row_id(con: duckdb.DuckDBPyConnection, table: str, fork: int, h
     dele = _feed("ducklake_table_deletions", SOURCE, table, fork + 1, head, "")
     ins = _feed("ducklake_table_insertions", SOURCE, table, fork + 1, head, "")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {gone}_all AS SELECT DISTINCT _airduck_rowid FROM ({dele})")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone} AS SELECT _airduck_rowid, CAST(NULL AS VARCHAR) AS "
-                f"_airduck_file FROM temp.{gone}_all WHERE _airduck_rowid < {int(n_fork)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone} AS SELECT _airduck_rowid FROM temp.{gone}_all "
+                f"WHERE _airduck_rowid < {int(n_fork)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone}_files (_airduck_file VARCHAR)")  # not known: not pruned
     feed = _feed("ducklake_table_insertions", SOURCE, table, fork + 1, head)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {new} AS SELECT * FROM ({feed}) "
                 f"WHERE _airduck_rowid NOT IN (SELECT _airduck_rowid FROM temp.{gone}_all)")
@@ -767,16 +769,16 @@ _PRUNE_FILES = 5000
 
 
 def _delete_rows(con: duckdb.DuckDBPyConnection, target: str, table: str, gone: str) -> None:
-    """Delete the rows of temp table `gone` (row ids, and the file each was in on the branch) from `target`. The
-    target has not changed the table's rows since the fork, so its files and row ids are the branch's at the fork:
-    naming the files lets DuckLake read only those (a filter on the row id alone reads the row ids of every file).
-    Rows not found in those files (the target's files were rewritten since, e.g. compacted) are deleted by row id
-    alone; a row id not found at all is an error (nothing is written)."""
+    """Delete the rows of temp table `gone` (row ids; `<gone>_files`: the files they were in on the branch) from
+    `target`. The target has not changed the table's rows since the fork, so its files and row ids are the branch's
+    at the fork: naming the files lets DuckLake read only those (a filter on the row id alone reads the row ids of
+    every file). Rows not found in those files (the target's files were rewritten since, e.g. compacted) are
+    deleted by row id alone; a row id not found at all is an error (nothing is written)."""
     want = int(con.execute(f"SELECT count(*) FROM temp.{gone}").fetchone()[0])
     if not want:
         return
     ids = f"rowid IN (SELECT _airduck_rowid FROM temp.{gone})"
-    files = [r[0] for r in con.execute(f"SELECT DISTINCT _airduck_file FROM temp.{gone} "
+    files = [r[0] for r in con.execute(f"SELECT _airduck_file FROM temp.{gone}_files "
                                        f"WHERE _airduck_file IS NOT NULL LIMIT {_PRUNE_FILES + 1}").fetchall()]
     done = 0
     if files and len(files) <= _PRUNE_FILES:
