@@ -1,8 +1,10 @@
-"""Branches: what creating a branch costs on a 10M-row lake (time, bytes written), merging 1% changed rows of a
-10M-row table against rewriting the table, and `run --atomic` against a plain run of the demo.
+"""Branches: what creating a branch costs on a 10M-row lake (time, bytes written), merging 0.1%, 1% and 10% updated
+rows of a 10M-row table of 100 files (spread over every file, and 1% in few files) against rewriting the table, and
+`run --atomic` against a plain run of the demo.
 
-    uv run python bench/branch_bench.py [--rows 10000000] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
-        [--demo-days 14] [--out bench/out/branches.json]
+    uv run python bench/branch_bench.py [--rows 10000000] [--files 100] [--fractions 0.001,0.01,0.1] [--rounds 3]
+        [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--skip-sqlite] [--skip-demo] [--demo-days 14]
+        [--out bench/out/branches.json]
 
 Everything runs in this process on a scratch folder under bench/out/; the load average of the machine is
 recorded before and after each measurement (the machine is shared)."""
@@ -13,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -42,16 +45,36 @@ def make_project(root: Path, catalog: str | None) -> Path:
     return root
 
 
-def lake_benchmark(rows: int, catalog: str | None, label: str) -> dict:
+#: the changes merged: (name, SQL condition on `id` for the rows updated on the branch)
+def cases(rows: int, files: int, fractions: list[float]) -> list[tuple[str, str]]:
+    out = []
+    for f in fractions:  # every 1/f-th row: rows in every file
+        out.append((f"update {f:.1%} spread", f"id % {round(1 / f)} = 0"))
+    per_file = rows // files
+    n = rows // 100  # 1% of the rows, in consecutive ids: the fewest files (straddling one file boundary)
+    start = per_file // 2
+    out.append(("update 1% in few files", f"id >= {start} AND id < {start + n}"))
+    return out
+
+
+def lake_benchmark(rows: int, files: int, catalog: str | None, label: str, fractions: list[float],
+                   rounds: int) -> dict:
+    import duckdb
+
+    from airduck.lake import branches
     from airduck.lake.connection import branch_file
     from airduck.lakehouse import Lakehouse
 
     root = make_project(OUT / f"branches-{label}-{rows}", catalog)
-    out: dict = {"catalog": label, "rows": rows}
+    out: dict = {"catalog": label, "rows": rows, "files": files, "rounds": rounds}
+    per_file = rows // files
     with Lakehouse.open(root) as lh:
         t = time.perf_counter()
-        lh.con.execute(f"CREATE TABLE silver.big AS SELECT range AS id, range % 1000 AS customer, "
-                       f"(range * 7919) % 100000 / 100.0 AS amount, 'order ' || range AS note FROM range({rows})")
+        lh.con.execute("CREATE TABLE silver.big (id BIGINT, customer BIGINT, amount DOUBLE, note VARCHAR)")
+        for i in range(files):  # one data file per insert, as a table loaded over time has
+            lh.con.execute(f"INSERT INTO silver.big SELECT range AS id, range % 1000 AS customer, "
+                           f"(range * 7919) % 100000 / 100.0 AS amount, 'order ' || range AS note "
+                           f"FROM range({i * per_file}, {(i + 1) * per_file})")
         for i in range(4):  # a few more tables and snapshots, as a lake has
             lh.con.execute(f"CREATE TABLE silver.small{i} AS SELECT range AS id FROM range(100000)")
             lh.con.execute(f"INSERT INTO silver.small{i} SELECT range + 100000 FROM range(1000)")
@@ -59,11 +82,19 @@ def lake_benchmark(rows: int, catalog: str | None, label: str) -> dict:
         data = root / ".airduck" / "data"
         out["data_bytes"] = folder_bytes(data) if data.exists() else None
         out["snapshots"] = lh.current_snapshot()
+        out["data_files"] = lh.con.execute(
+            "SELECT file_count FROM ducklake_table_info('lake') WHERE table_name = 'big'").fetchone()[0]
         before_data = folder_bytes(data) if data.exists() else None
-        out["load_before_create"] = load()
-        t = time.perf_counter()
-        lh.create_branch("bench")
-        out["create_s"] = round(time.perf_counter() - t, 3)
+        creates = []
+        for i in range(rounds):
+            out.setdefault("load_before_create", load())
+            t = time.perf_counter()
+            lh.create_branch("bench")
+            creates.append(round(time.perf_counter() - t, 3))
+            if i < rounds - 1:
+                lh.delete_branch("bench")
+        out["create_s"] = creates
+        out["create_s_median"] = statistics.median(creates)
         out["load_after_create"] = load()
         if catalog is None:
             out["create_bytes_written"] = branch_file(lh.project, "bench").stat().st_size
@@ -76,13 +107,6 @@ def lake_benchmark(rows: int, catalog: str | None, label: str) -> dict:
                 out["create_bytes_written"] = int(conn.execute(
                     "SELECT sum(pg_total_relation_size(format('%I.%I', table_schema, table_name))) "
                     "FROM information_schema.tables WHERE table_schema = 'airduck_branch_bench'").fetchone()[0])
-    with Lakehouse.open(root, branch="bench") as b:
-        t = time.perf_counter()
-        changed = rows // 100
-        b.con.execute("UPDATE silver.big SET amount = amount + 1 WHERE id % 100 = 0")
-        out["branch_update_1pct_s"] = round(time.perf_counter() - t, 2)
-        out["changed_rows"] = changed
-    import duckdb
 
     statements: list[tuple[float, str]] = []
     execute = duckdb.DuckDBPyConnection.execute
@@ -94,29 +118,67 @@ def lake_benchmark(rows: int, catalog: str | None, label: str) -> dict:
         finally:
             statements.append((time.perf_counter() - t0, " ".join(str(sql).split())[:110]))
 
-    with Lakehouse.open(root) as lh:
-        out["load_before_merge"] = load()
-        t = time.perf_counter()
-        d = lh.diff("bench")
-        out["diff_s"] = round(time.perf_counter() - t, 2)
-        out["diff"] = [(x.table, x.inserted, x.deleted, x.updated) for x in d.tables]
-        t = time.perf_counter()
-        duckdb.DuckDBPyConnection.execute = timed
-        try:
-            result = lh.merge("bench")
-        finally:
-            duckdb.DuckDBPyConnection.execute = execute
-        out["merge_s"] = round(time.perf_counter() - t, 2)
-        out["merge_slowest_statements"] = [(round(s, 2), q) for s, q in sorted(statements, reverse=True)[:6]]
-        out["merge_snapshot"] = result.snapshot_id
-        out["load_after_merge"] = load()
-        ok = lh.con.execute("SELECT count(*), sum(amount) FROM silver.big").fetchone()
-        out["main_after_merge"] = [int(ok[0]), float(ok[1])]
-        # the alternative: take the branch's table whole (what a merge that rewrites the table costs)
-        t = time.perf_counter()
-        lh.con.execute("CREATE TABLE silver.big_rewritten AS SELECT * FROM silver.big")
-        out["rewrite_table_s"] = round(time.perf_counter() - t, 2)
-        out["load_after_rewrite"] = load()
+    refork = [0.0]
+
+    def counted(fn):  # the time of forking the branch again after the merge commit (delete + create)
+        def run(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                refork[0] += time.perf_counter() - t0
+        return run
+
+    out["cases"] = []
+    for name, where in cases(rows, files, fractions):
+        case: dict = {"case": name, "where": where, "rounds": []}
+        for r in range(rounds):
+            one: dict = {}
+            with Lakehouse.open(root, branch="bench") as b:
+                t = time.perf_counter()
+                # amount + 1 + r: every round changes the values again (the same rows)
+                one["changed_rows"] = b.con.execute(
+                    f"UPDATE silver.big SET amount = amount + {1 + r} WHERE {where}").fetchone()[0]
+                one["branch_update_s"] = round(time.perf_counter() - t, 2)
+                expect = b.con.execute("SELECT count(*), round(sum(amount), 2), sum(hash(note, amount)) FROM silver.big"
+                                       ).fetchone()
+            with Lakehouse.open(root) as lh:
+                one["load_before_merge"] = load()
+                t = time.perf_counter()
+                d = lh.diff("bench")
+                one["diff_s"] = round(time.perf_counter() - t, 2)
+                one["diff"] = [(x.table, x.inserted, x.deleted, x.updated) for x in d.tables]
+                statements.clear()
+                refork[0] = 0.0
+                delete, create = branches.delete, branches.create
+                branches.delete, branches.create = counted(delete), counted(create)
+                duckdb.DuckDBPyConnection.execute = timed
+                t = time.perf_counter()
+                try:
+                    result = lh.merge("bench")
+                finally:
+                    duckdb.DuckDBPyConnection.execute = execute
+                    branches.delete, branches.create = delete, create
+                one["merge_s"] = round(time.perf_counter() - t, 2)
+                one["merge_refork_s"] = round(refork[0], 2)
+                one["merge_slowest_statements"] = [(round(s, 2), q) for s, q in sorted(statements, reverse=True)[:5]]
+                one["load_after_merge"] = load()
+                got = lh.con.execute("SELECT count(*), round(sum(amount), 2), sum(hash(note, amount)) FROM silver.big"
+                                     ).fetchone()
+                assert got == expect, (got, expect)  # main equals the branch
+                one["merge_snapshot"] = result.snapshot_id
+                # the alternative: take the branch's table whole (what a merge that rewrites the table costs)
+                t = time.perf_counter()
+                lh.con.execute("CREATE TABLE silver.big_rewritten AS SELECT * FROM silver.big")
+                one["rewrite_table_s"] = round(time.perf_counter() - t, 2)
+                lh.con.execute("DROP TABLE silver.big_rewritten")
+                one["load_after_rewrite"] = load()
+            case["rounds"].append(one)
+            print(json.dumps({"case": name, **{k: v for k, v in one.items() if k != "merge_slowest_statements"}}),
+                  flush=True)
+        for k in ("branch_update_s", "diff_s", "merge_s", "merge_refork_s", "rewrite_table_s"):
+            case[f"{k}_median"] = statistics.median(x[k] for x in case["rounds"])
+        out["cases"].append(case)
     return out
 
 
@@ -148,6 +210,10 @@ def demo_benchmark(days: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rows", type=int, default=10_000_000)
+    p.add_argument("--files", type=int, default=100, help="data files of the big table (one insert each)")
+    p.add_argument("--fractions", default="0.001,0.01,0.1", help="fractions of rows updated, spread over the files")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--skip-sqlite", action="store_true")
     p.add_argument("--pg", default=None, help="admin DSN: also measure a PostgreSQL catalog (a scratch database)")
     p.add_argument("--demo-days", type=int, default=14)
     p.add_argument("--skip-demo", action="store_true")
@@ -155,8 +221,10 @@ def main() -> None:
     a = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     results: dict = {"nproc": os.cpu_count(), "lakes": []}
-    results["lakes"].append(lake_benchmark(a.rows, None, "sqlite-local"))
-    print(json.dumps(results["lakes"][-1], indent=1), flush=True)
+    fractions = [float(x) for x in a.fractions.split(",") if x]
+    if not a.skip_sqlite:
+        results["lakes"].append(lake_benchmark(a.rows, a.files, None, "sqlite-local", fractions, a.rounds))
+        print(json.dumps(results["lakes"][-1], indent=1), flush=True)
     if a.pg:
         import psycopg
 
@@ -165,7 +233,8 @@ def main() -> None:
             conn.execute(f'CREATE DATABASE "{db}"')
         try:
             head, _, _ = a.pg.rpartition("/")
-            results["lakes"].append(lake_benchmark(a.rows, f"{head}/{db}", "pg-local"))
+            results["lakes"].append(lake_benchmark(a.rows, a.files, f"{head}/{db}", "pg-local", fractions,
+                                                   a.rounds))
             print(json.dumps(results["lakes"][-1], indent=1), flush=True)
         finally:
             with psycopg.connect(a.pg, autocommit=True) as conn:

@@ -718,30 +718,42 @@ def _feed(fn: str, alias: str, table: str, start: int, end: int, columns: str = 
 
 def _row_diff(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, sample: int,
               key: list[str] | None = None, slot: int = 0) -> TableDiff:
-    """The net change of a table on the branch since the fork, kept in two temp tables (`_sets(slot)`): the row ids
-    of rows that were there at the fork and are gone or replaced (from the deletion feed, row ids only: no old
-    values are read), and the rows that are new at the head (the branch's table at its head, only the row ids the
-    insertion feed names: a row inserted and deleted again is not there; an updated row is there once, with its
-    last values). An update is a row id (DuckLake's UPDATE may keep it) or, with `key`, a key in both."""
+    """The net change of a table on the branch since the fork, kept in temp tables (`_sets(slot)`): the row ids
+    of rows that were there at the fork and are gone or replaced, and the files they were in (from the deletion
+    feed: the files that lost rows are read, and of them only the row numbers; no old values), and the rows that
+    are new at the head (the insertion feed, which reads only the files written since the fork, minus the row
+    versions the deletion feed names: a row inserted and deleted again is not there; an updated row is there once,
+    with its last values). Nothing scans the table: the work grows with the change. An update is a row id
+    (DuckLake's UPDATE keeps it) or, with `key`, a key in both."""
     gone, new = _sets(slot)
-    ref = _sql_table(SOURCE, table)
     n_fork = _next_row_id(con, table, fork)
-    dele = _feed("ducklake_table_deletions", SOURCE, table, fork + 1, head, "")
-    ins = _feed("ducklake_table_insertions", SOURCE, table, fork + 1, head, "")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone}_all AS SELECT DISTINCT _airduck_rowid FROM ({dele})")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone} AS SELECT _airduck_rowid FROM temp.{gone}_all "
-                f"WHERE _airduck_rowid < {int(n_fork)}")
-    # a row the insertion feed names whose row id was never deleted since is there at the head, as inserted (only
-    # the new files are read); a row id inserted and deleted too (deleted again, or an UPDATE that kept its row id)
-    # is looked up in the branch's table at its head, which then is scanned once
-    feed = _feed("ducklake_table_insertions", SOURCE, table, fork + 1, head)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {new} AS SELECT * FROM ({feed}) "
-                f"WHERE _airduck_rowid NOT IN (SELECT _airduck_rowid FROM temp.{gone}_all)")
-    ambiguous = f"SELECT _airduck_rowid FROM ({ins}) INTERSECT SELECT _airduck_rowid FROM temp.{gone}_all"
-    if con.execute(f"SELECT count(*) FROM ({ambiguous})").fetchone()[0]:
-        con.execute(f"INSERT INTO temp.{new} SELECT rowid AS _airduck_rowid, * FROM {ref} "
-                    f"WHERE rowid IN ({ambiguous})")
-    con.execute(f"DROP TABLE temp.{gone}_all")
+    if _shadowed(con, table, head):
+        _row_diff_by_row_id(con, table, fork, head, n_fork, slot)
+    else:
+        # a row version is (data file, row number), or, for a row DuckLake keeps inlined in the catalog (its
+        # "file" is the inlined table, its row number the row id in every version), (row id, snapshot inserted)
+        where = "filename AS _airduck_file, file_row_number AS _airduck_pos"
+        dele = _feed("ducklake_table_deletions", SOURCE, table, fork + 1, head, where)
+        ins = _feed("ducklake_table_insertions", SOURCE, table, fork + 1, head, f"{where}, snapshot_id AS _airduck_snap, *")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {gone}_all AS {dele}")
+        at_fork = f"FROM temp.{gone}_all WHERE _airduck_rowid < {int(n_fork)}"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {gone} AS SELECT DISTINCT _airduck_rowid {at_fork}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {gone}_files AS SELECT DISTINCT _airduck_file {at_fork}")
+        inlined = _inlined_tables(con, table, head)
+        rest = "EXCLUDE (_airduck_file, _airduck_pos, _airduck_snap)"
+        files = (f"SELECT n.* {rest} FROM ({ins}) n ANTI JOIN temp.{gone}_all g "
+                 "ON g._airduck_file = n._airduck_file AND g._airduck_pos = n._airduck_pos")
+        if inlined:  # inlined versions: those live at the head, in the inlined tables of the branch's catalog
+            live = " UNION ALL ".join(
+                f"SELECT {quote_literal(t)} AS f, row_id AS r, begin_snapshot AS s FROM {_metadata(SOURCE)}."
+                f"{quote_ident(t)} WHERE begin_snapshot <= {int(head)} AND (end_snapshot IS NULL OR end_snapshot > "
+                f"{int(head)})" for t in inlined)
+            files = (f"SELECT n.* {rest} FROM ({ins}) n WHERE CASE WHEN n._airduck_file IN ({_literals(inlined)}) "
+                     f"THEN EXISTS (SELECT 1 FROM ({live}) l WHERE l.f = n._airduck_file AND l.r = n._airduck_rowid "
+                     f"AND l.s = n._airduck_snap) ELSE NOT EXISTS (SELECT 1 FROM temp.{gone}_all g WHERE "
+                     "g._airduck_file = n._airduck_file AND g._airduck_pos = n._airduck_pos) END")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {new} AS {files}")
+        con.execute(f"DROP TABLE temp.{gone}_all")
     if key:  # the keys of the rows that went: their old values, key columns only
         cols = ", ".join(quote_ident(k) for k in key)
         ident = "struct_pack(" + ", ".join(f"{quote_ident(k)} := {quote_ident(k)}" for k in key) + ")"
@@ -759,6 +771,45 @@ def _row_diff(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, 
         rel = con.sql(f"SELECT * EXCLUDE (_airduck_rowid) FROM temp.{new} LIMIT {int(sample)}")
         d.sample = [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
     return d
+
+
+#: DuckLake's virtual columns the change feed is read with; a table's own column of that name hides one
+_VIRTUAL = ("filename", "file_row_number", "snapshot_id")
+
+
+def _shadowed(con: duckdb.DuckDBPyConnection, table: str, head: int) -> bool:
+    table_id = _table_at(con, SOURCE, table, head)
+    return any(c.split(": ", 1)[0].lower() in _VIRTUAL for c in _columns_at(con, SOURCE, table_id, head))
+
+
+def _inlined_tables(con: duckdb.DuckDBPyConnection, table: str, head: int) -> list[str]:
+    """The names of the catalog tables in which the branch's catalog keeps inlined rows of `table`."""
+    table_id = _table_at(con, SOURCE, table, head)
+    return [r[0] for r in con.execute(f"SELECT table_name FROM {_metadata(SOURCE)}.ducklake_inlined_data_tables "
+                                      "WHERE table_id = ? ORDER BY 1", [table_id]).fetchall()]
+
+
+def _row_diff_by_row_id(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, n_fork: int,
+                        slot: int) -> None:
+    """_row_diff's sets by row id only, for a table with a column named like one of DuckLake's virtual columns:
+    a row id inserted and deleted too (deleted again, or an UPDATE that kept its row id) is looked up in the
+    branch's table at its head, which then is scanned once."""
+    gone, new = _sets(slot)
+    ref = _sql_table(SOURCE, table)
+    dele = _feed("ducklake_table_deletions", SOURCE, table, fork + 1, head, "")
+    ins = _feed("ducklake_table_insertions", SOURCE, table, fork + 1, head, "")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone}_all AS SELECT DISTINCT _airduck_rowid FROM ({dele})")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone} AS SELECT _airduck_rowid FROM temp.{gone}_all "
+                f"WHERE _airduck_rowid < {int(n_fork)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone}_files (_airduck_file VARCHAR)")  # not known: not pruned
+    feed = _feed("ducklake_table_insertions", SOURCE, table, fork + 1, head)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {new} AS SELECT * FROM ({feed}) "
+                f"WHERE _airduck_rowid NOT IN (SELECT _airduck_rowid FROM temp.{gone}_all)")
+    ambiguous = f"SELECT _airduck_rowid FROM ({ins}) INTERSECT SELECT _airduck_rowid FROM temp.{gone}_all"
+    if con.execute(f"SELECT count(*) FROM ({ambiguous})").fetchone()[0]:
+        con.execute(f"INSERT INTO temp.{new} SELECT rowid AS _airduck_rowid, * FROM {ref} "
+                    f"WHERE rowid IN ({ambiguous})")
+    con.execute(f"DROP TABLE temp.{gone}_all")
 
 
 def _next_row_id(con: duckdb.DuckDBPyConnection, table: str, snapshot: int) -> int:
@@ -895,5 +946,41 @@ def _apply(con: duckdb.DuckDBPyConnection, d: TableDiff, how: str, slot: int) ->
     else:  # the temp tables of _row_diff (same slot): rows that went by row id, then the new rows
         gone, new = _sets(slot)
         cols = ", ".join(quote_ident(c.split(": ", 1)[0]) for c in d.columns_after)
-        con.execute(f"DELETE FROM {target} WHERE rowid IN (SELECT _airduck_rowid FROM temp.{gone})")
+        _delete_rows(con, target, d.table, gone)
         con.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM temp.{new}")
+
+
+#: at most this many files are named in a merge's DELETE (a longer list is not worth the pruning)
+_PRUNE_FILES = 5000
+
+
+def _delete_rows(con: duckdb.DuckDBPyConnection, target: str, table: str, gone: str) -> None:
+    """Delete the rows of temp table `gone` (row ids; `<gone>_files`: the files they were in on the branch) from
+    `target`. The target has not changed the table's rows since the fork, so its files and row ids are the branch's
+    at the fork: naming the files lets DuckLake read only those (a filter on the row id alone reads the row ids of
+    every file). Rows not found in those files (the target's files were rewritten since, e.g. compacted) are
+    deleted by row id alone; a row id not found at all is an error (nothing is written)."""
+    want = int(con.execute(f"SELECT count(*) FROM temp.{gone}").fetchone()[0])
+    if not want:
+        return
+    ids = f"rowid IN (SELECT _airduck_rowid FROM temp.{gone})"
+    files = [r[0] for r in con.execute(f"SELECT _airduck_file FROM temp.{gone}_files "
+                                       f"WHERE _airduck_file IS NOT NULL LIMIT {_PRUNE_FILES + 1}").fetchall()]
+    done = 0
+    if files and len(files) <= _PRUNE_FILES:
+        done = _count(con.execute(f"DELETE FROM {target} WHERE filename IN ({_literals(files)}) AND {ids}"))
+    if done < want:
+        done += _count(con.execute(f"DELETE FROM {target} WHERE {ids}"))
+    if done != want:
+        raise BranchError(f"cannot merge {table}: {want - done} of the {want} rows the branch deleted or updated "
+                          "are not on the target (it changed since the fork); nothing was merged",
+                          hint="see `airduck diff`; redo the change on a new branch of the target")
+
+
+def _count(result: duckdb.DuckDBPyConnection) -> int:
+    row = result.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _literals(values: list[str]) -> str:
+    return ", ".join(quote_literal(v) for v in values)
