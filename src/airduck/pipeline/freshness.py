@@ -211,11 +211,11 @@ def carry_over(project: Project, source: str | None, branch: str, fork: int) -> 
 
 
 def publish_state(project: Project, branch: str, into: str | None, *, fork: int, head: Mapping[str, int],
-                  merged: Iterable[str], snapshot: int | None, run_id: str | None = None) -> tuple[int, int]:
+                  merged: Iterable[str], snapshot: int | None, run_id: str) -> tuple[int, int]:
     """After branch `branch` (forked at `fork`, its tables at versions `head` when it was merged) was merged into
     `into` (None: main) by the commit `snapshot`, which wrote the tables `merged`: store on `into` the fingerprints
-    the branch recorded (those of run `run_id`; without it: those naming a version after the fork), translated to
-    `into`'s versions, so the steps the branch ran are skipped on `into` while nothing they read or wrote changed.
+    run `run_id` recorded on the branch, translated to `into`'s versions, so the steps it ran are skipped on `into`
+    while nothing they read or wrote changed (an atomic run; the branch's other rows were carried over from `into`).
 
     A version up to `fork` is shared history and stays; the branch's last version of a merged table becomes the
     merge commit (it holds the same rows on `into`). Any other version after the fork (a table the branch changed
@@ -236,10 +236,8 @@ def publish_state(project: Project, branch: str, into: str | None, *, fork: int,
         fp = st.detail
         if fp is None or fp.digest != st.fingerprint:
             continue
-        if run_id is not None and st.run_id != run_id:
+        if st.run_id != run_id:
             continue
-        if run_id is None and all(v <= fork for v in _versions_in(fp)):
-            continue  # carried over from `into` (or equally true there): `into` has its own row
         try:
             publish[sid] = (Fingerprint(fp.config, {t: translate(t, v) for t, v in fp.inputs.items()},
                                         {t: translate(t, v) for t, v in fp.outputs.items()}), st.run_id)
