@@ -29,10 +29,11 @@ from bench import common
 from bench.common import Measurement, failure_lines, fmt_rate, fmt_ratio, fmt_seconds, markdown_table, median
 
 SCRIPT = Path(__file__).resolve()
-NAMES = ("pandas", "duckdb", "duckdb_bronze", "airduck")
+NAMES = ("pandas", "duckdb", "duckdb_bronze", "airduck", "airduck_atomic")
 LABELS = {"pandas": "(a) pandas + pyarrow → Parquet", "duckdb": "(b0) plain DuckDB SQL, silver only → DuckLake",
           "duckdb_bronze": "(b) plain DuckDB SQL, bronze + silver → DuckLake",
-          "airduck": "(c) airduck Lakehouse.run()"}
+          "airduck": "(c) airduck Lakehouse.run()",
+          "airduck_atomic": "(c') airduck Lakehouse.run(atomic=True)"}
 COUNT_KEYS = ("rejected", "read", "quarantined", "clean", "clean_null_amount")
 
 
@@ -91,8 +92,8 @@ def summarize(rows: int, runs: dict[str, list[Measurement]], expected: dict[str,
             "counts": good[0].result.get("counts") if good else None, "steps": steps,
             "failures": [m.to_dict() for m in ms if not m.ok],
         }
-    a, b0, b, c = (summary.get(n, {}).get("median_wall_seconds") for n in NAMES)
-    ca, cb0, cb, cc = (summary.get(n, {}).get("median_cpu_seconds") for n in NAMES)
+    a, b0, b, c, atomic = (summary.get(n, {}).get("median_wall_seconds") for n in NAMES)
+    ca, cb0, cb, cc, catomic = (summary.get(n, {}).get("median_cpu_seconds") for n in NAMES)
 
     def ratio(x: float | None, y: float | None) -> float | None:
         return (x / y) if x and y else None
@@ -105,6 +106,8 @@ def summarize(rows: int, runs: dict[str, list[Measurement]], expected: dict[str,
         "cpu_airduck_speedup_vs_pandas": ratio(ca, cc),
         "cpu_airduck_over_duckdb_bronze": ratio(cc, cb),
         "cpu_airduck_over_duckdb": ratio(cc, cb0),
+        "atomic_over_airduck": ratio(atomic, c),
+        "cpu_atomic_over_airduck": ratio(catomic, cc),
     }
     problems: list[str] = []
     for name in runs:
@@ -147,6 +150,9 @@ def report(rows: int, summary: dict[str, Any], expected: dict[str, int]) -> str:
                f"{fmt_ratio(r['cpu_airduck_speedup_vs_pandas'])}, airduck / plain DuckDB bronze+silver "
                f"{fmt_ratio(r['cpu_airduck_over_duckdb_bronze'])}, airduck / plain DuckDB silver only "
                f"{fmt_ratio(r['cpu_airduck_over_duckdb'])}")
+    if r["atomic_over_airduck"] is not None:
+        out.append(f"airduck run --atomic / plain run: {fmt_ratio(r['atomic_over_airduck'])} wall, "
+                   f"{fmt_ratio(r['cpu_atomic_over_airduck'])} CPU")
     out.append(f"expected (generator manifest): rejected {expected.get('rejected')}, quarantined "
                f"{expected.get('quarantined')}, clean {expected.get('clean')}")
     step_lines = []
@@ -175,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--files", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=None, help="default: 3 up to 2M rows, else 1")
-    parser.add_argument("--contenders", default=",".join(NAMES), help="comma-separated subset of " + ",".join(NAMES))
+    parser.add_argument("--contenders", default=",".join(NAMES[:4]),
+                        help="comma-separated subset of " + ",".join(NAMES) + " (default: all but airduck_atomic)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per contender run before it is killed")
     parser.add_argument("--profile", action="store_true", help="one extra, untimed airduck run logging its SQL")
     parser.add_argument("--keep", action="store_true", help="keep each run's output folder under bench/out/work/")

@@ -345,8 +345,9 @@ class QueryTimer:
         setattr(self._con, name, value)
 
 
-def run_airduck(folder: str | Path, work: str | Path, profile: bool = False) -> dict[str, Any]:
-    """A fresh project (SQLite catalog, local data and landing) with `Lakehouse.run()` (bronze + silver)."""
+def run_airduck(folder: str | Path, work: str | Path, profile: bool = False, atomic: bool = False) -> dict[str, Any]:
+    """A fresh project (SQLite catalog, local data and landing) with `Lakehouse.run()` (bronze + silver; `atomic`:
+    write-audit-publish, the run on a branch merged in one commit)."""
     import yaml
 
     from airduck.lakehouse import Lakehouse
@@ -373,7 +374,7 @@ def run_airduck(folder: str | Path, work: str | Path, profile: bool = False) -> 
                 prof = cProfile.Profile()
                 prof.enable()
             try:
-                result = lh.run()
+                result = lh.run(atomic=atomic)
             finally:
                 if prof is not None:
                     prof.disable()
@@ -422,9 +423,15 @@ def _hotspots(prof: Any, limit: int = 20) -> list[dict[str, Any]]:
     return out
 
 
+def run_airduck_atomic(folder: str | Path, work: str | Path, profile: bool = False) -> dict[str, Any]:
+    """`run_airduck` with `Lakehouse.run(atomic=True)` (`airduck run --atomic`)."""
+    return run_airduck(folder, work, profile=profile, atomic=True)
+
+
 CONTENDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "pandas": run_pandas,
     "duckdb": run_duckdb,
     "duckdb_bronze": run_duckdb_bronze,
     "airduck": run_airduck,
+    "airduck_atomic": run_airduck_atomic,
 }

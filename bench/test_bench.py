@@ -60,7 +60,7 @@ def test_generator_is_deterministic_and_cached(dataset: gen_orders.Dataset, tmp_
     assert other.paths[0].read_bytes() != again.paths[0].read_bytes()
 
 
-@pytest.mark.parametrize("name", ["pandas", "duckdb", "duckdb_bronze", "airduck"])
+@pytest.mark.parametrize("name", ["pandas", "duckdb", "duckdb_bronze", "airduck", "airduck_atomic"])
 def test_contenders_match_the_oracle(dataset: gen_orders.Dataset, tmp_path: Path, name: str) -> None:
     out = pipeline_contenders.CONTENDERS[name](dataset.folder, tmp_path / name)
     counts = out["counts"]

@@ -371,22 +371,29 @@ class Lakehouse:
         self.close()
         self.current_snapshot()  # main's catalog exists (a new lake: created)
         self.close()
+        from airduck.pipeline.freshness import carry_over
+
         if if_missing:
             from airduck.pipeline.atomic import fork
 
-            return fork(self.project, branches.check_name(name), source or self.branch)[0]
+            return fork(self.project, branches.check_name(name), source or self.branch)[0]  # carries the state
         with catalog_lock(self.project):  # SQLite: the registry is in main's catalog file
-            return branches.create(self.project, name, source or self.branch)
+            made = branches.create(self.project, name, source or self.branch)
+        carry_over(self.project, made.base, name, made.fork_snapshot)  # it skips what its base would skip
+        return made
 
     @translated
     def delete_branch(self, name: str) -> list[str]:
         """Delete a branch and the data files only it referenced (returns their keys)."""
         from airduck.lake import branches
+        from airduck.pipeline.freshness import StepStateStore
         from airduck.pipeline.locks import catalog_lock
 
         self.close()
         with catalog_lock(self.project):
-            return branches.delete(self.project, branches.check_name(name))
+            deleted = branches.delete(self.project, branches.check_name(name))
+        StepStateStore(branches.on(self.project, name)).forget()  # a new branch of that name starts afresh
+        return deleted
 
     @translated
     def diff(self, branch: str, base: str | None = None, *, table: str | None = None, sample: int = 5):
@@ -418,8 +425,13 @@ class Lakehouse:
             return publish(self.project, name, into, message=message, **extra)
         target = into or branches.get(self.project, branch).base
         # one merge into a target at a time; SQLite: one writer of main's catalog at a time (see pipeline.locks)
+        from airduck.pipeline.freshness import carry_over
+
         with project_lock(self.project, f"merge:{target}"), catalog_lock(self.project):
-            return branches.merge(self.project, branch, into, dry_run=dry_run, message=message, **extra)
+            merged = branches.merge(self.project, branch, into, dry_run=dry_run, message=message, **extra)
+        if merged.snapshot_id is not None:  # forked again from the merge commit: its old state names other ids
+            carry_over(self.project, target, branch, branches.get(self.project, branch).fork_snapshot)
+        return merged
 
     @translated
     def audit(self) -> list[str]:

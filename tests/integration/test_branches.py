@@ -140,6 +140,49 @@ def test_atomic_run_failed_gate_and_audit_keep_main_and_the_branch(projects):
         assert kept.name in audit.value.message
 
 
+def step_status(result) -> dict[str, str]:
+    """Step id -> its status, or `unchanged` for a step skipped as unchanged (not run at all)."""
+    return {r.step_id: "unchanged" if (r.details or {}).get("reason") == "unchanged" else str(r.status)
+            for r in result.steps if r.step_id}
+
+
+def ran_because(result) -> dict[str, str | None]:
+    return {r.step_id: (r.details or {}).get("ran_because") for r in result.steps if r.step_id}
+
+
+def test_a_branch_starts_with_its_base_step_state_and_a_merge_resets_it(projects):
+    from airduck.lake.branches import on
+    from airduck.pipeline.freshness import StepStateStore
+
+    root = projects.make(orders_config())
+    write_orders(root, "day1.csv", 0, 300)
+    with Lakehouse.open(root) as lh:
+        assert lh.run().ok
+        main_state = StepStateStore(lh.project).load()
+        lh.create_branch("dev")
+        project = lh.project
+    dev_store = StepStateStore(on(project, "dev"))
+    assert {s: st.fingerprint for s, st in dev_store.load().items()} == {
+        s: st.fingerprint for s, st in main_state.items()}
+    with Lakehouse.open(root, branch="dev") as dev:
+        assert step_status(dev.run())["silver:orders"] == "unchanged"  # nothing new: skipped as on main
+    write_orders(root, "day2.csv", 300, 50)
+    with Lakehouse.open(root, branch="dev") as dev:
+        assert step_status(dev.run())["silver:orders"] == "ok"  # new rows on the branch: it runs
+        assert dev.con.execute("SELECT count(*) FROM silver.orders").fetchone()[0] == 350
+    with Lakehouse.open(root) as lh:
+        assert lh.merge("dev").snapshot_id is not None
+        main_state = StepStateStore(lh.project).load()
+        # forked again from the merge commit: the branch's rows are main's (its old ones named its old catalog's ids)
+        assert {s: st.fingerprint for s, st in dev_store.load().items()} == {
+            s: st.fingerprint for s, st in main_state.items()}
+        # the merge wrote bronze.orders and silver.orders: the step runs once more (and finds nothing new)
+        assert ran_because(lh.run())["silver:orders"].startswith("bronze.orders changed")
+        assert lh.con.execute("SELECT count(*) FROM silver.orders").fetchone()[0] == 350
+        lh.delete_branch("dev")
+    assert dev_store.load() == {}  # a new branch of that name starts from its own base
+
+
 def test_protected_main_takes_only_merges(local_projects):
     root = local_projects.make({**orders_config(), "branches": {"protected": ["main"]}})
     write_orders(root, "day1.csv", 0, 100)

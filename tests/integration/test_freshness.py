@@ -291,3 +291,86 @@ def test_a_failing_dbt_test_publishes_the_other_models_and_not_it(tmp_path, pg_d
     fourth = run_fresh(root, run_id="r4")
     assert fourth.reasons["gold:customer_revenue"] == "never ran"
     assert fourth.status["gold:customer_revenue"] == "ok" and fourth.status["gold:city_revenue"] == "ok"
+
+
+# -- atomic runs (docs/branches.md, "Step state of branches") ---------------------------------------------------
+LAKE_TABLES = ("bronze.orders", "bronze.customers", "silver.orders", "silver.customers", "gold.customer_revenue",
+               "gold.city_revenue", "gold.customer_cities")
+INGEST = {"ingest:orders", "ingest:customers"}
+SERVE = {"serve:customer_revenue", "serve:cities", "export:city_revenue"}  # run after the merge, on main
+
+
+def data_sums(lh: Lakehouse) -> dict[str, tuple[int, int]]:
+    """Row count and an order-independent checksum of each table's data columns (not airduck's `_` columns: load
+    ids, run ids, times and file names differ between two projects)."""
+    out = {}
+    for t in LAKE_TABLES:
+        cols = ", ".join(f'"{r[0]}"' for r in lh.con.execute(f"DESCRIBE {t}").fetchall() if not r[0].startswith("_"))
+        out[t] = lh.con.execute(f"SELECT count(*), coalesce(sum(hash({cols})), 0) FROM {t}").fetchone()
+    return out
+
+
+def test_atomic_runs_skip_what_a_plain_run_skips_and_publish_their_state(projects, pg_database, tmp_path):
+    roots = {}
+    for mode in ("plain", "atomic"):  # the same project twice: one run plainly, one with --atomic
+        roots[mode] = projects.make(config(pg_database(), tmp_path / f"exports-{mode}"), name=mode)
+        write_project(roots[mode])
+
+    def both(run_id: str) -> dict[str, Any]:
+        return {m: run_fresh(r, run_id=run_id, atomic=m == "atomic") for m, r in roots.items()}
+
+    def checksums(mode: str) -> dict:
+        with Lakehouse.open(roots[mode]) as lh:
+            assert lh.branches() == []  # an atomic run's branch is gone once it merged (or had nothing to merge)
+            return data_sums(lh)
+
+    first = both("r1")
+    assert first["atomic"].ran() == first["plain"].ran() - SERVE == {s.id for s in first["plain"].plan} - SERVE
+    assert checksums("atomic") == checksums("plain")
+
+    # no new input: the atomic run's branch starts with main's step state, so it skips what a plain run skips
+    before = snapshot(roots["atomic"])
+    second = both("r2")
+    for mode in roots:
+        assert second[mode].ran() == INGEST, (mode, second[mode].reasons)
+        assert not second[mode].dbt_started
+    assert all(second["atomic"].status[s] == "skipped" for s in second["atomic"].status if s not in INGEST)
+    assert snapshot(roots["atomic"]) == before  # nothing merged: main as it was
+
+    # the next day: the same steps run, for the same reasons, to the same result
+    for root in roots.values():
+        write_orders(root, "day2.csv", 100, 5)
+    before_day2 = snapshot(roots["atomic"])
+    third = both("r3")
+    expected = {"silver:orders", "gold:customer_revenue", "gold:city_revenue"}
+    assert third["plain"].ran() - INGEST - SERVE == expected
+    assert third["atomic"].ran() - INGEST == expected, third["atomic"].reasons
+    def why(run: Any) -> dict[str, str]:  # the reasons without their snapshot ids (two lakes count differently)
+        return {s: str(run.reasons[s]).split(" (snapshot", 1)[0] for s in expected}
+
+    assert why(third["atomic"]) == why(third["plain"])
+    assert why(third["atomic"])["silver:orders"] == "bronze.orders changed"
+    assert checksums("atomic") == checksums("plain")
+
+    # after the merge, main's state is the run's: a plain run and an atomic one skip all of it
+    assert run_fresh(roots["atomic"], run_id="r4").ran() == INGEST
+    assert run_fresh(roots["atomic"], run_id="r5", atomic=True).ran() == INGEST
+    with Lakehouse.open(roots["atomic"]) as lh:
+        state = StepStateStore(lh.project).load()
+        assert state["gold:city_revenue"].run_id == third["atomic"].run_id
+        assert not any("@" in s for s in state)
+        merged = lh.current_snapshot()
+        assert state["silver:orders"].detail.outputs["silver.orders"] == merged  # the merge commit's version
+        # ... and no row of the runs' branches is left
+        with StepStateStore(lh.project)._conn() as cur:
+            cur.execute("SELECT count(*) FROM airduck_step_state WHERE step_id LIKE 'run-%'")
+            assert cur.fetchone()[0] == 0
+
+    # a change on main since (a rollback) makes the next atomic run run that step and what reads it
+    with Lakehouse.open(roots["atomic"]) as lh:
+        lh.rollback("silver.orders", before_day2)
+    sixth = run_fresh(roots["atomic"], run_id="r6", atomic=True)
+    assert sixth.reasons["silver:orders"].startswith("silver.orders was changed since this step wrote it")
+    assert {"silver:orders", "gold:customer_revenue", "gold:city_revenue"} <= sixth.ran()
+    assert "silver:customers" not in sixth.ran()
+    assert checksums("atomic") == checksums("plain")

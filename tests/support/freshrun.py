@@ -27,12 +27,13 @@ class FreshRun:
         return {s for s in self.status if self.reasons.get(s) is not None and (kind is None or s.startswith(kind + ":"))}
 
 
-def run_fresh(root: Path, *, run_id: str | None = None, full_refresh: bool = False) -> FreshRun:
-    """One real `Lakehouse.run()` of the project at `root` (a failed run is kept in `.failed`, not raised)."""
+def run_fresh(root: Path, *, run_id: str | None = None, full_refresh: bool = False, atomic: bool = False) -> FreshRun:
+    """One real `Lakehouse.run()` of the project at `root` (`atomic`: `run --atomic`; a failed run is kept in
+    `.failed`, not raised)."""
     with Lakehouse.open(root) as lh:
         out = FreshRun(run_id or "", plan=lh.plan())
         try:
-            result = lh.run(full_refresh=full_refresh)
+            result = lh.run(full_refresh=full_refresh, atomic=atomic)
             steps, rec = result.steps, result.record
         except RunFailed as exc:
             out.failed = exc

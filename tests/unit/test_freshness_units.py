@@ -38,3 +38,40 @@ def test_fingerprint_digest_covers_config_inputs_and_outputs():
     assert Fingerprint("c2", {"silver.a": 3}, {"gold.x": 5}).digest != fp.digest
     assert Fingerprint("c", {"silver.a": 4}, {"gold.x": 5}).digest != fp.digest
     assert Fingerprint("c", {"silver.a": 3}, {"gold.x": None}).digest != fp.digest
+
+
+def test_step_state_crosses_a_branch_only_where_its_versions_mean_the_same(tmp_path):
+    """carry_over / publish_state on a real state store (docs/branches.md, "Step state of branches")."""
+    from airduck.lake.branches import on
+    from airduck.pipeline.freshness import StepStateStore, carry_over, publish_state
+
+    (tmp_path / "airduck.yml").write_text(yaml.safe_dump({"name": "t"}))
+    (tmp_path / ".airduck").mkdir()
+    project = load_project(tmp_path)
+    main, branch = StepStateStore(project), StepStateStore(on(project, "run-x"))
+    main.save_many({"silver:a": (Fingerprint("c", {"bronze.a": 3}, {"silver.a": 4}), "r1"),
+                    "silver:late": (Fingerprint("c", {"bronze.b": 11}, {"silver.b": 11}), "r2")})
+    branch.save("silver:stale", Fingerprint("c", {}, {"silver.z": 99}), "old")  # a deleted branch of that name
+    # forked at snapshot 10: silver:late names snapshot 11, which is another snapshot in the branch's catalog
+    assert carry_over(project, None, "run-x", 10) == 1
+    assert {s: st.fingerprint for s, st in branch.load().items()} == {"silver:a": main.load()["silver:a"].fingerprint}
+
+    # the run on the branch (snapshots 11..16), merged into main as snapshot 20
+    main.save("gold:x", Fingerprint("g", {"silver.a": 4}, {"gold.x": 6}), "r1")
+    branch.save_many({
+        "silver:b": (Fingerprint("c", {"bronze.b": 11}, {"silver.b": 12}), "run"),  # as the run left them
+        "gold:x": (Fingerprint("g", {"silver.a": 13}, {"gold.x": 14}), "run"),  # silver.a changed again at 15
+        "gold:y": (Fingerprint("g", {"silver.c": 5}, {"gold.y": 14}), "run"),  # read shared history
+        "gold:z": (Fingerprint("g", {}, {"gold.z": 16}), "run"),  # gold.z was not merged
+    })
+    head = {"bronze.b": 11, "silver.b": 12, "silver.a": 15, "gold.x": 14, "gold.y": 14, "silver.c": 5, "gold.z": 16}
+    assert publish_state(project, "run-x", None, fork=10, head=head, snapshot=20, run_id="run",
+                         merged=["bronze.b", "silver.b", "silver.a", "gold.x", "gold.y"]) == (2, 2)
+    state = main.load()
+    assert state["silver:b"].detail == Fingerprint("c", {"bronze.b": 20}, {"silver.b": 20})
+    assert state["gold:y"].detail == Fingerprint("g", {"silver.c": 5}, {"gold.y": 20})
+    assert state["silver:a"].run_id == "r1"  # carried over, not the run's: main's own row stays
+    assert "gold:x" not in state and "gold:z" not in state  # no counterpart on main: they run there next time
+    assert "silver:late" in state
+    branch.forget()
+    assert branch.load() == {} and set(main.load()) == set(state)

@@ -12,6 +12,7 @@ from typing import Any
 from airduck.errors import AirduckError, AuditFailed, NotFound, RunFailed
 from airduck.lake import branches
 from airduck.lake.connection import MAIN_BRANCH, branch_of
+from airduck.pipeline.freshness import StepStateStore, carry_over, publish_state, table_versions
 from airduck.pipeline.locks import catalog_lock, project_lock
 from airduck.text import RUN_BRANCH_PREFIX
 
@@ -45,7 +46,9 @@ def fork(project, name: str, target: str | None = None) -> tuple[branches.Branch
                 raise branches.BranchError(f"branch {name} exists but was forked from {b.base}, not {target}",
                                            hint=f"`airduck branch delete {name}`, or run into {b.base}")
             return b, False
-        return branches.create(project, name, target), True
+        made = branches.create(project, name, target)
+    carry_over(project, made.base, name, made.fork_snapshot)  # it skips what a run on the target would skip
+    return made, True
 
 
 def publish(project, name: str, target: str | None = None, *, message: str | None = None,
@@ -78,6 +81,7 @@ def publish(project, name: str, target: str | None = None, *, message: str | Non
             raise
         if name in branches.names(project):  # nothing to merge: merge() keeps the branch, a run's goes
             branches.delete(project, name)
+    StepStateStore(branches.on(project, name)).forget()  # a new branch of that name starts afresh
     return merged
 
 
@@ -90,6 +94,7 @@ def expire_failed(project, now: datetime | None = None) -> list[str]:
         if b.name.startswith(PREFIX) and now - b.created_at > keep:
             with catalog_lock(project):
                 branches.delete(project, b.name)
+            StepStateStore(branches.on(project, b.name)).forget()
             gone.append(b.name)
     return gone
 
@@ -105,7 +110,9 @@ def run_atomic(lh, on_branch, select: list[str] | None, full_refresh: bool, rein
     expire_failed(project)
     name = f"{PREFIX}{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     with catalog_lock(project):
-        branches.create(project, name, target)
+        fork = branches.create(project, name, target).fork_snapshot
+    # the branch is the target as of `fork`: it skips what a plain run on the target would skip
+    carry_over(project, target, name, fork)
     with on_branch(name, False) as blh:
         try:
             result = blh.run(select, full_refresh, reingest, threads=threads, step=step, atomic=False)
@@ -115,6 +122,7 @@ def run_atomic(lh, on_branch, select: list[str] | None, full_refresh: bool, rein
             exc.branch = name
             raise
         failed = audit(blh)
+        head = table_versions(blh.con)  # the branch's tables as they are merged
     if failed:
         error = AuditFailed(f"the audit of the run failed: {'; '.join(failed)}")
         error.message = _kept(error, name, "the audited data")
@@ -127,6 +135,14 @@ def run_atomic(lh, on_branch, select: list[str] | None, full_refresh: bool, rein
         with project_lock(project, f"merge:{target}"), catalog_lock(project):
             merged = branches.merge(project, name, target, keep=False, run_id=result.record.run_id,
                                     message=f"atomic run {result.record.run_id} (branch {name}) into {target}")
+            # the steps this run ran count as run on the target: the next run there skips what is unchanged
+            publish_state(project, name, target, fork=fork, head=head, snapshot=merged.snapshot_id,
+                          merged=[t.table for t in merged.tables if t.change != "dropped"],
+                          run_id=result.record.run_id)
+        if merged.snapshot_id is None:  # nothing to merge: the merge left the branch as it was
+            with catalog_lock(project):
+                branches.delete(project, name)
+        StepStateStore(blh.project).forget()
     except branches.MergeConflict as exc:
         exc.message = _kept(exc, name, "the run")
         exc.args = (exc.message,)

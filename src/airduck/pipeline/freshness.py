@@ -37,6 +37,7 @@ import duckdb
 from airduck._version import __version__
 from airduck.core.model import DatasetKind, StepKind
 from airduck.core.plan import Step
+from airduck.lake.branches import on
 from airduck.lake.connection import METADATA
 from airduck.pipeline.records import RecordStore
 
@@ -158,12 +159,24 @@ class StepStateStore(RecordStore):
             return out
 
     def save(self, step_id: str, fp: Fingerprint, run_id: str | None) -> None:
-        row = [self.prefix + step_id, fp.digest, run_id, datetime.now(UTC).isoformat(), json.dumps(fp.to_dict(), sort_keys=True)]
+        self.save_many({step_id: (fp, run_id)})
+
+    def save_many(self, states: Mapping[str, tuple[Fingerprint, str | None]], *, replace: bool = False) -> None:
+        """Store several steps' fingerprints in one transaction (`replace`: this branch's other rows are dropped)."""
+        now = datetime.now(UTC).isoformat()
+        rows = [[self.prefix + step_id, fp.digest, run_id, now, json.dumps(fp.to_dict(), sort_keys=True)]
+                for step_id, (fp, run_id) in states.items()]
         with self._conn() as cur:
-            cur.execute(self._sql(
-                f"INSERT INTO {STATE_TABLE} (step_id, fingerprint, run_id, finished_at, detail) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (step_id) DO UPDATE SET fingerprint = excluded.fingerprint, run_id = excluded.run_id, "
-                "finished_at = excluded.finished_at, detail = excluded.detail"), row)
+            if replace:
+                cur.execute(f"SELECT step_id FROM {STATE_TABLE}")
+                gone = [[s] for (s,) in cur.fetchall() if self._mine(s) is not None]
+                if gone:
+                    cur.executemany(self._sql(f"DELETE FROM {STATE_TABLE} WHERE step_id = ?"), gone)
+            if rows:
+                cur.executemany(self._sql(
+                    f"INSERT INTO {STATE_TABLE} (step_id, fingerprint, run_id, finished_at, detail) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (step_id) DO UPDATE SET fingerprint = excluded.fingerprint, "
+                    "run_id = excluded.run_id, finished_at = excluded.finished_at, detail = excluded.detail"), rows)
 
     def forget(self, step_ids: Iterable[str] | None = None) -> None:
         """Drop the stored state of these steps (all steps when None): they run on the next run."""
@@ -174,6 +187,67 @@ class StepStateStore(RecordStore):
                 step_ids = [self.prefix + s for s in step_ids]
             for step_id in step_ids:
                 cur.execute(self._sql(f"DELETE FROM {STATE_TABLE} WHERE step_id = ?"), [step_id])
+
+
+# -- step state across branches (docs/branches.md, "Step state of branches") ------------------------------------
+def _versions_in(fp: Fingerprint) -> list[int]:
+    return [v for v in (*fp.inputs.values(), *fp.outputs.values()) if v is not None]
+
+
+def carry_over(project: Project, source: str | None, branch: str, fork: int) -> int:
+    """Give `branch`, just forked from `source` (None: main) at snapshot `fork`, the step state of `source`.
+
+    The branch's catalog is a copy of the source's at `fork`, so a table version up to `fork` names the same
+    contents in both: a fingerprint made only of such versions is as true on the branch. Rows with a later version
+    (a run on the source recorded since the copy; in the branch's catalog that id is a snapshot of its own) are
+    left out, so those steps run on the branch. Any older rows of the branch (a deleted branch of that name) are
+    dropped. Returns the number of steps carried over."""
+    states = StepStateStore(on(project, source)).load()
+    keep = {sid: (st.detail, st.run_id) for sid, st in states.items()
+            if st.detail is not None and st.detail.digest == st.fingerprint
+            and all(v <= fork for v in _versions_in(st.detail))}
+    StepStateStore(on(project, branch)).save_many(keep, replace=True)  # type: ignore[arg-type]
+    return len(keep)
+
+
+def publish_state(project: Project, branch: str, into: str | None, *, fork: int, head: Mapping[str, int],
+                  merged: Iterable[str], snapshot: int | None, run_id: str) -> tuple[int, int]:
+    """After branch `branch` (forked at `fork`, its tables at versions `head` when it was merged) was merged into
+    `into` (None: main) by the commit `snapshot`, which wrote the tables `merged`: store on `into` the fingerprints
+    run `run_id` recorded on the branch, translated to `into`'s versions, so the steps it ran are skipped on `into`
+    while nothing they read or wrote changed (an atomic run; the branch's other rows were carried over from `into`).
+
+    A version up to `fork` is shared history and stays; the branch's last version of a merged table becomes the
+    merge commit (it holds the same rows on `into`). Any other version after the fork (a table the branch changed
+    again later, or did not merge) has no counterpart: that step's state on `into` is dropped, so it runs there.
+    Returns (steps stored, steps dropped)."""
+    merged = set(merged)
+
+    def translate(table: str, v: int | None) -> int | None:
+        if v is None or v <= fork:
+            return v
+        if snapshot is not None and table in merged and head.get(table) == v:
+            return snapshot
+        raise LookupError(table)
+
+    publish: dict[str, tuple[Fingerprint, str | None]] = {}
+    dropped: list[str] = []
+    for sid, st in StepStateStore(on(project, branch)).load().items():
+        fp = st.detail
+        if fp is None or fp.digest != st.fingerprint:
+            continue
+        if st.run_id != run_id:
+            continue
+        try:
+            publish[sid] = (Fingerprint(fp.config, {t: translate(t, v) for t, v in fp.inputs.items()},
+                                        {t: translate(t, v) for t, v in fp.outputs.items()}), st.run_id)
+        except LookupError:
+            dropped.append(sid)
+    target = StepStateStore(on(project, into))
+    target.save_many(publish)
+    if dropped:
+        target.forget(dropped)
+    return len(publish), len(dropped)
 
 
 class StepFreshness:
@@ -433,4 +507,5 @@ def _file_digest(path: Path) -> str | None:
         return None
 
 
-__all__ = ["DATA_CHANGES", "Fingerprint", "StepFreshness", "StepState", "StepStateStore", "table_versions"]
+__all__ = ["DATA_CHANGES", "Fingerprint", "StepFreshness", "StepState", "StepStateStore", "carry_over", "publish_state",
+           "table_versions"]
