@@ -218,6 +218,17 @@ def registered(project: Project) -> list[Branch]:
     return [_row_to_branch(row) for row in rows]
 
 
+def needed_since(project: Project) -> int | None:
+    """The oldest snapshot of the project's own catalog (main or its branch) that a merge still reads: a branch's
+    own snapshots from its fork on (its change feed) and, of a branch's base, the snapshots from the branch's
+    `base_snapshot` on (what the base changed since: conflicts). Maintenance must not expire them; None when no
+    branch needs any."""
+    mine = branch_of(project) or MAIN_BRANCH
+    keep = [b.fork_snapshot if b.name == mine else b.base_snapshot
+            for b in registered(project) if mine in (b.name, b.base)]
+    return min(keep) if keep else None
+
+
 def list_branches(project: Project) -> list[Branch]:
     """Every branch with its head snapshot and the number of tables it changed since its fork."""
     out = []
@@ -614,8 +625,10 @@ def _metadata(alias: str) -> str:
     return f"__ducklake_metadata_{alias}"
 
 
-def _changed_names(con: duckdb.DuckDBPyConnection, alias: str, after: int) -> set[str]:
-    """schema.table of every table whose rows or schema changed in catalog `alias` after snapshot `after`."""
+def _changed_names(con: duckdb.DuckDBPyConnection, alias: str, after: int, *, moved: bool = False) -> set[str]:
+    """schema.table of every table whose rows or schema changed in catalog `alias` after snapshot `after`; with
+    `moved`, instead, of every table whose rows maintenance moved to other files without changing them (flushed
+    inlined rows, merged or rewritten files: any change of a table id that is not one of `_DATA_CHANGES`)."""
     m = _metadata(alias)
     id_names = dict(con.execute(
         f"SELECT t.table_id, s.schema_name || '.' || t.table_name FROM {m}.ducklake_table t "
@@ -624,7 +637,10 @@ def _changed_names(con: duckdb.DuckDBPyConnection, alias: str, after: int) -> se
     for (changes,) in con.execute(f"SELECT changes FROM {quote_ident(alias)}.snapshots() WHERE snapshot_id > ?",
                                   [after]).fetchall():
         for kind, values in (changes or {}).items():
-            if kind in ("tables_created", "tables_dropped"):  # names, or (dropped) table ids
+            if moved:
+                if kind not in _DATA_CHANGES and kind not in ("tables_created", "tables_dropped"):
+                    out |= {id_names.get(int(v), str(v)) for v in values if str(v).isdigit()}
+            elif kind in ("tables_created", "tables_dropped"):  # names, or (dropped) table ids
                 out |= {id_names.get(int(v), str(v)) if str(v).isdigit() else v.replace('"', "") for v in values}
             elif kind in _DATA_CHANGES:
                 out |= {id_names.get(int(v), str(v)) for v in values if str(v).isdigit()}
@@ -669,11 +685,26 @@ def _open_pair(project: Project, branch: Branch, into: str) -> duckdb.DuckDBPyCo
         raise
 
 
+def _check_history(con: duckdb.DuckDBPyConnection, alias: str, name: str, after: int, now: int) -> None:
+    """Refuse (BranchError) when catalog `alias` (branch or base `name`) no longer holds every snapshot from `after`
+    to `now`: maintenance expired some (before it kept them, see `needed_since`), so what changed since cannot be
+    told. DuckLake numbers a catalog's snapshots one by one."""
+    kept = con.execute(f"SELECT count(*) FROM {quote_ident(alias)}.snapshots() WHERE snapshot_id BETWEEN ? AND ?",
+                       [after, now]).fetchone()[0]
+    if int(kept) != now - after + 1:
+        raise BranchError(f"cannot diff or merge: {name} no longer holds every snapshot since {after} (maintenance "
+                          "expired some), so what changed since cannot be told; nothing was merged",
+                          hint="redo the change on a new branch (`airduck branch create NAME`)")
+
+
 def _plan(con: duckdb.DuckDBPyConnection, b: Branch, head: int, base_now: int,
           sample: int = 0, only: str | None = None, keys: dict[str, list[str]] | None = None) -> tuple[list[TableDiff], list[str], dict[str, str]]:
     """What merging `b` would do: per table a TableDiff, the conflicts, and how each table is merged
     ('rows', 'copy', 'drop')."""
+    _check_history(con, SOURCE, b.name, b.fork_snapshot, head)
+    _check_history(con, LAKE, b.base, b.base_snapshot, base_now)
     theirs = _changed_names(con, SOURCE, b.fork_snapshot)
+    moved = _changed_names(con, SOURCE, b.fork_snapshot, moved=True)
     ours = _changed_names(con, LAKE, b.base_snapshot) if base_now > b.base_snapshot else set()
     if only:
         theirs &= {only}
@@ -695,7 +726,8 @@ def _plan(con: duckdb.DuckDBPyConnection, b: Branch, head: int, base_now: int,
             d.inserted = int(con.execute(f"SELECT count(*) FROM {_sql_table(SOURCE, table)}").fetchone()[0])
             how[table] = "copy"
         else:
-            d = _row_diff(con, table, b.fork_snapshot, head, sample, (keys or {}).get(table), slot)
+            d = _row_diff(con, table, b.fork_snapshot, head, sample, (keys or {}).get(table), slot,
+                          moved=table in moved)
             d.columns_before, d.columns_after = before, after
             how[table] = "rows"
             if table in ours and table.split(".", 1)[0] == STATE_SCHEMA:
@@ -717,7 +749,7 @@ def _feed(fn: str, alias: str, table: str, start: int, end: int, columns: str = 
 
 
 def _row_diff(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, sample: int,
-              key: list[str] | None = None, slot: int = 0) -> TableDiff:
+              key: list[str] | None = None, slot: int = 0, *, moved: bool = False) -> TableDiff:
     """The net change of a table on the branch since the fork, kept in temp tables (`_sets(slot)`): the row ids
     of rows that were there at the fork and are gone or replaced, and the files they were in (from the deletion
     feed: the files that lost rows are read, and of them only the row numbers; no old values), and the rows that
@@ -727,7 +759,9 @@ def _row_diff(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, 
     (DuckLake's UPDATE keeps it) or, with `key`, a key in both."""
     gone, new = _sets(slot)
     n_fork = _next_row_id(con, table, fork)
-    if _shadowed(con, table, head):
+    if moved:
+        _row_diff_by_values(con, table, fork, head, slot)
+    elif _shadowed(con, table, head):
         _row_diff_by_row_id(con, table, fork, head, n_fork, slot)
     else:
         # a row version is (data file, row number), or, for a row DuckLake keeps inlined in the catalog (its
@@ -757,8 +791,12 @@ def _row_diff(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, 
     if key:  # the keys of the rows that went: their old values, key columns only
         cols = ", ".join(quote_ident(k) for k in key)
         ident = "struct_pack(" + ", ".join(f"{quote_ident(k)} := {quote_ident(k)}" for k in key) + ")"
-        old = (f"SELECT DISTINCT {ident} AS r FROM ({_feed('ducklake_table_deletions', SOURCE, table, fork + 1, head, cols)}) "
-               f"WHERE _airduck_rowid < {int(n_fork)}")
+        if moved:
+            old = (f"SELECT DISTINCT {ident} AS r FROM {_sql_table(SOURCE, table)} AT (VERSION => {int(fork)}) "
+                   f"WHERE rowid IN (SELECT _airduck_rowid FROM temp.{gone})")
+        else:
+            old = (f"SELECT DISTINCT {ident} AS r FROM ({_feed('ducklake_table_deletions', SOURCE, table, fork + 1, head, cols)}) "
+                   f"WHERE _airduck_rowid < {int(n_fork)}")
         now = f"SELECT DISTINCT {ident} AS r FROM temp.{new}"
     else:
         old = f"SELECT _airduck_rowid AS r FROM temp.{gone}"
@@ -810,6 +848,22 @@ def _row_diff_by_row_id(con: duckdb.DuckDBPyConnection, table: str, fork: int, h
         con.execute(f"INSERT INTO temp.{new} SELECT rowid AS _airduck_rowid, * FROM {ref} "
                     f"WHERE rowid IN ({ambiguous})")
     con.execute(f"DROP TABLE temp.{gone}_all")
+
+
+def _row_diff_by_values(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, slot: int) -> None:
+    """_row_diff's sets for a table whose rows maintenance moved on the branch since the fork (flushed, merged or
+    rewritten files): its change feed then also lists rows that only moved (and a flushed row's versions are no
+    longer where the feed says), so the branch's table at the fork and at its head are compared instead, row id and
+    every value: the rows of the fork not at the head went, the rows of the head not at the fork are new. One scan
+    of each (the branch keeps its snapshots since the fork, see `needed_since`); exact whether or not maintenance
+    kept the row ids."""
+    gone, new = _sets(slot)
+    ref = _sql_table(SOURCE, table)
+    at_fork = f"SELECT rowid AS _airduck_rowid, * FROM {ref} AT (VERSION => {int(fork)})"
+    at_head = f"SELECT rowid AS _airduck_rowid, * FROM {ref} AT (VERSION => {int(head)})"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone} AS SELECT _airduck_rowid FROM ({at_fork} EXCEPT {at_head})")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone}_files (_airduck_file VARCHAR)")  # not known: not pruned
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {new} AS {at_head} EXCEPT {at_fork}")
 
 
 def _next_row_id(con: duckdb.DuckDBPyConnection, table: str, snapshot: int) -> int:

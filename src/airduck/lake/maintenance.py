@@ -93,9 +93,9 @@ def plan(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, now: datetime |
                                  f"rewrite files of {len(deletes)} table(s)",
                                  items=[f"{q}: {n} file(s)" for q, n in deletes]))
 
-    versions = expirable(con, cfg, now)
+    versions = expirable(con, cfg, now, project)
     steps.append(MaintenanceStep("expire", f"expire snapshots older than {cfg.expire_older_than_days:g} days "
-                                 "(never tagged ones, never the current one)",
+                                 "(never tagged ones, the current one, or those a branch merge still reads)",
                                  f"expire {len(versions)} snapshot(s)", items=[str(v) for v in versions]))
 
     older = now - timedelta(days=cfg.cleanup_older_than_days)
@@ -148,12 +148,20 @@ def _changed(before: dict[str, int], after: dict[str, int], unit: str) -> list[s
             if before.get(t, 0) != after.get(t, 0)]
 
 
-def expirable(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, now: datetime) -> list[int]:
+def expirable(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, now: datetime, project=None) -> list[int]:
+    """The snapshots older than the configured age, except tagged ones, the current one and (with branches, see
+    `project` in `plan`) those a merge still reads: a branch's snapshots since its fork and its base's since the
+    branch's base snapshot (docs/branches.md, "Invariants")."""
     cutoff = now - timedelta(days=cfg.expire_older_than_days)
     keep = {t.snapshot_id for t in tags(con)}
     current = _q(con, f"SELECT id FROM {LAKE}.current_snapshot()")[0][0]
+    needed = None
+    if project is not None:
+        from airduck.lake import branches
+
+        needed = branches.needed_since(project)
     rows = _q(con, f"SELECT snapshot_id FROM {LAKE}.snapshots() WHERE snapshot_time < ? ORDER BY 1", [cutoff])
-    return [int(r[0]) for r in rows if r[0] not in keep and r[0] != current]
+    return [int(r[0]) for r in rows if r[0] not in keep and r[0] != current and (needed is None or r[0] < needed)]
 
 
 def _name(path: str) -> str:
@@ -203,7 +211,7 @@ def run(con: duckdb.DuckDBPyConnection, cfg: MaintenanceConfig, *, dry_run: bool
             step.items = _changed(before, live_files(con, "delete"), "delete files")
             step.done = f"rewrote the files of {len(step.items)} table(s)" if step.items else "nothing was rewritten"
         elif step.name == "expire":
-            versions = expirable(con, cfg, now)
+            versions = expirable(con, cfg, now, project)
             if versions:
                 con.execute("CALL ducklake_expire_snapshots(?, versions => ?)", [LAKE, versions])
             step.done = f"expired {len(versions)} snapshot(s)"
