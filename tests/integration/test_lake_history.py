@@ -232,3 +232,19 @@ def test_after_a_rollback_of_silver_or_bronze_the_next_run_brings_everything_up_
         snapshot = lh.current_snapshot()
         assert lh.run().ok
         assert lh.current_snapshot() == snapshot
+
+
+def test_maintenance_on_a_duckdb_file_catalog_needs_no_branches(local_projects):
+    """Maintenance asks the branch registry which files and snapshots other branches need; a DuckDB-file catalog
+    cannot have branches, so it has none to ask (it raised "branches need a SQLite or PostgreSQL catalog")."""
+    root = local_projects.make({"lake": {"catalog": ".airduck/catalog.duckdb", "data_inlining_row_limit": 0}})
+    with Lakehouse.open(root) as lh:
+        with write(lh.con, "create"):
+            lh.con.execute("CREATE TABLE silver.t AS SELECT range AS id FROM range(10)")
+        for i in range(2):
+            with write(lh.con, f"append {i}"):
+                lh.con.execute("INSERT INTO silver.t SELECT range + ? FROM range(10)", [10 + i * 10])
+        done = {s.name: s for s in lh.maintain()}
+        assert done["merge"].items == ["silver.t: 3 -> 1 files"]
+        assert lh.branches() == []
+        assert lh.con.execute("SELECT count(*), sum(id) FROM silver.t").fetchone() == (30, sum(range(30)))

@@ -173,8 +173,15 @@ def get(project: Project, name: str) -> Branch:
     return _row_to_branch(row)
 
 
+def _branchable(project: Project) -> bool:
+    """Whether the lake's catalog can have branches (SQLite or PostgreSQL; a DuckDB file has none)."""
+    return catalog_kind(project.config.lake.catalog) in ("sqlite", "postgres")
+
+
 def names(project: Project) -> list[str]:
-    """The names of every branch (not main); none when the lake has no catalog yet."""
+    """The names of every branch (not main); none when the lake has no catalog yet or cannot have branches."""
+    if not _branchable(project):
+        return []
     try:
         with _registry(project) as (conn, _):
             return [r[0] for r in conn.execute(f"SELECT name FROM {REGISTRY} ORDER BY name").fetchall()]
@@ -209,7 +216,9 @@ def head_snapshot(project: Project, name: str | None) -> int:
 
 def registered(project: Project) -> list[Branch]:
     """Every branch as the registry holds it (name, base, fork; no head or changes: no branch catalog is opened);
-    none when the lake has no catalog yet."""
+    none when the lake has no catalog yet or cannot have branches (a DuckDB-file catalog)."""
+    if not _branchable(project):
+        return []
     try:
         with _registry(project) as (conn, _):
             rows = conn.execute(f"SELECT * FROM {REGISTRY} ORDER BY name").fetchall()
