@@ -666,8 +666,13 @@ def _plan(con: duckdb.DuckDBPyConnection, b: Branch, head: int, base_now: int,
           sample: int = 0, only: str | None = None, keys: dict[str, list[str]] | None = None) -> tuple[list[TableDiff], list[str], dict[str, str]]:
     """What merging `b` would do: per table a TableDiff, the conflicts, and how each table is merged
     ('rows', 'copy', 'drop')."""
+    if not _kept_since(con, SOURCE, b.fork_snapshot, head):
+        raise BranchError(f"branch {b.name!r} has expired snapshots since its fork (snapshot {b.fork_snapshot}): "
+                          "what it changed can no longer be told", hint=f"fork {b.base} again and redo the change")
     theirs = _changed_names(con, SOURCE, b.fork_snapshot)
-    ours = _changed_names(con, LAKE, b.base_snapshot) if base_now > b.base_snapshot else set()
+    # the base's snapshots since the fork name every table it changed, unless maintenance expired some of them
+    known = _kept_since(con, LAKE, b.base_snapshot, base_now)
+    ours = _changed_names(con, LAKE, b.base_snapshot) if base_now > b.base_snapshot and known else set()
     if only:
         theirs &= {only}
     conflicts = sorted(t for t in theirs & ours if t.split(".", 1)[0] != STATE_SCHEMA)
@@ -700,7 +705,17 @@ def _plan(con: duckdb.DuckDBPyConnection, b: Branch, head: int, base_now: int,
         if table in ours and how[table] != "rows" and table not in conflicts:
             conflicts.append(table)  # airduck's state created, replaced or dropped on both sides: never overwritten
         diffs.append(d)
+    if not known:  # which tables the base changed cannot be told: each one the branch changed may be one
+        conflicts = [d.table for d in diffs]
     return diffs, sorted(set(conflicts)), how
+
+
+def _kept_since(con: duckdb.DuckDBPyConnection, alias: str, after: int, now: int) -> bool:
+    """Whether catalog `alias` still holds each of its snapshots after `after` up to `now` (snapshot ids count up by
+    one a commit): maintenance expiring one of them drops the record of what it changed."""
+    n = con.execute(f"SELECT count(*) FROM {quote_ident(alias)}.snapshots() WHERE snapshot_id > ? AND snapshot_id <= ?",
+                    [after, now]).fetchone()[0]
+    return int(n) >= now - after
 
 
 def _feed(fn: str, alias: str, table: str, start: int, end: int, columns: str = "*") -> str:
@@ -819,9 +834,12 @@ def merge(project: Project, name: str, into: str | None = None, *, dry_run: bool
                    head=head, **extra):
             tables, conflicts, how = _plan(con, b, head, now)
             if conflicts:
+                expired = not _kept_since(con, LAKE, b.base_snapshot, now)
                 raise MergeConflict(
                     f"cannot merge {name} into {into}: {', '.join(conflicts)} changed on both since the fork "
-                    f"(snapshot {b.base_snapshot} of {into}); nothing was merged", conflicts,
+                    f"(snapshot {b.base_snapshot} of {into})"
+                    + (f"; {into}'s maintenance has expired snapshots since, so what it changed cannot be told"
+                       if expired else "") + "; nothing was merged", conflicts,
                     hint=f"see `airduck diff {into}..{name}`; redo the change on a new branch of {into}")
             if dry_run or not tables:
                 raise _NothingToDo
