@@ -200,3 +200,25 @@ def test_merge_refuses_what_main_changed_in_snapshots_it_has_since_expired(local
         assert e.value.tables == ["s.t"]
         assert cs(lh, "s.t") == before
 
+
+def test_tags_of_a_branch_stay_on_the_branch(local_projects):
+    """A tag names a snapshot id of its own catalog: a tag made on a branch is not merged into main (it would name
+    another snapshot there), and tagging on both sides is no conflict."""
+    root = local_projects.make({})
+    with Lakehouse.open(root) as lh:
+        lh.con.execute("CREATE SCHEMA s")
+        lh.con.execute("CREATE TABLE s.t AS SELECT range AS i FROM range(5)")
+        lh.tag("v0")
+        lh.con.execute("INSERT INTO s.t VALUES (50)")
+        lh.tag("v1")
+        lh.con.execute("INSERT INTO s.t VALUES (100)")
+        lh.create_branch("past", "v1")
+        lh.tag("v2")
+    with Lakehouse.open(root, branch="past") as past:
+        past.con.execute("CREATE TABLE s.u AS SELECT 1 AS a")
+        past.tag("onbranch")
+    with Lakehouse.open(root) as lh:
+        assert "airduck.tags" not in {t.table for t in lh.diff("past").tables}
+        assert lh.merge("past").snapshot_id is not None
+        assert [t.name for t in lh.tags()] == ["v0", "v1", "v2"]
+        assert lh.con.execute("SELECT count(*) FROM s.u").fetchone()[0] == 1

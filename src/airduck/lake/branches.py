@@ -49,6 +49,8 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,50}$")
 STATE_SCHEMA = "airduck"
 #: dbt's scratch schema: never merged (gold publishes into `gold`)
 SKIPPED_SCHEMAS = ("gold_stage",)
+#: tables never merged: airduck's tags name snapshot ids of their own catalog (another snapshot on the target)
+SKIPPED_TABLES = ("airduck.tags",)
 #: the kinds of snapshot changes that change a table's rows or schema (compaction and flushes do not)
 _DATA_CHANGES = ("tables_inserted_into", "tables_deleted_from", "tables_altered", "inlined_insert", "inlined_delete")
 
@@ -622,7 +624,7 @@ def _changed_names(con: duckdb.DuckDBPyConnection, alias: str, after: int) -> se
             elif kind in _DATA_CHANGES:
                 out |= {id_names.get(int(v), str(v)) for v in values if str(v).isdigit()}
     # a table id the catalog no longer names (expired) cannot be told apart: left out; names are schema.table
-    return {t for t in out if "." in t and t.split(".", 1)[0] not in SKIPPED_SCHEMAS}
+    return {t for t in out if "." in t and t.split(".", 1)[0] not in SKIPPED_SCHEMAS and t not in SKIPPED_TABLES}
 
 
 def _table_at(con: duckdb.DuckDBPyConnection, alias: str, table: str, snapshot: int) -> int | None:
