@@ -23,3 +23,9 @@ def safe_url(url: str) -> str:
     if parts.port:
         host += f":{parts.port}"
     return f"{parts.scheme}://{host}{parts.path}"
+
+
+def is_id(text: str) -> bool:
+    """Whether `text` is a snapshot id: ASCII digits only (``str.isdigit`` also takes '²', which ``int`` refuses,
+    and other scripts' digits)."""
+    return text.isascii() and text.isdigit()

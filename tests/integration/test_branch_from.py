@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from airduck.errors import NotFound
 from airduck.lake.branches import BranchError, MergeConflict
 from airduck.lakehouse import Lakehouse
 from tests.integration.test_branches import USER_TABLES, sums, two_tables_config
@@ -222,3 +223,17 @@ def test_tags_of_a_branch_stay_on_the_branch(local_projects):
         assert lh.merge("past").snapshot_id is not None
         assert [t.name for t in lh.tags()] == ["v0", "v1", "v2"]
         assert lh.con.execute("SELECT count(*) FROM s.u").fetchone()[0] == 1
+
+
+def test_a_snapshot_id_is_ascii_digits(local_projects):
+    """`str.isdigit` takes '²' (which int() refuses: a traceback) and U+0661 (an Arabic-Indic one): neither is an id."""
+    root = local_projects.make({})
+    with Lakehouse.open(root) as lh:
+        lh.con.execute("CREATE SCHEMA s")
+        lh.con.execute("CREATE TABLE s.t AS SELECT 1 AS a")
+        for ref in ("\u00b2", "main@\u00b2", "\u0661"):
+            with pytest.raises(BranchError, match="neither"):
+                lh.create_branch("x", ref)
+        with pytest.raises(NotFound, match="neither a snapshot id nor a tag"):
+            lh.head("s.t", at="\u00b2")
+        assert lh.branches() == []

@@ -38,6 +38,7 @@ from airduck.lake.connection import (
     quote_ident,
     quote_literal,
 )
+from airduck.text import is_id
 
 if TYPE_CHECKING:
     from airduck.config.project import Project
@@ -320,7 +321,7 @@ def _resolve_ref(project: Project, base: str, ref: str, *, bare: bool) -> int:
         head = current_snapshot(con)
         kept = {int(r[0]) for r in con.execute(f"SELECT snapshot_id FROM {LAKE}.snapshots()").fetchall()}
         found = {t.name: t.snapshot_id for t in tags(con)}
-    if ref.isdigit():
+    if is_id(ref):
         snapshot = int(ref)
     elif ref in found:
         snapshot = int(found[ref])
