@@ -7,6 +7,7 @@ or expired snapshot is refused."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -237,3 +238,19 @@ def test_a_snapshot_id_is_ascii_digits(local_projects):
         with pytest.raises(NotFound, match="neither a snapshot id nor a tag"):
             lh.head("s.t", at="\u00b2")
         assert lh.branches() == []
+
+
+def test_forking_a_branch_whose_catalog_file_is_gone_is_refused_and_creates_nothing(local_projects):
+    root = local_projects.make({})
+    with Lakehouse.open(root) as lh:
+        lh.con.execute("CREATE TABLE t AS SELECT 1 AS a")
+        ghost = lh.create_branch("ghost")
+    Path(ghost.location).unlink()  # the copy went missing; its registry row is left
+    with Lakehouse.open(root) as lh:
+        for source in ("ghost", "ghost@1"):
+            with pytest.raises(NotFound, match="ghost"):
+                lh.create_branch("copy", source)
+        assert not Path(ghost.location).exists()  # not made again, empty, by opening it
+        assert [b.name for b in lh.branches(heads=False)] == ["ghost"]
+        lh.delete_branch("ghost")  # what the hint says
+        assert lh.branches(heads=False) == []

@@ -249,6 +249,9 @@ def create(project: Project, name: str, source: str | None = None) -> Branch:
                               "choose another name")
     if kind == "sqlite":
         src = main_catalog_file(project) if base == MAIN_BRANCH else branch_file(project, base)
+        if not src.exists():  # sqlite3.connect would make it, empty
+            raise NotFound(f"there is no branch {base!r} to fork: its catalog {src} is gone",
+                           hint=f"`airduck branch delete {base}` removes its entry")
         dest = branch_file(project, name)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_suffix(f".tmp{os.getpid()}")
