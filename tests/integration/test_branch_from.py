@@ -254,3 +254,19 @@ def test_forking_a_branch_whose_catalog_file_is_gone_is_refused_and_creates_noth
         assert [b.name for b in lh.branches(heads=False)] == ["ghost"]
         lh.delete_branch("ghost")  # what the hint says
         assert lh.branches(heads=False) == []
+
+
+@pytest.mark.parametrize("lake_combo", ["pg-local"])
+def test_branch_names_that_share_a_postgresql_schema_are_refused(projects):
+    """A branch of a PostgreSQL catalog is the schema airduck_branch_NAME with '-' as '_' (and PostgreSQL cuts
+    names at 63 bytes): two names one schema would be a raw DuplicateSchema error."""
+    root = projects.make({})
+    with Lakehouse.open(root) as lh:
+        lh.con.execute("CREATE TABLE t AS SELECT 1 AS a")
+        lh.create_branch("fix-a")
+        with pytest.raises(BranchError, match="same PostgreSQL schema as branch 'fix-a'"):
+            lh.create_branch("fix_a")
+        lh.create_branch("b" * 48)
+        with pytest.raises(BranchError, match="is not a branch name"):
+            lh.create_branch("b" * 49)
+        assert [b.name for b in lh.branches(heads=False)] == ["b" * 48, "fix-a"]

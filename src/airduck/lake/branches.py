@@ -45,7 +45,9 @@ if TYPE_CHECKING:
 
 REGISTRY = "airduck_branches"
 SOURCE = "branch_src"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,50}$")
+#: at most 48 characters: a PostgreSQL catalog's branch is a schema named BRANCH_SCHEMA_PREFIX + NAME, and
+#: PostgreSQL cuts names at 63 bytes
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 #: airduck's own state tables: merged row by row even when both sides changed them (different rows), see merge
 STATE_SCHEMA = "airduck"
 #: dbt's scratch schema: never merged (gold publishes into `gold`)
@@ -104,7 +106,7 @@ def check_name(name: str) -> str:
     if name == MAIN_BRANCH or not _NAME.match(name or ""):
         raise BranchError(f"{name!r} is not a branch name" + (" (main is the lake itself)" if name == MAIN_BRANCH
                                                               else ""),
-                          hint="lower case letters, digits, '-' and '_', at most 51 characters, e.g. fix-prices")
+                          hint="lower case letters, digits, '-' and '_', at most 48 characters, e.g. fix-prices")
     return name
 
 
@@ -276,6 +278,10 @@ def create(project: Project, name: str, source: str | None = None) -> Branch:
             main = _main_schema(conn)
             src_schema = main if base == MAIN_BRANCH else branch_schema(base)
             schema = branch_schema(name)
+            same = [n for n in names(project) if branch_schema(n) == schema]
+            if same:  # '-' is '_' in a schema's name
+                raise BranchError(f"branch {name!r} would be the same PostgreSQL schema as branch {same[0]!r}",
+                                  hint="choose another name")
             tables = [r[0] for r in conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_name LIKE "
                 "'ducklake%%' AND table_type = 'BASE TABLE'", [src_schema]).fetchall()]
