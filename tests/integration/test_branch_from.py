@@ -203,6 +203,24 @@ def test_merge_refuses_what_main_changed_in_snapshots_it_has_since_expired(local
         assert cs(lh, "s.t") == before
 
 
+
+def test_a_branch_that_expired_its_own_snapshots_since_the_fork_is_not_merged(local_projects):
+    root = local_projects.make({"lake": {"maintenance": {"expire_older_than_days": 0, "cleanup_older_than_days": 0}}})
+    with Lakehouse.open(root) as lh:
+        lh.con.execute("CREATE SCHEMA s")
+        lh.con.execute("CREATE TABLE s.t AS SELECT range AS i FROM range(10)")
+        lh.create_branch("dev")
+        before = cs(lh, "s.t")
+    with Lakehouse.open(root, branch="dev") as dev:
+        dev.con.execute("DELETE FROM s.t WHERE i = 3")
+        dev.con.execute("INSERT INTO s.t VALUES (42)")
+        dev.maintain(steps=("expire",), now=datetime.now(UTC) + timedelta(days=30))
+    with Lakehouse.open(root) as lh:
+        for attempt in (lh.diff, lh.merge):
+            with pytest.raises(BranchError, match="'dev' has expired snapshots since its fork"):
+                attempt("dev")
+        assert cs(lh, "s.t") == before
+
 def test_tags_of_a_branch_stay_on_the_branch(local_projects):
     """A tag names a snapshot id of its own catalog: a tag made on a branch is not merged into main (it would name
     another snapshot there), and tagging on both sides is no conflict."""
