@@ -31,13 +31,19 @@ RUN_BRANCH_PREFIX = "run-"
 
 def run_branch(run_id: str) -> str:
     """The branch of an orchestrated run (an Airflow DAG run's id): ``run-`` and the id in lower case, each run of
-    characters other than a-z, 0-9, _ and - made one '-', cut to a branch name's 51 characters with a hash of the
+    characters other than a-z, 0-9, _ and - made one '-', cut to a branch name's 48 characters with a hash of the
     whole id when longer. The same id always gives the same name (a retried task finds its run's branch)."""
     import hashlib
     import re
 
     text = re.sub(r"[^a-z0-9_-]+", "-", run_id.lower()).strip("-_") or "x"
     name = f"{RUN_BRANCH_PREFIX}{text}"
-    if len(name) > 51:
-        name = f"{name[:42].rstrip('-_')}-{hashlib.sha1(run_id.encode()).hexdigest()[:8]}"
+    if len(name) > 48:
+        name = f"{name[:39].rstrip('-_')}-{hashlib.sha1(run_id.encode()).hexdigest()[:8]}"
     return name
+
+
+def is_id(text: str) -> bool:
+    """Whether `text` is a snapshot id: ASCII digits only (``str.isdigit`` also takes '²', which ``int`` refuses,
+    and other scripts' digits)."""
+    return text.isascii() and text.isdigit()

@@ -7,9 +7,11 @@ or expired snapshot is refused."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from airduck.errors import NotFound
 from airduck.lake.branches import BranchError, MergeConflict
 from airduck.lakehouse import Lakehouse
 from tests.integration.test_branches import USER_TABLES, sums, two_tables_config
@@ -174,3 +176,118 @@ def test_fork_of_a_branch_at_its_tag_and_the_cli(local_projects):
     p = cli(root, "branch", "create", "--help")
     out, _ = p.communicate(timeout=60)
     assert "TAG" in out and "SNAPSHOT" in out and "@" in out
+
+
+def cs(lh: Lakehouse, table: str) -> tuple[int, int]:
+    return lh.con.execute(f"SELECT count(*), coalesce(sum(hash(columns(*))), 0) FROM {table}").fetchone()
+
+
+def test_merge_refuses_what_main_changed_in_snapshots_it_has_since_expired(local_projects):
+    """Main rebuilt a table after the fork (new row ids) and expired those snapshots: the branch's delete by row id
+    would hit another row of main's table. The merge cannot tell what main changed, so every table is a conflict."""
+    root = local_projects.make({"lake": {"maintenance": {"expire_older_than_days": 0, "cleanup_older_than_days": 0}}})
+    with Lakehouse.open(root) as lh:
+        lh.con.execute("CREATE SCHEMA s")
+        lh.con.execute("CREATE TABLE s.t AS SELECT range AS i FROM range(10)")
+        lh.con.execute("CREATE TABLE s.z AS SELECT 1 AS a")
+        lh.tag("v1")  # keeps the fork point from expiring
+        lh.con.execute("CREATE OR REPLACE TABLE s.t AS SELECT range + 1000 AS i FROM range(10)")
+        lh.con.execute("INSERT INTO s.z VALUES (2)")  # the head: the rebuild of s.t is in an expirable snapshot
+        lh.maintain(steps=("expire",), now=datetime.now(UTC) + timedelta(days=30))
+        lh.create_branch("past", "v1")
+        before = cs(lh, "s.t")
+    with Lakehouse.open(root, branch="past") as past:
+        past.con.execute("DELETE FROM s.t WHERE i = 3")
+    with Lakehouse.open(root) as lh:
+        assert "s.t" in lh.diff("past").conflicts
+        with pytest.raises(MergeConflict, match="expired") as e:
+            lh.merge("past")
+        assert e.value.tables == ["s.t"]
+        assert cs(lh, "s.t") == before
+
+
+
+def test_a_branch_that_expired_its_own_snapshots_since_the_fork_is_not_merged(local_projects):
+    root = local_projects.make({"lake": {"maintenance": {"expire_older_than_days": 0, "cleanup_older_than_days": 0}}})
+    with Lakehouse.open(root) as lh:
+        lh.con.execute("CREATE SCHEMA s")
+        lh.con.execute("CREATE TABLE s.t AS SELECT range AS i FROM range(10)")
+        lh.create_branch("dev")
+        before = cs(lh, "s.t")
+    with Lakehouse.open(root, branch="dev") as dev:
+        dev.con.execute("DELETE FROM s.t WHERE i = 3")
+        dev.con.execute("INSERT INTO s.t VALUES (42)")
+        dev.maintain(steps=("expire",), now=datetime.now(UTC) + timedelta(days=30))
+    with Lakehouse.open(root) as lh:
+        for attempt in (lh.diff, lh.merge):
+            with pytest.raises(BranchError, match="'dev' has expired snapshots since its fork"):
+                attempt("dev")
+        assert cs(lh, "s.t") == before
+
+def test_tags_of_a_branch_stay_on_the_branch(local_projects):
+    """A tag names a snapshot id of its own catalog: a tag made on a branch is not merged into main (it would name
+    another snapshot there), and tagging on both sides is no conflict."""
+    root = local_projects.make({})
+    with Lakehouse.open(root) as lh:
+        lh.con.execute("CREATE SCHEMA s")
+        lh.con.execute("CREATE TABLE s.t AS SELECT range AS i FROM range(5)")
+        lh.tag("v0")
+        lh.con.execute("INSERT INTO s.t VALUES (50)")
+        lh.tag("v1")
+        lh.con.execute("INSERT INTO s.t VALUES (100)")
+        lh.create_branch("past", "v1")
+        lh.tag("v2")
+    with Lakehouse.open(root, branch="past") as past:
+        past.con.execute("CREATE TABLE s.u AS SELECT 1 AS a")
+        past.tag("onbranch")
+    with Lakehouse.open(root) as lh:
+        assert "airduck.tags" not in {t.table for t in lh.diff("past").tables}
+        assert lh.merge("past").snapshot_id is not None
+        assert [t.name for t in lh.tags()] == ["v0", "v1", "v2"]
+        assert lh.con.execute("SELECT count(*) FROM s.u").fetchone()[0] == 1
+
+
+def test_a_snapshot_id_is_ascii_digits(local_projects):
+    """`str.isdigit` takes '²' (which int() refuses: a traceback) and U+0661 (an Arabic-Indic one): neither is an id."""
+    root = local_projects.make({})
+    with Lakehouse.open(root) as lh:
+        lh.con.execute("CREATE SCHEMA s")
+        lh.con.execute("CREATE TABLE s.t AS SELECT 1 AS a")
+        for ref in ("\u00b2", "main@\u00b2", "\u0661"):
+            with pytest.raises(BranchError, match="neither"):
+                lh.create_branch("x", ref)
+        with pytest.raises(NotFound, match="neither a snapshot id nor a tag"):
+            lh.head("s.t", at="\u00b2")
+        assert lh.branches() == []
+
+
+def test_forking_a_branch_whose_catalog_file_is_gone_is_refused_and_creates_nothing(local_projects):
+    root = local_projects.make({})
+    with Lakehouse.open(root) as lh:
+        lh.con.execute("CREATE TABLE t AS SELECT 1 AS a")
+        ghost = lh.create_branch("ghost")
+    Path(ghost.location).unlink()  # the copy went missing; its registry row is left
+    with Lakehouse.open(root) as lh:
+        for source in ("ghost", "ghost@1"):
+            with pytest.raises(NotFound, match="ghost"):
+                lh.create_branch("copy", source)
+        assert not Path(ghost.location).exists()  # not made again, empty, by opening it
+        assert [b.name for b in lh.branches(heads=False)] == ["ghost"]
+        lh.delete_branch("ghost")  # what the hint says
+        assert lh.branches(heads=False) == []
+
+
+@pytest.mark.parametrize("lake_combo", ["pg-local"])
+def test_branch_names_that_share_a_postgresql_schema_are_refused(projects):
+    """A branch of a PostgreSQL catalog is the schema airduck_branch_NAME with '-' as '_' (and PostgreSQL cuts
+    names at 63 bytes): two names one schema would be a raw DuplicateSchema error."""
+    root = projects.make({})
+    with Lakehouse.open(root) as lh:
+        lh.con.execute("CREATE TABLE t AS SELECT 1 AS a")
+        lh.create_branch("fix-a")
+        with pytest.raises(BranchError, match="same PostgreSQL schema as branch 'fix-a'"):
+            lh.create_branch("fix_a")
+        lh.create_branch("b" * 48)
+        with pytest.raises(BranchError, match="is not a branch name"):
+            lh.create_branch("b" * 49)
+        assert [b.name for b in lh.branches(heads=False)] == ["b" * 48, "fix-a"]

@@ -137,6 +137,12 @@ def test_table_tabs(admin):
     assert all(f["data_file"] in files for f in lh.table_files("silver.vacancies"))
 
 
+def test_a_snapshot_that_is_not_ascii_digits_is_a_404_page(admin):
+    c, _ = admin
+    r = c.get("/tables/silver.vacancies/diff?start=\u00b2&end=1")  # '²'.isdigit(), but int('²') fails
+    assert r.status_code == 404 and "neither a snapshot id nor a tag" in r.text and "Traceback" not in r.text
+
+
 def test_a_table_that_does_not_exist_is_a_404_page_with_the_hint(admin):
     c, _ = admin
     r = c.get("/tables/silver.nope")

@@ -38,17 +38,22 @@ from airduck.lake.connection import (
     quote_ident,
     quote_literal,
 )
+from airduck.text import is_id
 
 if TYPE_CHECKING:
     from airduck.config.project import Project
 
 REGISTRY = "airduck_branches"
 SOURCE = "branch_src"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,50}$")
+#: at most 48 characters: a PostgreSQL catalog's branch is a schema named BRANCH_SCHEMA_PREFIX + NAME, and
+#: PostgreSQL cuts names at 63 bytes
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 #: airduck's own state tables: merged row by row even when both sides changed them (different rows), see merge
 STATE_SCHEMA = "airduck"
 #: dbt's scratch schema: never merged (gold publishes into `gold`)
 SKIPPED_SCHEMAS = ("gold_stage",)
+#: tables never merged: airduck's tags name snapshot ids of their own catalog (another snapshot on the target)
+SKIPPED_TABLES = ("airduck.tags",)
 #: the kinds of snapshot changes that change a table's rows or schema (compaction and flushes do not)
 _DATA_CHANGES = ("tables_inserted_into", "tables_deleted_from", "tables_altered", "inlined_insert", "inlined_delete")
 
@@ -101,7 +106,7 @@ def check_name(name: str) -> str:
     if name == MAIN_BRANCH or not _NAME.match(name or ""):
         raise BranchError(f"{name!r} is not a branch name" + (" (main is the lake itself)" if name == MAIN_BRANCH
                                                               else ""),
-                          hint="lower case letters, digits, '-' and '_', at most 51 characters, e.g. fix-prices")
+                          hint="lower case letters, digits, '-' and '_', at most 48 characters, e.g. fix-prices")
     return name
 
 
@@ -271,6 +276,9 @@ def create(project: Project, name: str, source: str | None = None) -> Branch:
                               "choose another name")
     if kind == "sqlite":
         src = main_catalog_file(project) if base == MAIN_BRANCH else branch_file(project, base)
+        if not src.exists():  # sqlite3.connect would make it, empty
+            raise NotFound(f"there is no branch {base!r} to fork: its catalog {src} is gone",
+                           hint=f"`airduck branch delete {base}` removes its entry")
         dest = branch_file(project, name)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_suffix(f".tmp{os.getpid()}")
@@ -295,6 +303,10 @@ def create(project: Project, name: str, source: str | None = None) -> Branch:
             main = _main_schema(conn)
             src_schema = main if base == MAIN_BRANCH else branch_schema(base)
             schema = branch_schema(name)
+            same = [n for n in names(project) if branch_schema(n) == schema]
+            if same:  # '-' is '_' in a schema's name
+                raise BranchError(f"branch {name!r} would be the same PostgreSQL schema as branch {same[0]!r}",
+                                  hint="choose another name")
             tables = [r[0] for r in conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_name LIKE "
                 "'ducklake%%' AND table_type = 'BASE TABLE'", [src_schema]).fetchall()]
@@ -343,7 +355,7 @@ def _resolve_ref(project: Project, base: str, ref: str, *, bare: bool) -> int:
         head = current_snapshot(con)
         kept = {int(r[0]) for r in con.execute(f"SELECT snapshot_id FROM {LAKE}.snapshots()").fetchall()}
         found = {t.name: t.snapshot_id for t in tags(con)}
-    if ref.isdigit():
+    if is_id(ref):
         snapshot = int(ref)
     elif ref in found:
         snapshot = int(found[ref])
@@ -654,7 +666,7 @@ def _changed_names(con: duckdb.DuckDBPyConnection, alias: str, after: int, *, mo
             elif kind in _DATA_CHANGES:
                 out |= {id_names.get(int(v), str(v)) for v in values if str(v).isdigit()}
     # a table id the catalog no longer names (expired) cannot be told apart: left out; names are schema.table
-    return {t for t in out if "." in t and t.split(".", 1)[0] not in SKIPPED_SCHEMAS}
+    return {t for t in out if "." in t and t.split(".", 1)[0] not in SKIPPED_SCHEMAS and t not in SKIPPED_TABLES}
 
 
 def _table_at(con: duckdb.DuckDBPyConnection, alias: str, table: str, snapshot: int) -> int | None:
@@ -694,27 +706,18 @@ def _open_pair(project: Project, branch: Branch, into: str) -> duckdb.DuckDBPyCo
         raise
 
 
-def _check_history(con: duckdb.DuckDBPyConnection, alias: str, name: str, after: int, now: int) -> None:
-    """Refuse (BranchError) when catalog `alias` (branch or base `name`) no longer holds every snapshot from `after`
-    to `now`: maintenance expired some (before it kept them, see `needed_since`), so what changed since cannot be
-    told. DuckLake numbers a catalog's snapshots one by one."""
-    kept = con.execute(f"SELECT count(*) FROM {quote_ident(alias)}.snapshots() WHERE snapshot_id BETWEEN ? AND ?",
-                       [after, now]).fetchone()[0]
-    if int(kept) != now - after + 1:
-        raise BranchError(f"cannot diff or merge: {name} no longer holds every snapshot since {after} (maintenance "
-                          "expired some), so what changed since cannot be told; nothing was merged",
-                          hint="redo the change on a new branch (`airduck branch create NAME`)")
-
-
 def _plan(con: duckdb.DuckDBPyConnection, b: Branch, head: int, base_now: int,
           sample: int = 0, only: str | None = None, keys: dict[str, list[str]] | None = None) -> tuple[list[TableDiff], list[str], dict[str, str]]:
     """What merging `b` would do: per table a TableDiff, the conflicts, and how each table is merged
     ('rows', 'copy', 'drop')."""
-    _check_history(con, SOURCE, b.name, b.fork_snapshot, head)
-    _check_history(con, LAKE, b.base, b.base_snapshot, base_now)
+    if not _kept_since(con, SOURCE, b.fork_snapshot, head):
+        raise BranchError(f"branch {b.name!r} has expired snapshots since its fork (snapshot {b.fork_snapshot}): "
+                          "what it changed can no longer be told", hint=f"fork {b.base} again and redo the change")
     theirs = _changed_names(con, SOURCE, b.fork_snapshot)
     moved = _changed_names(con, SOURCE, b.fork_snapshot, moved=True)
-    ours = _changed_names(con, LAKE, b.base_snapshot) if base_now > b.base_snapshot else set()
+    # the base's snapshots since the fork name every table it changed, unless maintenance expired some of them
+    known = _kept_since(con, LAKE, b.base_snapshot, base_now)
+    ours = _changed_names(con, LAKE, b.base_snapshot) if base_now > b.base_snapshot and known else set()
     if only:
         theirs &= {only}
     conflicts = sorted(t for t in theirs & ours if t.split(".", 1)[0] != STATE_SCHEMA)
@@ -748,7 +751,17 @@ def _plan(con: duckdb.DuckDBPyConnection, b: Branch, head: int, base_now: int,
         if table in ours and how[table] != "rows" and table not in conflicts:
             conflicts.append(table)  # airduck's state created, replaced or dropped on both sides: never overwritten
         diffs.append(d)
+    if not known:  # which tables the base changed cannot be told: each one the branch changed may be one
+        conflicts = [d.table for d in diffs]
     return diffs, sorted(set(conflicts)), how
+
+
+def _kept_since(con: duckdb.DuckDBPyConnection, alias: str, after: int, now: int) -> bool:
+    """Whether catalog `alias` still holds each of its snapshots after `after` up to `now` (snapshot ids count up by
+    one a commit): maintenance expiring one of them drops the record of what it changed."""
+    n = con.execute(f"SELECT count(*) FROM {quote_ident(alias)}.snapshots() WHERE snapshot_id > ? AND snapshot_id <= ?",
+                    [after, now]).fetchone()[0]
+    return int(n) >= now - after
 
 
 def _feed(fn: str, alias: str, table: str, start: int, end: int, columns: str = "*") -> str:
@@ -940,9 +953,12 @@ def merge(project: Project, name: str, into: str | None = None, *, dry_run: bool
                    head=head, **extra):
             tables, conflicts, how = _plan(con, b, head, now)
             if conflicts:
+                expired = not _kept_since(con, LAKE, b.base_snapshot, now)
                 raise MergeConflict(
                     f"cannot merge {name} into {into}: {', '.join(conflicts)} changed on both since the fork "
-                    f"(snapshot {b.base_snapshot} of {into}); nothing was merged", conflicts,
+                    f"(snapshot {b.base_snapshot} of {into})"
+                    + (f"; {into}'s maintenance has expired snapshots since, so what it changed cannot be told"
+                       if expired else "") + "; nothing was merged", conflicts,
                     hint=f"see `airduck diff {into}..{name}`; redo the change on a new branch of {into}")
             if dry_run or not tables:
                 raise _NothingToDo

@@ -13,6 +13,7 @@ from airduck.errors import NotFound, SqlError
 from airduck.lake.catalog import TableRef, columns, current_snapshot, require_table, snapshots, table_exists
 from airduck.lake.commit import write
 from airduck.lake.connection import LAKE, quote_ident
+from airduck.text import is_id
 
 TAGS = f"{LAKE}.airduck.tags"
 
@@ -150,7 +151,7 @@ def resolve_version(con: duckdb.DuckDBPyConnection, ref: str | int | None) -> in
     """A snapshot id from a number or a tag name."""
     if ref is None:
         return None
-    if isinstance(ref, int) or str(ref).isdigit():
+    if isinstance(ref, int) or is_id(str(ref)):
         return int(ref)
     for t in tags(con):
         if t.name == ref:

@@ -30,6 +30,7 @@ from airduck.api.web.render import render
 from airduck.config.secrets import redact
 from airduck.errors import AirduckError
 from airduck.lakehouse import Lakehouse
+from airduck.text import is_id
 
 router = APIRouter()
 READ = Depends(page_user("read"))
@@ -229,7 +230,7 @@ def table_diff(request: Request, name: str, start: str, end: str | None = None, 
     limit = 200
     try:
         first, last = (start, end)
-        if end is not None and start.isdigit() and end.isdigit() and int(end) < int(start):
+        if end is not None and is_id(start) and is_id(end) and int(end) < int(start):
             first, last = end, start  # picked the other way round: the diff goes forward in time
         d = _lh(request).table_changes(name, first, last, limit=limit)
     except AirduckError as exc:
