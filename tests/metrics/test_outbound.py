@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import threading
 import time
 from collections.abc import Iterator
@@ -139,7 +140,9 @@ def test_made_up_http_methods_do_not_make_new_series():
             await middleware({"type": "http", "method": f"X{i}", "path": "/"}, None, noop)
         await middleware({"type": "http", "method": "GET", "path": "/"}, None, noop)
 
-    asyncio.run(requests())
+    # in a thread of its own: a session's Playwright (sync API) keeps an event loop running in this one
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, requests()).result(timeout=60)
     samples = [s for f in text_string_to_metric_families(metrics.render().decode()) for s in f.samples
                if s.name == "airduck_http_requests_total"]
     assert {s.labels["method"] for s in samples} == {"other", "GET"}
