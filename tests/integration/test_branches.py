@@ -321,6 +321,13 @@ def test_cli_branch_commands(local_projects):
     p = cli(root, "diff", "main..feature", "--json")
     out = p.stdout.read()
     assert p.wait(timeout=60) == 0 and '"silver.orders"' in out and '"inserted": 5' in out
+    p = cli(root, "diff", "main..feature")  # the counts; new rows only when asked for
+    out = p.stdout.read()
+    assert p.wait(timeout=60) == 0 and "silver.orders" in out and "new rows (sample)" not in out
+    p = cli(root, "diff", "main..feature", "--table", "silver.orders")
+    out = p.stdout.read()
+    assert p.wait(timeout=60) == 0 and "silver.orders: new rows (sample)" in out and "order_id" in out
+    assert "_airduck" not in out and "_load_id" not in out
     p = cli(root, "branch", "list")
     assert p.wait(timeout=60) == 0 and "feature" in p.stdout.read()
     p = cli(root, "merge", "feature")

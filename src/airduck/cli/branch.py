@@ -82,10 +82,12 @@ def delete(name: Annotated[str, typer.Argument(help="The branch to delete.")]) -
 def diff(
     spec: Annotated[str, typer.Argument(help="BASE..BRANCH (or BRANCH: against the branch it was forked from).")],
     table: Annotated[str | None, typer.Option("--table", help="Only this table (schema.table).")] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="Also print a few of each table's new rows (always with --table).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """What a branch changed since its fork, per table (rows inserted/deleted/updated with a sample, schema
-    changes), read from its change feed; and the tables changed on both sides (a merge refuses them)."""
+    """What a branch changed since its fork, per table (rows inserted/deleted/updated, schema changes; a sample of
+    new rows with --sample or --table), read from its change feed; and the tables changed on both sides (a merge
+    refuses them)."""
     base, _, name = spec.rpartition("..")
     with _lakehouse() as lh:
         d = lh.diff(name, base or None, table=table)
@@ -98,9 +100,11 @@ def diff(
                  [[t.table, t.change, t.inserted, t.deleted, t.updated,
                    "" if t.columns_before == t.columns_after else f"{len(t.columns_before)} -> {len(t.columns_after)}"]
                   for t in d.tables])
-    for t in d.tables:
+    for t in d.tables if sample or table else []:
         if t.sample:
-            render.console.print(f"{t.table}, sample of new rows: {t.sample[:3]}", highlight=False, soft_wrap=True)
+            columns = [c for c in t.sample[0] if not c.startswith("_")][:8]  # the user's columns, not airduck's
+            render.table(columns, [[row.get(c) for c in columns] for row in t.sample[:3]],
+                         title=f"{t.table}: new rows (sample)")
     if d.conflicts:
         render.note(f"changed on {d.base} too since the fork (a merge refuses them): {', '.join(d.conflicts)}")
 
