@@ -334,6 +334,8 @@ def test_cli_branch_commands(local_projects):
     assert p.wait(timeout=60) == 0 and "merged feature into main" in p.stdout.read()
     p = cli(root, "head", "silver.orders", "-n", "100", "--json")
     assert p.wait(timeout=60) == 0 and p.stdout.read().count('"order_id"') == 55
+    p = cli(root, "diff", "feature")  # forked again from the merge: nothing to show
+    assert p.wait(timeout=60) == 0 and "feature has changed nothing since its fork" in p.stdout.read()
     p = cli(root, "branch", "delete", "feature")
     assert p.wait(timeout=60) == 0
     p = cli(root, "tables", "--branch", "nope")

@@ -96,10 +96,13 @@ def diff(
         return
     render.console.print(f"{d.base}..{d.branch}: branch snapshots {d.fork_snapshot} -> {d.head_snapshot}",
                          highlight=False)
-    render.table(["table", "change", "inserted", "deleted", "updated", "columns"],
-                 [[t.table, t.change, t.inserted, t.deleted, t.updated,
-                   "" if t.columns_before == t.columns_after else f"{len(t.columns_before)} -> {len(t.columns_after)}"]
-                  for t in d.tables])
+    if not d.tables:
+        render.console.print(f"{d.branch} has changed nothing since its fork", highlight=False)
+    else:
+        render.table(["table", "change", "inserted", "deleted", "updated", "columns"],
+                     [[t.table, t.change, t.inserted, t.deleted, t.updated,
+                       "" if t.columns_before == t.columns_after else
+                       f"{len(t.columns_before)} -> {len(t.columns_after)}"] for t in d.tables])
     for t in d.tables if sample or table else []:
         if t.sample:
             columns = [c for c in t.sample[0] if not c.startswith("_")][:8]  # the user's columns, not airduck's
