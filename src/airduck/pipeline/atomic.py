@@ -28,8 +28,12 @@ def kept(message: str, name: str, what: str) -> str:
             f"`airduck tables --branch {name}`, `airduck head TABLE --branch {name}`; `airduck branch delete {name}`)")
 
 
-def _kept(error: AirduckError, name: str, what: str) -> str:
-    return kept(error.message, name, what)
+def _keep(error: AirduckError, name: str, what: str) -> AirduckError:
+    """`error`, its message saying that nothing was merged and the run's branch `name` is kept (`error.branch`)."""
+    error.message = kept(error.message, name, what)
+    error.args = (error.message,)
+    error.branch = name  # type: ignore[attr-defined]
+    return error
 
 
 def fork(project, name: str, target: str | None = None) -> tuple[branches.Branch, bool]:
@@ -75,10 +79,7 @@ def publish(project, name: str, target: str | None = None, *, message: str | Non
             merged = branches.merge(project, name, target, keep=False, message=message or
                                     f"run branch {name} into {target}", **extra)
         except AirduckError as exc:
-            exc.message = _kept(exc, name, "the run")
-            exc.args = (exc.message,)
-            exc.branch = name  # type: ignore[attr-defined]
-            raise
+            raise _keep(exc, name, "the run")
         if name in branches.names(project):  # nothing to merge: merge() keeps the branch, a run's goes
             branches.delete(project, name)
     StepStateStore(branches.on(project, name)).forget()  # a new branch of that name starts afresh
@@ -107,28 +108,17 @@ def run_atomic(lh, on_branch, select: list[str] | None, full_refresh: bool, rein
     target = branch_of(project) or MAIN_BRANCH
     lh.current_snapshot()  # the target's catalog exists (a new lake: created now)
     lh.close()  # SQLite: a connection that has read the catalog holds a lock others' commits would wait for
-    expire_failed(project)
     name = f"{PREFIX}{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-    with catalog_lock(project):
-        fork = branches.create(project, name, target).fork_snapshot
-    # the branch is the target as of `fork`: it skips what a plain run on the target would skip
-    carry_over(project, target, name, fork)
+    fork_snapshot = fork(project, name, target)[0].fork_snapshot  # with the target's step state
     with on_branch(name, False) as blh:
         try:
             result = blh.run(select, full_refresh, reingest, threads=threads, step=step, atomic=False)
         except RunFailed as exc:
-            exc.message = _kept(exc, name, "the failed run")
-            exc.args = (exc.message,)
-            exc.branch = name
-            raise
+            raise _keep(exc, name, "the failed run")
         failed = audit(blh)
         head = table_versions(blh.con)  # the branch's tables as they are merged
     if failed:
-        error = AuditFailed(f"the audit of the run failed: {'; '.join(failed)}")
-        error.message = _kept(error, name, "the audited data")
-        error.args = (error.message,)
-        error.branch = name
-        raise error
+        raise _keep(AuditFailed(f"the audit of the run failed: {'; '.join(failed)}"), name, "the audited data")
     try:
         # one merge into a target at a time (PostgreSQL too: DuckLake lets two commits append to one table, so two
         # merges checked at once could both pass)
@@ -136,7 +126,7 @@ def run_atomic(lh, on_branch, select: list[str] | None, full_refresh: bool, rein
             merged = branches.merge(project, name, target, keep=False, run_id=result.record.run_id,
                                     message=f"atomic run {result.record.run_id} (branch {name}) into {target}")
             # the steps this run ran count as run on the target: the next run there skips what is unchanged
-            publish_state(project, name, target, fork=fork, head=head, snapshot=merged.snapshot_id,
+            publish_state(project, name, target, fork=fork_snapshot, head=head, snapshot=merged.snapshot_id,
                           merged=[t.table for t in merged.tables if t.change != "dropped"],
                           run_id=result.record.run_id)
         if merged.snapshot_id is None:  # nothing to merge: the merge left the branch as it was
@@ -144,10 +134,7 @@ def run_atomic(lh, on_branch, select: list[str] | None, full_refresh: bool, rein
                 branches.delete(project, name)
         StepStateStore(blh.project).forget()
     except branches.MergeConflict as exc:
-        exc.message = _kept(exc, name, "the run")
-        exc.args = (exc.message,)
-        exc.branch = name
-        raise
+        raise _keep(exc, name, "the run")
     result.merge = merged
     result.branch = name
     serve = [s for s in lh.plan().ids if s.startswith(("serve:", "export:"))] if _serves(project) else []
