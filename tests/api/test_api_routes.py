@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import sys
+import threading
 import time
+import traceback
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -69,12 +72,7 @@ def test_rows_at_a_snapshot_and_a_tag_and_the_diff(served: Served):
     start = served.post("/api/v1/runs", "write", json={})
     assert start.status_code == 202, start.text
     run_id = start.json()["run_id"]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        info = served.get(f"/api/v1/runs/{run_id}").json()
-        if info.get("live", {}).get("done"):
-            break
-        time.sleep(0.2)
+    info = wait_for_run(served, run_id)
     assert info["status"] == "ok", info
     assert {s["step_id"] for s in info["steps"]} >= {"ingest:orders", "silver:orders"}
     assert info["quality"] and any(q["name"] == "amount_not_negative" for q in info["quality"])
@@ -97,6 +95,24 @@ def test_rows_at_a_snapshot_and_a_tag_and_the_diff(served: Served):
     rb = served.post("/api/v1/tables/silver.orders/rollback", "admin", json={"to": tag})
     assert rb.status_code == 200, rb.text
     assert served.get("/api/v1/tables/silver.orders").json()["row_count"] == 294
+
+
+def wait_for_run(served: Served, run_id: str, seconds: float = 400) -> dict:
+    """Poll a run the server started until it is done (bounded: a loaded CI machine may take minutes); when it is
+    not, fail with the events it has sent (which step it is in) rather than the run's record alone."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        info = served.get(f"/api/v1/runs/{run_id}").json()
+        if info.get("live", {}).get("done"):
+            return info
+        time.sleep(0.5)
+    live = served.app.state.runs.get(run_id)
+    events = "; ".join(f"{e['type']} {e.get('step_id') or ''}".strip() for e in live.events)
+    names = {t.ident: t.name for t in threading.enumerate()}
+    where = "\n".join(f"-- thread {names.get(ident, ident)}:\n" + "".join(traceback.format_stack(frame)[-8:])
+                      for ident, frame in sys._current_frames().items() if ident != threading.get_ident())
+    raise AssertionError(f"run {run_id} not done after {seconds:g} s: status {info.get('status')!r}; "
+                         f"events: {events}; the threads are at:\n{where}")
 
 
 def write_more(served: Served) -> None:
