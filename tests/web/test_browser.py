@@ -127,7 +127,7 @@ def test_start_a_run_and_see_it_finish(signed_in, screenshots):
     page.wait_for_url(re.compile(r".*/runs/\d{8}T\d{6}Z-\w+$"), timeout=60_000)
     run_id = page.url.rsplit("/", 1)[1]
     page.wait_for_function(
-        "!['running', 'starting'].includes(document.querySelector('#run-status').textContent.trim())", timeout=120_000)
+        "!['running', 'starting'].includes(document.querySelector('#run-status').textContent.trim())", timeout=400_000)
     assert page.locator("#run-status").inner_text() in ("ok", "warned")
     assert page.locator("table.steps >> text=silver:companies").is_visible()
     page.goto("/runs")
