@@ -1,5 +1,6 @@
 """Branches: what creating a branch costs on a 10M-row lake (time, bytes written), merging 0.1%, 1% and 10% updated
-rows of a 10M-row table of 100 files (spread over every file, and 1% in few files) against rewriting the table, and
+rows of a 10M-row table of 100 files (spread over every file, 1% in few files, 0.01% in one file) against rewriting
+the table (and how many files the deletion feed of the merge opens), and
 `run --atomic` against a plain run of the demo.
 
     uv run python bench/branch_bench.py [--rows 10000000] [--files 100] [--fractions 0.001,0.01,0.1] [--rounds 3]
@@ -54,7 +55,37 @@ def cases(rows: int, files: int, fractions: list[float]) -> list[tuple[str, str]
     n = rows // 100  # 1% of the rows, in consecutive ids: the fewest files (straddling one file boundary)
     start = per_file // 2
     out.append(("update 1% in few files", f"id >= {start} AND id < {start + n}"))
+    # 1,000 rows of one file, merged into a table whose every file has a delete file from the earlier cases
+    out.append(("update 0.01% in one file", f"id >= {start} AND id < {start + rows // 10000}"))
     return out
+
+
+def feed_files_read(lh, branch: str = "bench") -> tuple[int, int]:
+    """The files the branch's deletion feed (silver.big, since the fork) opens: whole and pruned to the files that
+    lost rows (what the merge reads). From EXPLAIN ANALYZE: a count, not a time, whatever the load."""
+    import re
+
+    from airduck.lake import branches as B
+
+    b = B.get(lh.project, branch)
+    con = B._open_pair(lh.project, b, "main")
+    try:
+        head = int(con.execute(f"SELECT id FROM {B.SOURCE}.current_snapshot()").fetchone()[0])
+        cols = "filename AS f, file_row_number AS p"
+        if not hasattr(B, "_files_that_lost_rows"):  # airduck before the pruning (a like-for-like run of it)
+            sql = B._feed("ducklake_table_deletions", B.SOURCE, "silver.big", b.fork_snapshot + 1, head, cols)
+            plan = "\n".join(str(r[1]) for r in con.execute("EXPLAIN ANALYZE " + sql).fetchall())
+            n = sum(int(x) for x in re.findall(r"Total Files Read: (\d+)", plan))
+            return n, n
+        lost = B._files_that_lost_rows(con, B.SOURCE, "silver.big", b.fork_snapshot, head)
+        counts = []
+        for files in (None, lost):
+            sql = B._feed("ducklake_table_deletions", B.SOURCE, "silver.big", b.fork_snapshot + 1, head, cols, files)
+            plan = "\n".join(str(r[1]) for r in con.execute("EXPLAIN ANALYZE " + sql).fetchall())
+            counts.append(sum(int(x) for x in re.findall(r"Total Files Read: (\d+)", plan)))
+        return counts[0], counts[1]
+    finally:
+        con.close()
 
 
 def lake_benchmark(rows: int, files: int, catalog: str | None, label: str, fractions: list[float],
@@ -143,6 +174,7 @@ def lake_benchmark(rows: int, files: int, catalog: str | None, label: str, fract
                 expect = b.con.execute("SELECT count(*), round(sum(amount), 2), sum(hash(note, amount)) FROM silver.big"
                                        ).fetchone()
             with Lakehouse.open(root) as lh:
+                one["feed_files_whole"], one["feed_files_read"] = feed_files_read(lh)
                 one["load_before_merge"] = load()
                 t = time.perf_counter()
                 d = lh.diff("bench")

@@ -764,10 +764,46 @@ def _kept_since(con: duckdb.DuckDBPyConnection, alias: str, after: int, now: int
     return int(n) >= now - after
 
 
-def _feed(fn: str, alias: str, table: str, start: int, end: int, columns: str = "*") -> str:
+def _feed(fn: str, alias: str, table: str, start: int, end: int, columns: str = "*",
+          files: list[str] | None = None) -> str:
+    """A change feed of `table` over snapshots start..end; `files`: only rows of the data files of these names
+    (a filter on DuckLake's `filename` that prunes the other files before one is opened)."""
     schema, name = table.split(".", 1)
+    where = "" if files is None else f" WHERE parse_filename(filename) IN ({_literals(files or [''])})"
     return (f"SELECT rowid AS _airduck_rowid{', ' + columns if columns else ''} FROM {fn}({quote_literal(alias)}, "
-            f"{quote_literal(schema)}, {quote_literal(name)}, CAST({int(start)} AS BIGINT), CAST({int(end)} AS BIGINT))")
+            f"{quote_literal(schema)}, {quote_literal(name)}, CAST({int(start)} AS BIGINT), CAST({int(end)} AS BIGINT))"
+            + where)
+
+
+def _files_that_lost_rows(con: duckdb.DuckDBPyConnection, alias: str, table: str, after: int,
+                          upto: int) -> list[str] | None:
+    """The names of the files of `table` (catalog `alias`, its id at `upto`) that can have lost rows after snapshot
+    `after`: data files with a delete file written, replaced or extended since (a delete file of DuckLake 1.5 may
+    hold the deletions of several snapshots: `partial_max`), with deletions kept in the catalog since (inlined
+    deletions), or dropped whole since; and the tables that keep inlined rows. The deletion feed lists only rows of
+    those, but reads every file that has a delete file at all (DuckLake 1.5 does not bound the delete files by
+    snapshot), so a table's history of deletions would cost every merge: `_feed(..., files=)` prunes the rest.
+    None (no pruning) when the table cannot be told or there are more than `_PRUNE_FILES` such files."""
+    m = _metadata(alias)
+    table_id = _table_at(con, alias, table, upto)
+    if table_id is None:
+        return None
+    args = [table_id, after, after, after]
+    ids = {r[0] for r in con.execute(
+        f"SELECT data_file_id FROM {m}.ducklake_delete_file WHERE table_id = ? AND (begin_snapshot > ? "
+        "OR end_snapshot > ? OR partial_max > ?) UNION SELECT data_file_id FROM "
+        f"{m}.ducklake_data_file WHERE table_id = ? AND end_snapshot > ?", [*args, table_id, after]).fetchall()}
+    try:
+        ids |= {r[0] for r in con.execute(f"SELECT DISTINCT file_id FROM {m}.ducklake_inlined_delete_{int(table_id)} "
+                                          "WHERE begin_snapshot > ?", [after]).fetchall()}
+    except duckdb.CatalogException:  # no deletion of this table was ever kept in the catalog
+        pass
+    if len(ids) > _PRUNE_FILES:
+        return None
+    names = [r[0] for r in con.execute(
+        f"SELECT path FROM {m}.ducklake_data_file WHERE table_id = ? AND data_file_id IN "
+        f"(SELECT unnest(?::BIGINT[]))", [table_id, sorted(ids)]).fetchall()] if ids else []
+    return sorted({_file_name(p) for p in names} | set(_inlined_tables_of(con, alias, table_id)))
 
 
 def _row_diff(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, sample: int,
@@ -781,15 +817,18 @@ def _row_diff(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, 
     (DuckLake's UPDATE keeps it) or, with `key`, a key in both."""
     gone, new = _sets(slot)
     n_fork = _next_row_id(con, table, fork)
+    shadowed = _shadowed(con, table, head)
+    # the files that can have lost rows since the fork: no virtual `filename` to prune with when a column hides it
+    lost = None if shadowed or moved else _files_that_lost_rows(con, SOURCE, table, fork, head)
     if moved:
         _row_diff_by_values(con, table, fork, head, slot)
-    elif _shadowed(con, table, head):
+    elif shadowed:
         _row_diff_by_row_id(con, table, fork, head, n_fork, slot)
     else:
         # a row version is (data file, row number), or, for a row DuckLake keeps inlined in the catalog (its
         # "file" is the inlined table, its row number the row id in every version), (row id, snapshot inserted)
         where = "filename AS _airduck_file, file_row_number AS _airduck_pos"
-        dele = _feed("ducklake_table_deletions", SOURCE, table, fork + 1, head, where)
+        dele = _feed("ducklake_table_deletions", SOURCE, table, fork + 1, head, where, lost)
         ins = _feed("ducklake_table_insertions", SOURCE, table, fork + 1, head, f"{where}, snapshot_id AS _airduck_snap, *")
         con.execute(f"CREATE OR REPLACE TEMP TABLE {gone}_all AS {dele}")
         at_fork = f"FROM temp.{gone}_all WHERE _airduck_rowid < {int(n_fork)}"
@@ -817,8 +856,8 @@ def _row_diff(con: duckdb.DuckDBPyConnection, table: str, fork: int, head: int, 
             old = (f"SELECT DISTINCT {ident} AS r FROM {_sql_table(SOURCE, table)} AT (VERSION => {int(fork)}) "
                    f"WHERE rowid IN (SELECT _airduck_rowid FROM temp.{gone})")
         else:
-            old = (f"SELECT DISTINCT {ident} AS r FROM ({_feed('ducklake_table_deletions', SOURCE, table, fork + 1, head, cols)}) "
-                   f"WHERE _airduck_rowid < {int(n_fork)}")
+            feed = _feed("ducklake_table_deletions", SOURCE, table, fork + 1, head, cols, lost)
+            old = f"SELECT DISTINCT {ident} AS r FROM ({feed}) WHERE _airduck_rowid < {int(n_fork)}"
         now = f"SELECT DISTINCT {ident} AS r FROM temp.{new}"
     else:
         old = f"SELECT _airduck_rowid AS r FROM temp.{gone}"
@@ -844,8 +883,11 @@ def _shadowed(con: duckdb.DuckDBPyConnection, table: str, head: int) -> bool:
 
 def _inlined_tables(con: duckdb.DuckDBPyConnection, table: str, head: int) -> list[str]:
     """The names of the catalog tables in which the branch's catalog keeps inlined rows of `table`."""
-    table_id = _table_at(con, SOURCE, table, head)
-    return [r[0] for r in con.execute(f"SELECT table_name FROM {_metadata(SOURCE)}.ducklake_inlined_data_tables "
+    return _inlined_tables_of(con, SOURCE, _table_at(con, SOURCE, table, head))
+
+
+def _inlined_tables_of(con: duckdb.DuckDBPyConnection, alias: str, table_id: int | None) -> list[str]:
+    return [r[0] for r in con.execute(f"SELECT table_name FROM {_metadata(alias)}.ducklake_inlined_data_tables "
                                       "WHERE table_id = ? ORDER BY 1", [table_id]).fetchall()]
 
 
@@ -910,6 +952,8 @@ def _sets(slot: int) -> tuple[str, str]:
 
 def _rows_touched(con: duckdb.DuckDBPyConnection, table: str, after: int, now: int, slot: int) -> bool:
     """Whether the target deleted or replaced, after snapshot `after`, a row the branch deleted or replaced."""
+    # (not pruned by file as the branch's feed is: this runs in the merge's write transaction on the target, and
+    # reading the target's catalog tables directly there makes DuckLake's commit fail on SQLite: "database is locked")
     feed = _feed("ducklake_table_deletions", LAKE, table, after + 1, now, "")
     return bool(con.execute(f"SELECT count(*) FROM ({feed}) WHERE _airduck_rowid IN "
                             f"(SELECT _airduck_rowid FROM temp.{_sets(slot)[0]})").fetchone()[0])
