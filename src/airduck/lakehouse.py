@@ -23,6 +23,7 @@ from airduck.lake.errors import translated
 from airduck.lake.session import ReadSession
 from airduck.lake.sqlguard import check_read_only, run_with_time_limit
 from airduck.project import Project, load_project
+from airduck.text import is_id
 
 
 @dataclass
@@ -715,8 +716,19 @@ class Lakehouse:
             raise SqlError(f"limit and offset must be at most {MAX_SQL_LIMIT:,}")
         ref = TableRef.parse(name)
         session = self.read_session()
+        # a page at a snapshot id (given, or the head as the catalog has it now) is the same page while that
+        # snapshot exists: kept by (table, snapshot, page) and given again without reading the lake (a tag may move,
+        # a time is not a snapshot: those are read each time)
+        pinned = int(at) if at is not None and is_id(str(at)) else None
+        head = session.head() if (at is None and at_time is None) or pinned is not None else None
+        if at is None and at_time is None and head is not None:
+            pinned = head[0]
+        key = (ref.schema.lower(), ref.name.lower(), pinned, limit, offset, arrow, head[1] if head else None) \
+            if pinned is not None and head is not None else None
+        if key is not None and (hit := session.pages.get(key)) is not None:
+            return hit
         with session.cursor() as cur:
-            version = history.resolve_version(cur, at)
+            version = history.resolve_version(cur, at) if pinned is None else pinned
             known = (ref.schema.lower(), ref.name.lower()) in session.relations(cur)
             rel = catalog.read_at(cur, ref, version=version, timestamp=at_time, limit=None, check=not known)
             page = rel.limit(limit + 1, offset)
@@ -724,9 +736,13 @@ class Lakehouse:
             if arrow:
                 table = run_with_time_limit(cur, seconds, page.to_arrow_table)
                 more = table.num_rows > limit
-                return SqlResult(rel.columns, [], more, None, limit, arrow=table.slice(0, limit))
-            found = run_with_time_limit(cur, seconds, page.fetchall)
-            return SqlResult(rel.columns, found[:limit], len(found) > limit, None, limit)
+                result = SqlResult(rel.columns, [], more, None, limit, arrow=table.slice(0, limit))
+            else:
+                found = run_with_time_limit(cur, seconds, page.fetchall)
+                result = SqlResult(rel.columns, found[:limit], len(found) > limit, None, limit)
+        if key is not None:
+            session.pages.put(key, result, limit)
+        return result
 
     @translated
     def profile(self, name: str, column: str, *, top: int = 10, at: str | int | None = None,

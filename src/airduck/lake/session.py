@@ -9,20 +9,37 @@ for the next read when one ends cleanly (making one and pointing it at the lake 
 
 The session writes nothing, ever: on a fresh project without a catalog it is an empty lake in memory (`empty`),
 reopened on the real catalog once one exists.
+
+Pages of tables read at the lake's head are kept by snapshot id (`pages`): a snapshot never changes, so a page of
+snapshot N is the same page for as long as N is the head. The head is asked of the catalog directly (`head()`: one
+indexed query on SQLite or PostgreSQL, well under a millisecond, where asking DuckLake costs a read transaction and
+a catalog round of its own).
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from airduck.errors import CatalogMissing
-from airduck.lake.connection import LAKE, catalog_file, data_path, open_empty_lake, open_lake
+from airduck.lake.connection import (
+    LAKE,
+    attach_target,
+    branch_of,
+    branch_schema,
+    catalog_file,
+    catalog_kind,
+    data_path,
+    open_empty_lake,
+    open_lake,
+)
 from airduck.lake.sqlguard import lock_down
 
 if TYPE_CHECKING:
@@ -32,6 +49,109 @@ if TYPE_CHECKING:
 EMPTY_RECHECK_SECONDS = 2.0
 #: idle cursors kept for the next reads
 POOL_SIZE = 16
+#: pages kept (`PageCache`), and the rows they may hold in all
+PAGES_KEPT = 256
+PAGE_ROWS_KEPT = 200_000
+
+
+class PageCache:
+    """Pages of tables by (table, snapshot id, page): least recently used first out, bounded in pages and rows."""
+
+    def __init__(self, pages: int = PAGES_KEPT, rows: int = PAGE_ROWS_KEPT) -> None:
+        self.max_pages, self.max_rows = pages, rows
+        self._items: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
+        self._rows = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple) -> Any:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return item[0]
+
+    def put(self, key: tuple, value: Any, rows: int) -> None:
+        if rows > self.max_rows // 4:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._rows -= old[1]
+            self._items[key] = (value, rows)
+            self._rows += rows
+            while len(self._items) > self.max_pages or self._rows > self.max_rows:
+                _, (_, n) = self._items.popitem(last=False)
+                self._rows -= n
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._rows = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+LATEST = "SELECT snapshot_id, snapshot_time FROM ducklake_snapshot ORDER BY snapshot_id DESC LIMIT 1"
+
+
+class HeadProbe:
+    """The latest snapshot of a catalog as (id, time), asked of the catalog database itself (SQLite file or
+    PostgreSQL schema of the project's branch); None when it cannot be told cheaply (a DuckDB-file catalog, no
+    catalog yet, an error): then nothing is cached. The time tells apart two catalogs with the same snapshot id and
+    other contents (a branch deleted and made again under its name: its own snapshot N and main's N)."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.kind = catalog_kind(project.config.lake.catalog)
+        self._pg: Any = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> tuple[int, str] | None:
+        try:
+            if self.kind == "sqlite":
+                return self._sqlite()
+            if self.kind == "postgres":
+                return self._postgres()
+        except Exception:  # never fail a read over the probe: read without the cache
+            self.close()
+        return None
+
+    def _sqlite(self) -> tuple[int, str] | None:
+        file = catalog_file(self.project)
+        if file is None or not file.exists():
+            return None
+        conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute(LATEST).fetchone()
+        finally:
+            conn.close()
+        return (int(row[0]), str(row[1])) if row else None
+
+    def _postgres(self) -> tuple[int, str] | None:
+        import psycopg
+
+        with self._lock:
+            if self._pg is None or self._pg.closed:
+                dsn = attach_target(self.project, create=False)[0][len("ducklake:postgres:"):]
+                self._pg = psycopg.connect(dsn, connect_timeout=5, autocommit=True)
+            branch = branch_of(self.project)
+            schema = branch_schema(branch) if branch else None
+            table = f'"{schema}".ducklake_snapshot' if schema else "ducklake_snapshot"
+            row = self._pg.execute(LATEST.replace("ducklake_snapshot", table)).fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pg is not None:
+                try:
+                    self._pg.close()
+                finally:
+                    self._pg = None
 
 
 class ReadSession:
@@ -47,6 +167,8 @@ class ReadSession:
         self._idle: list[duckdb.DuckDBPyConnection] = []
         self._generation = 0
         self._relations: tuple[int, frozenset[tuple[str, str]]] | None = None
+        self.pages = PageCache()
+        self.head = HeadProbe(project)
 
     @property
     def empty(self) -> bool:
@@ -147,6 +269,8 @@ class ReadSession:
             self._close_locked()
 
     def _close_locked(self) -> None:
+        self.pages.clear()
+        self.head.close()
         for cur in self._idle:
             cur.close()
         self._idle.clear()
