@@ -122,11 +122,14 @@ def test_request_in_flight_keeps_its_facade_until_its_response_is_sent(lake, mon
     main_rows = _rows(s, "held")
     old = facades.cached()["held"]
     request = _Other(lambda: used.append(s.get("/test/held-read?branch=held")))
-    assert started.wait(60)
-    assert used[0] is old and facades.in_use() == 1
-    assert _rows(s, "pusher") == main_rows  # evicts `held`
-    assert list(facades.cached()) == ["pusher"] and old.is_open and facades.in_use() == 1
-    go.set()
+    try:
+        assert started.wait(60)
+        assert used[0] is old and facades.in_use() == 1
+        assert _rows(s, "pusher") == main_rows  # evicts `held`
+        assert list(facades.cached()) == ["pusher"] and old.is_open and facades.in_use() == 1
+    finally:
+        go.set()  # the request goes on (also when an assertion failed: never left waiting)
+        request.join(60)
     request.finish()
     r = used[1]
     assert r.status_code == 200 and r.json()["rows"] == main_rows and r.json()["tables"] > 0
