@@ -132,6 +132,13 @@ class Lakehouse:
                 self._read.close()
                 self._read = None
 
+    @property
+    def is_open(self) -> bool:
+        """Whether a connection of this Lakehouse is open now (`con` or the read session); after close(), False
+        until the next use opens one again."""
+        with self._lock:
+            return self._con is not None or self._read is not None
+
     def __enter__(self) -> Lakehouse:
         return self
 

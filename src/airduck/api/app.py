@@ -5,6 +5,7 @@ Routers parse, call the facade and shape JSON; nothing else lives here. The brow
 and may use the auth dependencies of :mod:`airduck.api.auth`).
 
 `app.state`: ``lakehouse`` (one Lakehouse for the process: its read session serves reads from many threads),
+``branches`` (:class:`airduck.api.facades.BranchFacades`: the facades of ``?branch=NAME``, leased per request),
 ``auth`` (:class:`airduck.api.auth.Auth`), ``runs`` (:class:`airduck.api.runs.RunManager`), ``objects`` (the
 object store, opened on first use).
 """
@@ -53,22 +54,23 @@ def create_app(lakehouse: Lakehouse | str | Path | None = None, *, auth: Auth | 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         app.state.runs.shutdown()
-        from airduck.api.routers.branches import close_all
-
-        close_all(app)
+        app.state.branches.close()
         lh.close()
 
     app = FastAPI(title=f"airduck: {lh.project.config.name}", version=__version__, openapi_url=None,
                   docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="The REST API of an airduck lakehouse: tables, rows, read-only SQL, snapshots, runs, "
                               "lineage and objects. Send `Authorization: Bearer <token>`; `/health` is the only open endpoint.")
+    from airduck.api.facades import BranchFacades, ReleaseLeases
     from airduck.api.runs import RunManager
 
     app.state.lakehouse = lh
+    app.state.branches = BranchFacades(lh)
     app.state.auth = auth
     app.state.runs = RunManager(lh)
     app.state.objects = None
     _handlers(app)
+    app.add_middleware(ReleaseLeases)
     app.add_middleware(RequestLog)
 
     @app.get("/health", tags=["health"], summary="Liveness (open: no token)")

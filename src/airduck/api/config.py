@@ -47,6 +47,8 @@ class ApiConfig(Model):
     sql_timeout_seconds: float = Field(30.0, gt=0, le=3600, description="time limit of POST /api/v1/sql")
     sql_max_rows: int = Field(100_000, ge=1, le=10_000_000, description="most rows POST /api/v1/sql returns")
     session_hours: float = Field(12.0, gt=0, le=24 * 30, description="how long a browser sign-in lasts")
+    open_branches: int = Field(8, ge=1, le=1000, description="branches read with ?branch= whose facades stay "
+                               "open (more: the least recently read is closed once no request uses it)")
 
     @property
     def max_upload_bytes(self) -> int:

@@ -6,6 +6,7 @@ from fastapi import Depends, Query, Request
 
 from airduck.api.auth import Principal, require_role
 from airduck.api.errors import responses
+from airduck.api.facades import for_request
 from airduck.api.results import jsonable
 from airduck.lakehouse import Lakehouse
 
@@ -21,12 +22,12 @@ PROTECTED = responses(400, 401, 403, 404, 422, 503)
 
 
 def lakehouse(request: Request, branch: str | None = None) -> Lakehouse:
-    """The facade of the request: the app's, or (`branch`: a branch's name) that branch's, for reads only."""
+    """The facade of the request: the app's, or (`branch`: a branch's name) that branch's, for reads only, leased
+    to the request until its response is sent (:mod:`airduck.api.facades`; NotFound, a 404, when there is no
+    such branch)."""
     if branch in (None, "", "main"):
         return request.app.state.lakehouse
-    from airduck.api.routers.branches import on_branch
-
-    return on_branch(request.app, branch)
+    return for_request(request, branch)
 
 
 __all__ = ["ADMIN", "BRANCH", "PROTECTED", "READ", "WRITE", "Principal", "jsonable", "lakehouse"]
