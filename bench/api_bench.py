@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -118,6 +120,30 @@ def load(call: Callable[[object], None], make_client: Callable[[], object], clie
             "max_ms": every[-1] * 1000}
 
 
+def wrk(url: str, headers: dict[str, str], clients: int, seconds: float) -> dict[str, object]:
+    """`wrk -t2 -c<clients> -d<seconds>s --latency` (Debian's wrk): p50/p99 and requests per second from its report."""
+    cmd = ["wrk", "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--latency", "--timeout", "60s"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=seconds + 120, check=True).stdout
+
+    def ms(text: str) -> float:
+        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    got: dict[str, object] = {"tool": f"wrk -t2 -c{clients}"}
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
+        got[key] = ms(m.group(1)) if m else None
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    got["rps"] = float(m.group(1)) if m else None
+    m = re.search(r"(\d+) requests in", out)
+    got["requests"] = int(m.group(1)) if m else None
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    got["errors"] = int(m.group(1)) if m else 0
+    return got
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=Path("/tmp/api-bench"))
@@ -175,6 +201,10 @@ def main() -> None:
         rss_start = rss_mib(server.pid)
         results["api_rows_page"] = load(page, http_client, args.clients, args.seconds)
         print("api rows page", results["api_rows_page"], flush=True)
+        if shutil.which("wrk"):  # the same call from a load tool in C, whose own CPU is small beside Python's
+            results["api_rows_page_wrk"] = wrk(f"{base}/api/v1/tables/{TABLE}/rows?limit=100", headers,
+                                               args.clients, args.seconds)
+            print("api rows page (wrk)", results["api_rows_page_wrk"], flush=True)
         results["api_sql_aggregate"] = load(aggregate, http_client, args.clients, args.seconds)
         print("api sql aggregate", results["api_sql_aggregate"], flush=True)
         results["server_rss_mib"] = {"start": rss_start, "max": max(rss) if rss else None,

@@ -18,12 +18,14 @@ a catalog round of its own).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -109,6 +111,8 @@ class HeadProbe:
         self.project = project
         self.kind = catalog_kind(project.config.lake.catalog)
         self._pg: Any = None
+        self._file: str | None = None
+        self._sqlite_conns: dict[int, tuple[sqlite3.Connection, int]] = {}
         self._lock = threading.Lock()
 
     def __call__(self) -> tuple[int, str] | None:
@@ -122,14 +126,29 @@ class HeadProbe:
         return None
 
     def _sqlite(self) -> tuple[int, str] | None:
-        file = catalog_file(self.project)
-        if file is None or not file.exists():
-            return None
-        conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        """On a read-only connection kept per thread (opening one costs more than the query); opened again when the
+        file is another (a branch made again is a new file under the same name)."""
+        if self._file is None:
+            file = catalog_file(self.project)
+            if file is None:
+                return None
+            self._file = str(file.resolve())
         try:
-            row = conn.execute(LATEST).fetchone()
-        finally:
-            conn.close()
+            ino = os.stat(self._file).st_ino
+        except FileNotFoundError:
+            return None
+        me = threading.get_ident()
+        with self._lock:
+            held = self._sqlite_conns.get(me)
+        if held is None or held[1] != ino:
+            if held is not None:
+                held[0].close()
+            conn = sqlite3.connect(f"{Path(self._file).as_uri()}?mode=ro", uri=True, timeout=5,
+                                   check_same_thread=False)
+            held = (conn, ino)
+            with self._lock:
+                self._sqlite_conns[me] = held
+        row = held[0].execute(LATEST).fetchone()
         return (int(row[0]), str(row[1])) if row else None
 
     def _postgres(self) -> tuple[int, str] | None:
@@ -147,6 +166,9 @@ class HeadProbe:
 
     def close(self) -> None:
         with self._lock:
+            for conn, _ in self._sqlite_conns.values():
+                conn.close()
+            self._sqlite_conns.clear()
             if self._pg is not None:
                 try:
                     self._pg.close()
