@@ -44,13 +44,18 @@ def fork(project, name: str, target: str | None = None) -> tuple[branches.Branch
     if name.startswith(PREFIX):
         expire_failed(project)
     with catalog_lock(project):
-        if name in branches.names(project):
+        made = None
+        if name not in branches.names(project):
+            try:
+                made = branches.create(project, name, target)
+            except branches.BranchExists:  # another fork of it made it just now (PostgreSQL: no catalog lock)
+                pass
+        if made is None:
             b = branches.get(project, name)
             if b.base != target:
                 raise branches.BranchError(f"branch {name} exists but was forked from {b.base}, not {target}",
                                            hint=f"`airduck branch delete {name}`, or run into {b.base}")
             return b, False
-        made = branches.create(project, name, target)
     carry_over(project, made.base, name, made.fork_snapshot)  # it skips what a run on the target would skip
     return made, True
 
