@@ -394,14 +394,10 @@ class Lakehouse:
     def delete_branch(self, name: str) -> list[str]:
         """Delete a branch and the data files only it referenced (returns their keys)."""
         from airduck.lake import branches
-        from airduck.pipeline.freshness import StepStateStore
-        from airduck.pipeline.locks import catalog_lock
+        from airduck.pipeline.atomic import drop
 
         self.close()
-        with catalog_lock(self.project):
-            deleted = branches.delete(self.project, branches.check_name(name))
-        StepStateStore(branches.on(self.project, name)).forget()  # a new branch of that name starts afresh
-        return deleted
+        return drop(self.project, branches.check_name(name))  # and its step state: a new one starts afresh
 
     @translated
     def diff(self, branch: str, base: str | None = None, *, table: str | None = None, sample: int = 5):

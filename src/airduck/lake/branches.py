@@ -13,6 +13,8 @@ import json
 import os
 import re
 import sqlite3
+import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -60,6 +62,15 @@ _DATA_CHANGES = ("tables_inserted_into", "tables_deleted_from", "tables_altered"
 
 class BranchError(Terminal):
     """A branch operation that cannot be done as asked."""
+
+
+class BranchExists(BranchError):
+    """A branch of that name exists already (or another create of it just made it)."""
+
+
+def _exists(name: str) -> BranchExists:
+    return BranchExists(f"branch {name!r} already exists",
+                        hint=f"`airduck branch delete {name}` first, or choose another name")
 
 
 class MergeConflict(BranchError):
@@ -159,8 +170,13 @@ def _registry(project: Project) -> Iterator[tuple[Any, str]]:
         finally:
             conn.close()
     else:
+        import psycopg
+
         with _pg(project) as conn:
-            conn.execute(ddl)
+            try:
+                conn.execute(ddl)
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+                conn.rollback()  # another session created the table at the same moment: it is there now
             yield conn, "%s"
 
 
@@ -270,10 +286,51 @@ def create(project: Project, name: str, source: str | None = None) -> Branch:
     check_name(name)
     kind = _kind(project)
     base, at = _parse_source(project, source or MAIN_BRANCH)
-    with _registry(project) as (conn, p):
-        if conn.execute(f"SELECT 1 FROM {REGISTRY} WHERE name = {p}", [name]).fetchone():
-            raise BranchError(f"branch {name!r} already exists", hint=f"`airduck branch delete {name}` first, or "
-                              "choose another name")
+    with _creating(project, kind, name):
+        with _registry(project) as (conn, p):
+            if conn.execute(f"SELECT 1 FROM {REGISTRY} WHERE name = {p}", [name]).fetchone():
+                raise _exists(name)
+        _copy(project, kind, name, base, at)
+    return get(project, name)
+
+
+@contextlib.contextmanager
+def _creating(project: Project, kind: str, name: str) -> Iterator[None]:
+    """Hold the lock of creating branch `name` (threads, processes; on PostgreSQL machines too) from the check that
+    the name is free to its registry row: a second create of the name waits, then finds it taken (BranchExists),
+    and never copies a catalog over the first one's. SQLite: an exclusive `flock` on a file beside the branch's
+    catalog; PostgreSQL: a session advisory lock in the catalog database, keyed by the branch's schema (two names
+    of one schema wait for each other too). Both are released if the process dies."""
+    if kind == "sqlite":
+        import fcntl
+
+        lock = branch_file(project, name).with_suffix(".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a+") as handle:  # each open() is its own flock: threads wait too
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    keys = [_lock_key("airduck:branch-create"), _lock_key(branch_schema(name))]
+    with _pg(project) as conn:  # a session of its own: the lock spans the copy's transaction
+        conn.autocommit = True
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", keys)
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", keys)
+
+
+def _lock_key(text: str) -> int:
+    """A signed 32-bit key of `text` for pg_advisory_lock(int, int)."""
+    value = zlib.crc32(text.encode())
+    return value - 2**32 if value >= 2**31 else value
+
+
+def _copy(project: Project, kind: str, name: str, base: str, at: int | None) -> None:
+    """Make branch `name`: copy the catalog of `base` (cut back to snapshot `at`), and add its registry row."""
     if kind == "sqlite":
         src = main_catalog_file(project) if base == MAIN_BRANCH else branch_file(project, base)
         if not src.exists():  # sqlite3.connect would make it, empty
@@ -281,7 +338,7 @@ def create(project: Project, name: str, source: str | None = None) -> Branch:
                            hint=f"`airduck branch delete {base}` removes its entry")
         dest = branch_file(project, name)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(f".tmp{os.getpid()}")
+        tmp = dest.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
         try:
             with contextlib.closing(sqlite3.connect(src, timeout=30)) as a, \
                     contextlib.closing(sqlite3.connect(tmp)) as b:
@@ -324,7 +381,6 @@ def create(project: Project, name: str, source: str | None = None) -> Branch:
             conn.execute(f"INSERT INTO {quote_ident(main)}.{REGISTRY} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                          [name, base, fork, fork, datetime.now(UTC).isoformat(), author(), schema, "[]"])
             conn.commit()  # the copy (cut back) and its registry row: one transaction
-    return get(project, name)
 
 
 def _parse_source(project: Project, source: str) -> tuple[str, int | None]:

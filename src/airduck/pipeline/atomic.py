@@ -19,7 +19,7 @@ from airduck.text import RUN_BRANCH_PREFIX
 #: the prefix of the branches atomic runs make (and orchestrated runs: airduck.text.run_branch)
 PREFIX = RUN_BRANCH_PREFIX
 
-__all__ = ["PREFIX", "AuditFailed", "audit", "expire_failed", "fork", "kept", "publish", "run_atomic"]
+__all__ = ["PREFIX", "AuditFailed", "audit", "drop", "expire_failed", "fork", "kept", "publish", "run_atomic"]
 
 
 def kept(message: str, name: str, what: str) -> str:
@@ -44,15 +44,33 @@ def fork(project, name: str, target: str | None = None) -> tuple[branches.Branch
     if name.startswith(PREFIX):
         expire_failed(project)
     with catalog_lock(project):
-        if name in branches.names(project):
+        made = None
+        if name not in branches.names(project):
+            try:
+                made = branches.create(project, name, target)
+            except branches.BranchExists:  # another fork of it made it just now (PostgreSQL: no catalog lock)
+                pass
+        if made is None:
             b = branches.get(project, name)
             if b.base != target:
                 raise branches.BranchError(f"branch {name} exists but was forked from {b.base}, not {target}",
                                            hint=f"`airduck branch delete {name}`, or run into {b.base}")
             return b, False
-        made = branches.create(project, name, target)
     carry_over(project, made.base, name, made.fork_snapshot)  # it skips what a run on the target would skip
     return made, True
+
+
+def drop(project, name: str, *, missing_ok: bool = False) -> list[str]:
+    """Delete branch `name` (its catalog, its registry row and the data files no other catalog references: their
+    keys are returned) and forget its step state, so a new branch of that name starts afresh. NotFound when there
+    is no such branch; with `missing_ok` a branch already gone (a merge deleted it, or another process) only has
+    its state forgotten."""
+    deleted: list[str] = []
+    with catalog_lock(project):  # SQLite: the registry is in main's catalog file
+        if not missing_ok or name in branches.names(project):
+            deleted = branches.delete(project, name)
+    StepStateStore(branches.on(project, name)).forget()
+    return deleted
 
 
 def publish(project, name: str, target: str | None = None, *, message: str | None = None,
@@ -63,26 +81,26 @@ def publish(project, name: str, target: str | None = None, *, message: str | Non
     or a failure keeps the branch and its message says so."""
     target = target or MAIN_BRANCH
     # one merge into a target at a time (see run_atomic)
-    with project_lock(project, f"merge:{target}"), catalog_lock(project):
-        done = branches.merge_commit(project, name, target)
-        if name not in branches.names(project):
-            if done is None:
-                raise NotFound(f"there is no branch {name} and {target} has no merge of it",
-                               hint="see `airduck branch list`; start the run again")
-            return branches.MergeResult(name, target, done[0], [], already=True)
-        b = branches.get(project, name)
-        if (done is not None and done[1].get("fork") == b.fork_snapshot
-                and done[1].get("head") == branches.head_snapshot(project, name)):
-            branches.delete(project, name)  # killed between the merge commit and the delete
-            return branches.MergeResult(name, target, done[0], [], already=True)
-        try:
-            merged = branches.merge(project, name, target, keep=False, message=message or
-                                    f"run branch {name} into {target}", **extra)
-        except AirduckError as exc:
-            raise _keep(exc, name, "the run")
-        if name in branches.names(project):  # nothing to merge: merge() keeps the branch, a run's goes
-            branches.delete(project, name)
-    StepStateStore(branches.on(project, name)).forget()  # a new branch of that name starts afresh
+    with project_lock(project, f"merge:{target}"):
+        with catalog_lock(project):
+            done = branches.merge_commit(project, name, target)
+            if name not in branches.names(project):
+                if done is None:
+                    raise NotFound(f"there is no branch {name} and {target} has no merge of it",
+                                   hint="see `airduck branch list`; start the run again")
+                merged = branches.MergeResult(name, target, done[0], [], already=True)
+            elif (done is not None and done[1].get("fork") == branches.get(project, name).fork_snapshot
+                  and done[1].get("head") == branches.head_snapshot(project, name)):
+                # killed between the merge commit and the delete: the delete is what is left to do
+                merged = branches.MergeResult(name, target, done[0], [], already=True)
+            else:
+                try:
+                    merged = branches.merge(project, name, target, keep=False, message=message or
+                                            f"run branch {name} into {target}", **extra)
+                except AirduckError as exc:
+                    raise _keep(exc, name, "the run")
+        # merge() deleted the branch, unless there was nothing to merge (it keeps it; a run's goes)
+        drop(project, name, missing_ok=True)
     return merged
 
 
@@ -93,9 +111,7 @@ def expire_failed(project, now: datetime | None = None) -> list[str]:
     gone = []
     for b in branches.list_branches(project):
         if b.name.startswith(PREFIX) and now - b.created_at > keep:
-            with catalog_lock(project):
-                branches.delete(project, b.name)
-            StepStateStore(branches.on(project, b.name)).forget()
+            drop(project, b.name, missing_ok=True)  # another run may be expiring it too
             gone.append(b.name)
     return gone
 
@@ -129,10 +145,8 @@ def run_atomic(lh, on_branch, select: list[str] | None, full_refresh: bool, rein
             publish_state(project, name, target, fork=fork_snapshot, head=head, snapshot=merged.snapshot_id,
                           merged=[t.table for t in merged.tables if t.change != "dropped"],
                           run_id=result.record.run_id)
-        if merged.snapshot_id is None:  # nothing to merge: the merge left the branch as it was
-            with catalog_lock(project):
-                branches.delete(project, name)
-        StepStateStore(blh.project).forget()
+        # merge() deleted the branch, unless there was nothing to merge (it left the branch as it was)
+        drop(project, name, missing_ok=True)
     except branches.MergeConflict as exc:
         raise _keep(exc, name, "the run")
     result.merge = merged
