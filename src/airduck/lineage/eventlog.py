@@ -20,7 +20,6 @@ beyond the recorded size.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
@@ -55,6 +54,8 @@ def _sibling(file: Path, suffix: str) -> Path:
 @contextmanager
 def locked(file: Path, seconds: float = LOCK_SECONDS) -> Iterator[None]:
     """Hold the exclusive lock of the kept events `file` (each call opens the lock file: threads wait too)."""
+    import fcntl
+
     lock = _sibling(file, ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a+") as handle:
