@@ -43,7 +43,8 @@ def test_config_declares_the_two_settings_and_resolves_them_to_bytes(tmp_path):
     assert (s.file_max_bytes, s.file_keep) == (MIB // 2, 3)
     default = resolve(LineageConfig(), "shop", tmp_path, env={})
     assert (default.file_max_bytes, default.file_keep) == (64 * MIB, 5)
-    for bad in ({"file_max_mb": -1}, {"file_keep": 0}, {"file_keep": "many"}):
+    for bad in ({"file_max_mb": -1}, {"file_max_mb": float("inf")}, {"file_max_mb": "inf"}, {"file_max_mb": 2e6},
+                {"file_keep": 0}, {"file_keep": "many"}):
         with pytest.raises(ValidationError):
             LineageConfig.model_validate(bad)
 

@@ -64,7 +64,7 @@ class LineageConfig(Model):
     enabled: bool = True
     namespace: str | None = Field(None, description="the job namespace (default: the project name)")
     file: str = DEFAULT_FILE
-    file_max_mb: float = Field(DEFAULT_FILE_MAX_MB, ge=0, description=(
+    file_max_mb: float = Field(DEFAULT_FILE_MAX_MB, ge=0, le=1024 * 1024, allow_inf_nan=False, description=(
         "rotate the events file to <file>.1 .. .N when it reaches this many MiB (0: never rotate)"))
     file_keep: int = Field(DEFAULT_FILE_KEEP, ge=1, le=10000, description=(
         "rotated files kept; a file whose events a backend has not all got is kept beyond this until "
