@@ -185,3 +185,30 @@ def test_lineage_send_after_rotation_delivers_every_undelivered_event_once(local
             kept = kept_lines(file)
             assert send(root).exit_code == 0
             assert r2.bodies == [ln.encode() for ln in kept]
+
+
+def test_a_write_cut_short_loses_no_later_event_and_holds_up_no_delivery(tmp_path, caplog):
+    """A full disk or a kill mid-write leaves half a line without its newline: the next event must not be glued
+    to it (it would be lost), and `lineage send` must skip it rather than post it (a backend refuses it, and the
+    send would stop there for good, every later event pending and every rotated file kept)."""
+    with receiver() as r:
+        s = Settings(True, "shop", tmp_path / "lineage" / "events.jsonl", [HttpTransport(url=r.url, timeout=30)],
+                     file_max_bytes=200, file_keep=1)
+        log = EventLog(s.file, max_bytes=s.file_max_bytes, keep=s.file_keep, targets=s.targets)
+        lines = [json.dumps({"i": i, "pad": "w" * 60}) for i in range(12)]
+        for ln in lines[:5]:
+            log.append(ln)
+        with s.file.open("ab") as f:  # the write of the next event cut short: no closing brace, no newline
+            f.write(lines[5][:30].encode() + "é".encode()[:1])
+        for ln in lines[6:]:
+            log.append(ln)
+        with log.snapshot() as snap:
+            whole = list(snap.lines())
+            assert snap.torn == 1
+        assert whole == lines[:5] + lines[6:]  # every later event whole, none glued to the torn one
+        out = send_kept(s)
+        assert (out["sent"], out["pending"], out["torn"]) == (11, 0, 1), out
+        assert [json.dumps(e) for e in r.events] == lines[:5] + lines[6:]
+        assert "skipped 1 torn line" in caplog.text
+        # all delivered: the rotated files, the torn line's too, were trimmed to file_keep
+        assert [i for i, _ in EventLog(s.file).rotated()] == [1]

@@ -22,6 +22,7 @@ from typing import Any
 from airduck.config.secrets import redact
 from airduck.lineage.config import HttpTransport, Settings
 from airduck.lineage.eventlog import Delivered, EventLog, event_key
+from airduck.text import plural
 
 __all__ = ["Delivered", "Emitter", "EventLog", "event_key", "post", "read_events", "send_kept"]
 
@@ -159,7 +160,8 @@ def event_log(settings: Settings) -> EventLog:
 def send_kept(settings: Settings, deadline_seconds: float = 120.0) -> dict[str, Any]:
     """Send every kept event a backend has not got yet (`airduck lineage send`), oldest first, from the rotated
     files too; stop at the first failure of a backend (the rest stays pending). Then trim the rotated files
-    beyond `lineage.file_keep` whose events are now all delivered."""
+    beyond `lineage.file_keep` whose events are now all delivered. A line torn by a write cut short is skipped
+    (counted in ``torn``): no backend would take it, and it must not hold up the events after it."""
     kept = event_log(settings)
     done = kept.delivered
     got = done.read() if settings.file.parent.is_dir() else set()
@@ -187,10 +189,14 @@ def send_kept(settings: Settings, deadline_seconds: float = 120.0) -> dict[str, 
                     broken = True
                     pending += 1
                     errors.append(redact(f"{target}: {type(exc).__name__}: {exc}"))
+        torn = snap.torn // max(1, len(settings.http))
+    if torn:
+        log.warning(f"skipped {plural(torn, 'torn line')} of the kept OpenLineage events in {settings.file}: not "
+                    "a whole event (a write cut short by a full disk or a killed process)")
     if sent:
         kept.trim()
     return {"total": total, "sent": sent, "pending": pending, "targets": settings.targets, "errors": errors,
-            "file": str(settings.file)}
+            "file": str(settings.file), "torn": torn}
 
 
 def read_events(file: Path) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ beyond the recorded size.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -45,6 +46,17 @@ class EventFileLocked(Transient):
 
 def event_key(line: str) -> str:
     return hashlib.sha1(line.encode()).hexdigest()
+
+
+def is_event(text: str) -> bool:
+    """Whether a kept line is a whole event (a JSON object); not a blank line nor one torn by a write cut short
+    (a full disk, a kill mid-write), which no backend would take and which must not hold up the others."""
+    if not text.startswith("{"):
+        return False
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def _sibling(file: Path, suffix: str) -> Path:
@@ -125,9 +137,11 @@ class Snapshot:
 
     def __init__(self, parts: list[tuple[Path, BinaryIO, int]]) -> None:
         self.parts = parts
+        self.torn = 0  # lines read that are not a whole event (torn by a write cut short): skipped
 
     def lines(self) -> Iterator[str]:
-        """Every kept event line, oldest first (each complete: appends are whole lines under the lock)."""
+        """Every kept event line, oldest first (each complete: appends are whole lines under the lock; a line torn
+        by a write cut short is skipped and counted in `torn`)."""
         for _, handle, size in self.parts:
             handle.seek(0)
             left = size
@@ -135,9 +149,11 @@ class Snapshot:
                 if len(raw) > left:  # appended after the snapshot
                     break
                 left -= len(raw)
-                text = raw.decode().rstrip("\n")
-                if text.strip():
+                text = raw.decode(errors="replace").rstrip("\n")
+                if is_event(text):
                     yield text
+                elif text.strip():
+                    self.torn += 1
 
     def close(self) -> None:
         for _, handle, _ in self.parts:
@@ -190,8 +206,11 @@ class EventLog:
         """Keep one event line; rotate when the file reached `max_bytes`."""
         data = memoryview((line + "\n").encode())
         with locked(self.file):
-            fd = os.open(self.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.file, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
+                end = os.fstat(fd).st_size
+                if end and os.pread(fd, 1, end - 1) != b"\n":  # a write cut short (a full disk, a kill): end it
+                    data = memoryview(b"\n" + bytes(data))  # so this event is not glued to the torn one
                 while data:
                     data = data[os.write(fd, data):]
                 size = os.fstat(fd).st_size
@@ -223,8 +242,8 @@ class EventLog:
             missing = 0
             with path.open("rb") as f:
                 for raw in f:
-                    text = raw.decode().rstrip("\n")
-                    if not text.strip():
+                    text = raw.decode(errors="replace").rstrip("\n")
+                    if not is_event(text):  # blank, or torn by a write cut short: nothing to deliver
                         continue
                     key = event_key(text)
                     keys.add(key)
