@@ -73,7 +73,7 @@ def test_undelivered_events_are_kept_past_file_keep_with_one_warning_and_send_tr
     with receiver() as r:
         r.status = 500
         s = Settings(True, "shop", tmp_path / "lineage" / "events.jsonl",
-                     [HttpTransport(url=r.url, timeout=2)], file_max_bytes=300, file_keep=1)
+                     [HttpTransport(url=r.url, timeout=30)], file_max_bytes=300, file_keep=1)
         em = Emitter(s)
         lines = [json.dumps({"i": i, "pad": "y" * 140}) for i in range(20)]
         for ln in lines:
@@ -154,7 +154,7 @@ def test_two_processes_writing_across_rotations_keep_every_event_exactly_once(tm
 
 def test_lineage_send_after_rotation_delivers_every_undelivered_event_once(local_projects):
     with receiver() as r:
-        lineage = {"file_max_mb": 2500 / MIB, "file_keep": 2, "http": {"url": r.url, "timeout": 2}}
+        lineage = {"file_max_mb": 2500 / MIB, "file_keep": 2, "http": {"url": r.url, "timeout": 30}}
         root = local_projects.make({**orders_config(), "lineage": lineage})
         write_orders(root, "day1.csv", 1, 30)
         with Lakehouse.open(root) as lh:
@@ -181,7 +181,7 @@ def test_lineage_send_after_rotation_delivers_every_undelivered_event_once(local
         assert again.exit_code == 0 and len(r.bodies) == 12
         # the receiver moves: the new target gets every kept event once (from the rotated files too)
         with receiver() as r2:
-            with_lineage(root, {**lineage, "http": {"url": r2.url, "timeout": 2}})
+            with_lineage(root, {**lineage, "http": {"url": r2.url, "timeout": 30}})
             kept = kept_lines(file)
             assert send(root).exit_code == 0
             assert r2.bodies == [ln.encode() for ln in kept]

@@ -28,7 +28,8 @@ def samples(path) -> dict[tuple[str, tuple], float]:
 def test_the_run_that_finds_a_killed_run_alerts_once_and_counts_it_killed(local_projects, receiver, tmp_path):
     root = local_projects.make({
         **orders_config(),
-        "alerts": {"backoff": 0.01, "webhooks": [
+        # a generous timeout: a retry after an answer slow on a loaded machine would alert twice
+        "alerts": {"backoff": 0.01, "timeout": 60, "webhooks": [
             {"url": f"{receiver.url}/generic/{TOKEN}", "format": "generic"},
             {"url": f"{receiver.url}/slack/services/T000/B000/{TOKEN}", "format": "slack"},
             {"url": f"{receiver.url}/stale-only/{TOKEN}", "format": "slack", "on": ["stale"]},
@@ -84,7 +85,7 @@ def test_of_two_finding_the_same_dead_run_at_once_exactly_one_marks_it(combo, tm
         rec = records.RunRecord(run_id="20261202-dead-run", status="running",
                                 started_at=records.datetime.now(records.UTC), pid=gone.pid)
         records.RecordStore(lh.project).add(rec)
-        barrier = threading.Barrier(4)
+        barrier = threading.Barrier(4, timeout=300)  # bounded: a thread failing early must not hang the rest
         found: list[list[records.RunRecord]] = []
         lock = threading.Lock()
 
@@ -92,12 +93,13 @@ def test_of_two_finding_the_same_dead_run_at_once_exactly_one_marks_it(combo, tm
 
         def find() -> None:
             store, cur = records.RecordStore(lh.project), con.cursor()  # its own record connection and cursor
-            store.list(1)  # its record tables checked (the DDL of a first use) before the race
-            barrier.wait()
             try:
+                store.list(1)  # its record tables checked (the DDL of a first use) before the race
+                barrier.wait()
                 dead = records.mark_dead_runs(store, cur)
             except BaseException as exc:
                 errors.append(exc)
+                barrier.abort()  # the others stop waiting for this one
                 raise
             with lock:
                 found.append(dead)
@@ -106,7 +108,7 @@ def test_of_two_finding_the_same_dead_run_at_once_exactly_one_marks_it(combo, tm
         for t in threads:
             t.start()
         for t in threads:
-            t.join(60)
+            t.join(300)
         assert not errors and len(found) == 4, errors
         assert sorted(len(d) for d in found) == [0, 0, 0, 1]  # one of them marked it (and would alert)
         assert records.RecordStore(lh.project).get(rec.run_id).status == "killed"
