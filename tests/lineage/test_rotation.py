@@ -212,3 +212,30 @@ def test_a_write_cut_short_loses_no_later_event_and_holds_up_no_delivery(tmp_pat
         assert "skipped 1 torn line" in caplog.text
         # all delivered: the rotated files, the torn line's too, were trimmed to file_keep
         assert [i for i, _ in EventLog(s.file).rotated()] == [1]
+
+
+def test_lineage_send_leaves_the_events_a_live_run_still_delivers_to_it(tmp_path):
+    """`lineage send` (a cron job, another shell) while a run delivers its events live: the events still queued in
+    the run are the run's to deliver; send taking them too would deliver each twice."""
+    import threading
+
+    with receiver() as r:
+        r.delay = 0.3  # a slow backend: the run's queue drains one event at a time
+        s = Settings(True, "shop", tmp_path / "lineage" / "events.jsonl", [HttpTransport(url=r.url, timeout=30)],
+                     file_max_bytes=400, file_keep=1)
+        em = Emitter(s, drain_seconds=300)
+        lines = [json.dumps({"i": i, "pad": "v" * 80}) for i in range(12)]
+        for ln in lines:
+            em.emit(ln)
+        # a send that cannot wait for the run gives up on every event the run has not delivered yet
+        busy = send_kept(s, deadline_seconds=0.5)
+        assert busy["sent"] == 0 and busy["pending"] > 0, busy
+        assert "a run is delivering its OpenLineage events right now" in busy["errors"][0]
+        # a send that can wait: it waits for the run's end, then finds nothing left to send
+        out: list[dict] = []
+        sender = threading.Thread(target=lambda: out.append(send_kept(s)))
+        sender.start()
+        em.close()
+        sender.join(300)
+        assert out and (out[0]["sent"], out[0]["pending"]) == (0, 0), out
+        assert Counter(r.bodies) == Counter(ln.encode() for ln in lines)  # each event delivered exactly once

@@ -99,14 +99,17 @@ class Emitter:
 
     def emit(self, line: str) -> None:
         """Keep `line` (one serialised event, secrets already masked) and send it to every backend."""
+        live = bool(self.settings.http) and len(self._down) < len(self.settings.http)
         with self._lock:
+            if live:  # from its first queued event, `lineage send` leaves this run's events to it
+                self.log.sending.share()
             self.log.append(line)
         if len(self.log.warnings) > self._log_warned:  # the trim's one warning (undelivered events kept)
             self.warnings += self.log.warnings[self._log_warned:]
             self._log_warned = len(self.log.warnings)
         if self.settings.console:
             console_log.info(line)
-        if self.settings.http and len(self._down) < len(self.settings.http):
+        if live:
             self._start()
             self._queue.put((line, line.encode()))
 
@@ -137,10 +140,13 @@ class Emitter:
                       f"are kept in {self.file}: send them later with `airduck lineage send`")
         self.warnings.append(text)
         log.warning(text)
+        if len(self._down) >= len(self.settings.http):  # nothing more is sent live: `lineage send` may take them
+            self.log.sending.release()
 
     def close(self) -> None:
         """Wait (at most `drain_seconds`) for the queued events; what is left stays in the file."""
         if self._thread is None:
+            self.log.sending.release()
             return
         self._queue.put(None)
         self._thread.join(self.drain_seconds)
@@ -149,6 +155,7 @@ class Emitter:
                 if _target(t) not in self._down:
                     self._give_up(_target(t), TimeoutError(f"not done after {self.drain_seconds:g}s"))
         self._thread = None
+        self.log.sending.release()
 
 
 def event_log(settings: Settings) -> EventLog:
@@ -157,21 +164,38 @@ def event_log(settings: Settings) -> EventLog:
                     targets=settings.targets)
 
 
+#: seconds `lineage send` waits for runs delivering their events live (each holds ``.sending`` until its end)
+LIVE_WAIT_SECONDS = 60.0
+
+
 def send_kept(settings: Settings, deadline_seconds: float = 120.0) -> dict[str, Any]:
     """Send every kept event a backend has not got yet (`airduck lineage send`), oldest first, from the rotated
-    files too; stop at the first failure of a backend (the rest stays pending). Then trim the rotated files
-    beyond `lineage.file_keep` whose events are now all delivered. A line torn by a write cut short is skipped
+    files too; stop at the first failure of a backend (the rest stays pending). Events a live run still has queued
+    are never taken (both would deliver them): `send` first waits, at most LIVE_WAIT_SECONDS, for the runs
+    delivering live. Then trim the rotated files beyond `lineage.file_keep` whose events are now all delivered.
+    A line torn by a write cut short is skipped
     (counted in ``torn``): no backend would take it, and it must not hold up the events after it."""
     kept = event_log(settings)
     done = kept.delivered
-    got = done.read() if settings.file.parent.is_dir() else set()
     total = sent = pending = 0
     errors: list[str] = []
     t0 = time.monotonic()
-    with kept.snapshot() as snap:
+    live = False
+    if settings.file.parent.is_dir():
+        # a run delivering its events live holds `.sending` shared: wait for it (bounded), else leave them all
+        with kept.sending.exclusive(min(deadline_seconds, LIVE_WAIT_SECONDS)) as free:
+            live = not free
+            got = done.read()
+            snapshot = kept.snapshot()  # what is kept now, read after: later events are the runs' own
+    else:
+        got, snapshot = set(), kept.snapshot()
+    if live:
+        errors.append(f"a run is delivering its OpenLineage events right now (it holds {kept.sending.path}): "
+                      "try again when it has ended")
+    with snapshot as snap:
         for n, t in enumerate(settings.http):
             target = _target(t)
-            broken = False
+            broken = live
             for line in snap.lines():
                 total += n == 0
                 key = event_key(line)

@@ -1,7 +1,8 @@
 """The kept OpenLineage events on disk: ``events.jsonl``, its rotated files ``events.jsonl.1`` (the newest) ..
 ``events.jsonl.N`` (the oldest), ``events.jsonl.delivered`` (``<key> <target>`` per line: which backend got which
 event; the key is the SHA-1 of the event's line, so a note stays right whichever file holds the line) and
-``events.jsonl.lock``.
+``events.jsonl.lock``; ``events.jsonl.sending`` keeps `lineage send` off the events a live run is delivering
+(:class:`Sending`).
 
 Every change (an append, a rotation, a note of a delivery, a trim) happens under an exclusive ``flock`` of the
 lock file, so several processes (and threads) writing at once never tear or interleave a line, and a rotation,
@@ -29,7 +30,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from airduck.errors import Transient
 from airduck.text import plural
@@ -87,6 +88,66 @@ def locked(file: Path, seconds: float = LOCK_SECONDS) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _flock(handle: BinaryIO | Any, mode: int, seconds: float) -> bool:
+    """Take the flock `mode` on `handle`, waiting at most `seconds`; False if it stayed taken."""
+    import fcntl
+
+    deadline = time.monotonic() + seconds
+    wait = 0.001
+    while True:
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(wait)
+            wait = min(wait * 2, 0.05)
+
+
+class Sending:
+    """``<file>.sending``: held shared by each process delivering its events live (a run's emitter, from its first
+    queued event until its queue is done), exclusively by `lineage send` while it reads what is delivered and what
+    is kept. So `send` never takes an event that a live run still has queued for its backend (both would deliver
+    it), and an emitter never waits longer than the moment `send` reads."""
+
+    def __init__(self, events_file: Path) -> None:
+        self.path = _sibling(events_file, ".sending")
+        self._handle: Any = None
+
+    def share(self, seconds: float = 5.0) -> None:
+        """Hold it shared (a live sender); never fails: after `seconds` the emitter sends without it."""
+        import fcntl
+
+        if self._handle is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 - held until release()
+        if _flock(handle, fcntl.LOCK_SH, seconds):
+            self._handle = handle
+        else:
+            handle.close()
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the handle releases its flock
+            self._handle = None
+
+    @contextmanager
+    def exclusive(self, seconds: float) -> Iterator[bool]:
+        """Hold it exclusively (no live sender); yields False if a live sender kept it past `seconds`."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a+") as handle:
+            got = _flock(handle, fcntl.LOCK_EX, seconds)
+            try:
+                yield got
+            finally:
+                if got:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class Delivered:
@@ -179,6 +240,7 @@ class EventLog:
         self.keep = max(1, int(keep))
         self.targets = list(targets)
         self.delivered = Delivered(file)
+        self.sending = Sending(file)
         self.warnings: list[str] = []
         self._warned = False
 
