@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -220,7 +221,7 @@ def test_lineage_send_leaves_the_events_a_live_run_still_delivers_to_it(tmp_path
     import threading
 
     with receiver() as r:
-        r.delay = 0.3  # a slow backend: the run's queue drains one event at a time
+        r.delay = 5.0  # a slow backend: the run's queue drains one event at a time
         s = Settings(True, "shop", tmp_path / "lineage" / "events.jsonl", [HttpTransport(url=r.url, timeout=30)],
                      file_max_bytes=400, file_keep=1)
         em = Emitter(s, drain_seconds=300)
@@ -231,6 +232,7 @@ def test_lineage_send_leaves_the_events_a_live_run_still_delivers_to_it(tmp_path
         busy = send_kept(s, deadline_seconds=0.5)
         assert busy["sent"] == 0 and busy["pending"] > 0, busy
         assert "a run is delivering its OpenLineage events right now" in busy["errors"][0]
+        r.delay = 0.1
         # a send that can wait: it waits for the run's end, then finds nothing left to send
         out: list[dict] = []
         sender = threading.Thread(target=lambda: out.append(send_kept(s)))
@@ -239,3 +241,16 @@ def test_lineage_send_leaves_the_events_a_live_run_still_delivers_to_it(tmp_path
         sender.join(300)
         assert out and (out[0]["sent"], out[0]["pending"]) == (0, 0), out
         assert Counter(r.bodies) == Counter(ln.encode() for ln in lines)  # each event delivered exactly once
+        # a run (or a server) whose queue is empty holds nothing back: send does not wait for its end
+        r.delay = 0.0
+        idle = Emitter(s, drain_seconds=300)
+        idle.emit(json.dumps({"i": "idle"}))
+        deadline = time.monotonic() + 120
+        while len(r.bodies) < len(lines) + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(r.bodies) == len(lines) + 1
+        t0 = time.monotonic()
+        quick = send_kept(s, deadline_seconds=120)
+        assert time.monotonic() - t0 < 45, "send waited for an emitter with nothing queued"
+        assert (quick["sent"], quick["pending"], quick["errors"]) == (0, 0, []), quick
+        idle.close()

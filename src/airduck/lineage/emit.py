@@ -100,18 +100,18 @@ class Emitter:
     def emit(self, line: str) -> None:
         """Keep `line` (one serialised event, secrets already masked) and send it to every backend."""
         live = bool(self.settings.http) and len(self._down) < len(self.settings.http)
-        with self._lock:
-            if live:  # from its first queued event, `lineage send` leaves this run's events to it
+        with self._lock:  # kept, queued and `.sending` held at once (the sending thread releases it when idle)
+            if live:  # while this emitter has events queued, `lineage send` leaves them to it
                 self.log.sending.share()
             self.log.append(line)
+            if live:
+                self._start()
+                self._queue.put((line, line.encode()))
         if len(self.log.warnings) > self._log_warned:  # the trim's one warning (undelivered events kept)
             self.warnings += self.log.warnings[self._log_warned:]
             self._log_warned = len(self.log.warnings)
         if self.settings.console:
             console_log.info(line)
-        if live:
-            self._start()
-            self._queue.put((line, line.encode()))
 
     def _start(self) -> None:
         if self._thread is None:
@@ -133,6 +133,9 @@ class Emitter:
                     self.delivered.add(event_key(line), target)
                 except Exception as exc:
                     self._give_up(target, exc)
+            with self._lock:
+                if self._queue.empty():  # all delivered and noted: nothing of ours for `lineage send` to leave
+                    self.log.sending.release()
 
     def _give_up(self, target: str, exc: BaseException) -> None:
         self._down.add(target)
@@ -141,12 +144,14 @@ class Emitter:
         self.warnings.append(text)
         log.warning(text)
         if len(self._down) >= len(self.settings.http):  # nothing more is sent live: `lineage send` may take them
-            self.log.sending.release()
+            with self._lock:
+                self.log.sending.release()
 
     def close(self) -> None:
         """Wait (at most `drain_seconds`) for the queued events; what is left stays in the file."""
         if self._thread is None:
-            self.log.sending.release()
+            with self._lock:
+                self.log.sending.release()
             return
         self._queue.put(None)
         self._thread.join(self.drain_seconds)
@@ -155,7 +160,8 @@ class Emitter:
                 if _target(t) not in self._down:
                     self._give_up(_target(t), TimeoutError(f"not done after {self.drain_seconds:g}s"))
         self._thread = None
-        self.log.sending.release()
+        with self._lock:
+            self.log.sending.release()
 
 
 def event_log(settings: Settings) -> EventLog:
@@ -189,9 +195,6 @@ def send_kept(settings: Settings, deadline_seconds: float = 120.0) -> dict[str, 
             snapshot = kept.snapshot()  # what is kept now, read after: later events are the runs' own
     else:
         got, snapshot = set(), kept.snapshot()
-    if live:
-        errors.append(f"a run is delivering its OpenLineage events right now (it holds {kept.sending.path}): "
-                      "try again when it has ended")
     with snapshot as snap:
         for n, t in enumerate(settings.http):
             target = _target(t)
@@ -214,6 +217,9 @@ def send_kept(settings: Settings, deadline_seconds: float = 120.0) -> dict[str, 
                     pending += 1
                     errors.append(redact(f"{target}: {type(exc).__name__}: {exc}"))
         torn = snap.torn // max(1, len(settings.http))
+    if live and pending:
+        errors.insert(0, f"a run is delivering its OpenLineage events right now (it holds {kept.sending.path}): "
+                         "try again when it has ended")
     if torn:
         log.warning(f"skipped {plural(torn, 'torn line')} of the kept OpenLineage events in {settings.file}: not "
                     "a whole event (a write cut short by a full disk or a killed process)")
