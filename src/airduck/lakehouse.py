@@ -638,7 +638,7 @@ class Lakehouse:
 
     def send_lineage(self) -> dict[str, Any]:
         """Send the kept OpenLineage events (.airduck/lineage/events.jsonl) that a backend has not got yet.
-        Returns {"total", "sent", "pending", "targets", "errors", "file"}."""
+        Returns {"total", "sent", "pending", "targets", "errors", "file", "torn"}."""
         from airduck.errors import ConfigError
         from airduck.lineage.emit import send_kept
 

@@ -9,6 +9,7 @@ from airduck.events.types import (
     Event,
     Message,
     RunFinished,
+    RunKilled,
     RunStarted,
     StepFailed,
     StepFinished,
@@ -18,5 +19,5 @@ from airduck.events.types import (
 )
 
 __all__ = ["Event", "EventSink", "Fanout", "ListSink", "LogReporter", "LogSink", "Message", "Reporter",
-           "ReporterSink", "RunFinished", "RunStarted", "StepFailed", "StepFinished", "StepProgress", "StepReporter",
+           "ReporterSink", "RunFinished", "RunKilled", "RunStarted", "StepFailed", "StepFinished", "StepProgress", "StepReporter",
            "StepSkipped", "StepStarted"]

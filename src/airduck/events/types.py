@@ -1,7 +1,8 @@
 """Typed events of a run. Every event has the run id (None outside a run) and the time it happened.
 
 A run emits: RunStarted, then per step StepStarted, StepProgress*, and one of StepFinished, StepSkipped or
-StepFailed; Message for warnings along the way; RunFinished last. Sinks (the CLI's Rich display, log lines,
+StepFailed; Message for warnings along the way; RunFinished last. RunKilled (once per run found killed, with
+that run's id) comes from the later run that found it. Sinks (the CLI's Rich display, log lines,
 OpenLineage, Prometheus, the API) receive them through airduck.events.Fanout.
 """
 
@@ -68,6 +69,16 @@ class RunFinished(Event):
     steps_failed: int = 0
     steps_skipped: int = 0
     error: str | None = None  # redacted
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunKilled(Event):
+    """A run found dead (its process was killed) and marked `killed` by a later run, which emits this once, with
+    the dead run's id as `run_id` (not its own)."""
+
+    started_at: datetime | None = None
+    error: str | None = None  # redacted: what the marking recorded (what of it had committed)
+    found_by: str | None = None  # the run that found it
 
 
 @dataclass(frozen=True, kw_only=True)

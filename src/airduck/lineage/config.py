@@ -4,6 +4,8 @@
 lineage:
   namespace: jobs            # job namespace (default: the project name)
   file: .airduck/lineage/events.jsonl   # every event is always kept here (re-send with `airduck lineage send`)
+  file_max_mb: 64            # rotate the file to events.jsonl.1 .. .N when it reaches this size (0: never)
+  file_keep: 5               # rotated files kept (more while some hold events a backend has not got)
   http: {url: http://localhost:5000, endpoint: api/v1/lineage, api_key: "${MARQUEZ_API_KEY}", timeout: 5}
   console: true              # each event as one JSON line on the `airduck.lineage` logger
 ```
@@ -31,6 +33,8 @@ from airduck.errors import ConfigError
 
 DEFAULT_FILE = ".airduck/lineage/events.jsonl"
 DEFAULT_ENDPOINT = "api/v1/lineage"
+DEFAULT_FILE_MAX_MB = 64.0
+DEFAULT_FILE_KEEP = 5
 
 
 class HttpTransport(Model):
@@ -60,6 +64,11 @@ class LineageConfig(Model):
     enabled: bool = True
     namespace: str | None = Field(None, description="the job namespace (default: the project name)")
     file: str = DEFAULT_FILE
+    file_max_mb: float = Field(DEFAULT_FILE_MAX_MB, ge=0, le=1024 * 1024, allow_inf_nan=False, description=(
+        "rotate the events file to <file>.1 .. .N when it reaches this many MiB (0: never rotate)"))
+    file_keep: int = Field(DEFAULT_FILE_KEEP, ge=1, le=10000, description=(
+        "rotated files kept; a file whose events a backend has not all got is kept beyond this until "
+        "`airduck lineage send` delivers them"))
     http: HttpTransport | None = None
     console: bool = False
 
@@ -74,6 +83,8 @@ class Settings:
     http: list[HttpTransport] = field(default_factory=list)
     console: bool = False
     origin: str = "lineage:"  # what turned it on (for `doctor` and messages)
+    file_max_bytes: int = int(DEFAULT_FILE_MAX_MB * 1024 * 1024)  # rotate at this size (0: never)
+    file_keep: int = DEFAULT_FILE_KEEP  # rotated files kept (more while some hold undelivered events)
 
     @property
     def targets(self) -> list[str]:
@@ -134,7 +145,8 @@ def resolve(config: LineageConfig | None, project_name: str, root: Path,
     if config is not None:
         http = [config.http] if config.http else _env_http(env)  # a block without `http:` takes OPENLINEAGE_URL
         s = Settings(config.enabled and not off, config.namespace or namespace, _path(root, config.file), http,
-                     config.console)
+                     config.console, file_max_bytes=int(config.file_max_mb * 1024 * 1024),
+                     file_keep=config.file_keep)
     else:
         # as OpenLineage's own client: a config file (OPENLINEAGE_CONFIG, openlineage.yml in the project or the
         # current folder, ~/.openlineage/openlineage.yml) with a transport wins over OPENLINEAGE_URL

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from airduck.config.secrets import redact, register_secret
 from airduck.events import EventSink
-from airduck.events.types import Event, RunFinished, StepFailed
+from airduck.events.types import Event, RunFinished, RunKilled, StepFailed
 from airduck.metrics import outbound
 from airduck.metrics.config import AlertsConfig, Webhook
 
@@ -172,7 +172,8 @@ def stale_alert(project: str, ages: Iterable[Any]) -> Alert | None:
 
 class AlertSink(EventSink):
     """Sends one alert per failed run to each webhook: `gate_failed` when a quality gate failed (and the webhook
-    wants it), else `run_failed`. Deliveries are kept in `deliveries`."""
+    wants it), else `run_failed`; and `run_failed` (status killed) for a run a later run found killed (RunKilled,
+    emitted once by the run that marked it). Deliveries are kept in `deliveries`."""
 
     def __init__(self, config: AlertsConfig, project: str) -> None:
         self.config, self.project = config, project
@@ -189,6 +190,19 @@ class AlertSink(EventSink):
                 failed = self.failed_steps.pop(event.run_id, [])
             if event.status == "failed":
                 self._run_failed(event, failed)
+        elif isinstance(event, RunKilled):
+            self._run_killed(event)
+
+    def _run_killed(self, event: RunKilled) -> None:
+        started = f"started {event.started_at.isoformat(timespec='seconds')}, " if event.started_at else ""
+        lines = [f"the run was killed: {event.error}" if event.error else "the run was killed",
+                 f"run {event.run_id} ({started}found by run {event.found_by}): `airduck runs show {event.run_id}`"]
+        details = {"status": "killed", "error": event.error, "steps_failed": [], "gates_failed": [],
+                   "started_at": event.started_at.isoformat() if event.started_at else None,
+                   "found_by": event.found_by}
+        alert = Alert("run_failed", self.project, f"airduck {self.project}: run failed (killed)", lines,
+                      event.run_id, details)
+        self.deliveries += send(self.config, alert)  # to each webhook that wants run_failed
 
     def _run_failed(self, event: RunFinished, failed: list[StepFailed]) -> None:
         gates = [s for s in failed if s.error_type in GATE_ERRORS]
@@ -198,7 +212,8 @@ class AlertSink(EventSink):
         if not failed and event.error:
             lines.append(event.error)
         lines.append(f"run {event.run_id} ({event.seconds:.1f}s): `airduck runs show {event.run_id}`")
-        details = {"steps_failed": [s.step_id for s in failed], "gates_failed": [s.step_id for s in gates],
+        details = {"status": "failed", "steps_failed": [s.step_id for s in failed],
+                   "gates_failed": [s.step_id for s in gates],
                    "seconds": round(event.seconds, 3), "error": event.error}
         for hook in self.config.webhooks:
             kinds = hook.on if hook.on is not None else self.config.on

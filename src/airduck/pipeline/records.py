@@ -175,12 +175,8 @@ class RecordStore:
     def add(self, rec: RunRecord, steps: list[tuple[StepResult, datetime, datetime]] | None = None,
             start_no: int = 0) -> None:
         """Append the run's current state (and step rows)."""
-        row = [rec.run_id, rec.status, _ts(rec.started_at), _ts(rec.finished_at), rec.batch, rec.command,
-               json.dumps(rec.selection), rec.full_refresh, rec.snapshot_before, rec.snapshot_after, rec.rows_in,
-               rec.rows_out, rec.rows_quarantined, rec.rows_rejected, redact(rec.error) if rec.error else None,
-               rec.host, rec.pid, json.dumps(rec.artifacts), _ts(datetime.now(UTC))]
         with self._conn() as cur:
-            cur.execute(self._sql(f"INSERT INTO airduck_runs VALUES ({', '.join('?' * len(RUN_COLUMNS))})"), row)
+            row = self._insert_run(cur, rec)
             for i, (s, started, finished) in enumerate(steps or [], start=start_no + 1):
                 cur.execute(self._sql(f"INSERT INTO airduck_run_steps VALUES ({', '.join('?' * len(STEP_COLUMNS))})"),
                             [rec.run_id, i, s.layer, s.table, s.status, s.rows_in, s.rows_out, s.rows_quarantined,
@@ -188,6 +184,32 @@ class RecordStore:
                              redact(json.dumps(s.details, default=str)), redact(s.error) if s.error else None,
                              s.step_id])
                 quality_store.insert(cur, self._sql, rec.run_id, s.quality, row[-1], step_id=s.step_id)
+
+    def _insert_run(self, cur: Any, rec: RunRecord) -> list[Any]:
+        row = [rec.run_id, rec.status, _ts(rec.started_at), _ts(rec.finished_at), rec.batch, rec.command,
+               json.dumps(rec.selection), rec.full_refresh, rec.snapshot_before, rec.snapshot_after, rec.rows_in,
+               rec.rows_out, rec.rows_quarantined, rec.rows_rejected, redact(rec.error) if rec.error else None,
+               rec.host, rec.pid, json.dumps(rec.artifacts), _ts(datetime.now(UTC))]
+        cur.execute(self._sql(f"INSERT INTO airduck_runs VALUES ({', '.join('?' * len(RUN_COLUMNS))})"), row)
+        return row
+
+    def add_if_running(self, rec: RunRecord) -> bool:
+        """Append `rec` (a run's end: `killed`) only if the run's latest row is still `running`; False if another
+        process recorded its end first. Atomic (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction-scoped
+        advisory lock on the run id), so of several processes finding the same dead run at once exactly one
+        records it, and only that one alerts."""
+        with self._conn() as cur:
+            if self.kind == "postgres":
+                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ["airduck_runs:" + rec.run_id])
+            else:
+                cur.execute("BEGIN IMMEDIATE")
+            cur.execute(self._sql("SELECT status FROM airduck_runs WHERE run_id = ? ORDER BY recorded_at DESC "
+                                  "LIMIT 1"), [rec.run_id])
+            row = cur.fetchone()
+            if row is None or row[0] != "running":
+                return False
+            self._insert_run(cur, rec)
+            return True
 
     def quality(self, *, table: str | None = None, run_id: str | None = None, failed: bool = False,
                 limit: int | None = quality_store.DEFAULT_LIMIT) -> list:
@@ -269,8 +291,10 @@ class RecordStore:
             return self._latest(cur, "AND status = ? AND host = ?", ["running", socket.gethostname()])
 
 
-def mark_dead_runs(store: RecordStore, con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Runs still `running` from this host whose process is gone were killed: record that."""
+def mark_dead_runs(store: RecordStore, con: duckdb.DuckDBPyConnection) -> list[RunRecord]:
+    """Runs still `running` from this host whose process is gone were killed: record that. Returns the records
+    this call marked `killed` (each dead run is marked by exactly one process, once: the caller alerts for
+    these)."""
     dead = []
     for rec in store.running_here():
         if rec.pid == os.getpid() or _alive(rec.pid):
@@ -284,8 +308,8 @@ def mark_dead_runs(store: RecordStore, con: duckdb.DuckDBPyConnection) -> list[s
         rec.error = ("the process ended before the run finished (killed?); "
                      + (f"its steps had committed up to snapshot {committed} (each step commits on its own)"
                         if committed else "nothing of it was committed"))
-        store.add(rec)
-        dead.append(rec.run_id)
+        if store.add_if_running(rec):
+            dead.append(rec)
     return dead
 
 

@@ -53,6 +53,7 @@ from airduck.events import (
     EventSink,
     Message,
     RunFinished,
+    RunKilled,
     RunStarted,
     StepFailed,
     StepFinished,
@@ -202,9 +203,11 @@ def run_pipeline(lh, select_items: list[str] | None = None, full_refresh: bool =
         _validate(project, plan)
         con = lh.con
         store = records.RecordStore(project)
-        for run_id in records.mark_dead_runs(store, con):
+        for dead in records.mark_dead_runs(store, con):  # each marked by this process only: alerted once
             sink.handle(Message(run_id=rec.run_id, level="warning",
-                                text=f"run {run_id} had been killed (see `airduck runs show {run_id}`)"))
+                                text=f"run {dead.run_id} had been killed (see `airduck runs show {dead.run_id}`)"))
+            sink.handle(RunKilled(run_id=dead.run_id, started_at=dead.started_at, error=redact(dead.error or ""),
+                                  found_by=rec.run_id))
         rec.snapshot_before = current_snapshot(con)
         store.add(rec)
         sink.handle(RunStarted(run_id=rec.run_id, steps=tuple(plan.ids), selection=tuple(selection),
