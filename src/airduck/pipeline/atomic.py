@@ -98,7 +98,8 @@ def publish(project, name: str, target: str | None = None, *, message: str | Non
                     merged = branches.merge(project, name, target, keep=False, message=message or
                                             f"run branch {name} into {target}", **extra)
                 except AirduckError as exc:
-                    raise _keep(exc, name, "the run")
+                    _keep(exc, name, "the run")
+                    raise
         # merge() deleted the branch, unless there was nothing to merge (it keeps it; a run's goes)
         drop(project, name, missing_ok=True)
     return merged
@@ -130,7 +131,8 @@ def run_atomic(lh, on_branch, select: list[str] | None, full_refresh: bool, rein
         try:
             result = blh.run(select, full_refresh, reingest, threads=threads, step=step, atomic=False)
         except RunFailed as exc:
-            raise _keep(exc, name, "the failed run")
+            _keep(exc, name, "the failed run")
+            raise
         failed = audit(blh)
         head = table_versions(blh.con)  # the branch's tables as they are merged
     if failed:
@@ -148,7 +150,8 @@ def run_atomic(lh, on_branch, select: list[str] | None, full_refresh: bool, rein
         # merge() deleted the branch, unless there was nothing to merge (it left the branch as it was)
         drop(project, name, missing_ok=True)
     except branches.MergeConflict as exc:
-        raise _keep(exc, name, "the run")
+        _keep(exc, name, "the run")
+        raise
     result.merge = merged
     result.branch = name
     serve = [s for s in lh.plan().ids if s.startswith(("serve:", "export:"))] if _serves(project) else []
