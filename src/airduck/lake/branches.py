@@ -304,7 +304,8 @@ def _creating(project: Project, kind: str, name: str) -> Iterator[None]:
     if kind == "sqlite":
         import fcntl
 
-        lock = branch_file(project, name).with_suffix(".lock")
+        file = branch_file(project, name)  # in a folder of their own: the branches folder holds catalogs only
+        lock = file.parent / ".locks" / f"{file.stem}.lock"
         lock.parent.mkdir(parents=True, exist_ok=True)
         with open(lock, "a+") as handle:  # each open() is its own flock: threads wait too
             fcntl.flock(handle, fcntl.LOCK_EX)

@@ -109,7 +109,7 @@ class HeadProbe:
 
     def __init__(self, project: Project) -> None:
         self.project = project
-        self.kind = catalog_kind(project.config.lake.catalog)
+        self.kind: str | None = None  # told on first use: an unset ${VAR} is reported where the lake is opened
         self._pg: Any = None
         self._file: str | None = None
         self._sqlite_conns: dict[int, tuple[sqlite3.Connection, int]] = {}
@@ -117,6 +117,8 @@ class HeadProbe:
 
     def __call__(self) -> tuple[int, str] | None:
         try:
+            if self.kind is None:
+                self.kind = catalog_kind(self.project.config.lake.catalog)
             if self.kind == "sqlite":
                 return self._sqlite()
             if self.kind == "postgres":
